@@ -1,0 +1,9 @@
+package org.pixelpost.model;
+
+import org.bytedeco.pytorch.Tensor;
+
+/** One tensor in, one tensor out. */
+@FunctionalInterface
+public interface Layer {
+    Tensor forward(Tensor x);
+}

@@ -1,0 +1,43 @@
+package org.pixelpost.model.autoencoder;
+
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.model.Module;
+
+/**
+ * A frozen image autoencoder. Callers speak one convention: images are {@code [B, 3, H, W]} RGB
+ * in {@code [0, 1]}; latents are in the diffusion model's space (scaling and shift applied).
+ * Each implementation maps these to its native range and latent scale, so no caller hard-codes
+ * {@code 0.18215} or {@code [-1, 1]}.
+ */
+public interface Autoencoder {
+    /** How the decoder's own output is ranged. */
+    enum PixelRange { ZERO_ONE, MINUS_ONE_ONE }
+
+    String name();
+
+    int latentChannels();
+
+    /** Spatial downsampling factor (8 for the SD family and TAESD family). */
+    int downsampling();
+
+    /** Latent in model space = (raw latent - shift) * scaling. */
+    double scalingFactor();
+
+    double shiftFactor();
+
+    PixelRange nativeRange();
+
+    /** Images in [0, 1] to model-space latents (the posterior mean where the encoder is a VAE). */
+    Tensor encode(Tensor images);
+
+    /** Model-space latents to images in [0, 1] (not clamped, so gradients stay informative). */
+    Tensor decode(Tensor latents);
+
+    Module encoder();
+
+    Module decoder();
+
+    default long parameterCount() {
+        return encoder().parameterCount() + decoder().parameterCount();
+    }
+}

@@ -1,0 +1,119 @@
+package org.pixelpost.model.autoencoder;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.io.Checkpoints;
+import org.pixelpost.io.KeyLayout;
+import org.pixelpost.model.Layers;
+import org.pixelpost.model.Layers.Conv2d;
+import org.pixelpost.model.Layers.GroupNorm;
+import org.pixelpost.model.Layer;
+import org.pixelpost.model.Module;
+import org.pixelpost.model.Sequential;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * The TAESD family of tiny autoencoders: plain 3x3 conv stacks of 64 channels, 8x down and up.
+ * TAESD (4 latent channels) works in SD's scaled latent space; TAEF2 (32 channels) adds a
+ * GroupNorm context branch to the blocks at the latent resolution. Images are in [0, 1] and
+ * latents are used as they come (scale 1, shift 0).
+ */
+public final class TinyAutoencoder implements Autoencoder {
+    /** A known member of the family. */
+    public record Variant(String name, int latentChannels, boolean midBlockGroupNorm) {
+        public static final Variant TAESD = new Variant("taesd", 4, false);
+        public static final Variant TAEF2 = new Variant("taef2", 32, true);
+    }
+
+    private final Variant variant;
+    private final Sequential encoder, decoder;
+
+    public TinyAutoencoder(Variant v) {
+        this.variant = v;
+        this.encoder = encoder(v.latentChannels, v.midBlockGroupNorm);
+        this.decoder = decoder(v.latentChannels, v.midBlockGroupNorm);
+        encoder.freeze();
+        decoder.freeze();
+    }
+
+    /** conv -> ReLU -> conv -> ReLU -> conv plus identity, then ReLU; mid blocks first add a GroupNorm branch. */
+    static final class Block extends Module implements Layer {
+        private final Sequential conv, pool;
+
+        Block(boolean groupNorm) {
+            conv = add("conv", new Sequential(Conv2d.k3(64, 64), Tensor::relu, Conv2d.k3(64, 64), Tensor::relu, Conv2d.k3(64, 64)));
+            pool = groupNorm
+                ? add("pool", new Sequential(Conv2d.k1(64, 256, false), new GroupNorm(4, 256, 1e-5), Tensor::relu, Conv2d.k1(256, 64, false)))
+                : null;
+        }
+
+        @Override
+        public Tensor forward(Tensor x) {
+            if (pool != null) x = x.add(pool.forward(x));
+            return conv.forward(x).add(x).relu();
+        }
+    }
+
+    static Sequential encoder(int latentChannels, boolean gn) {
+        Sequential s = new Sequential(Conv2d.k3(3, 64), new Block(false));
+        for (int stage = 0; stage < 3; stage++) {
+            s.append(new Conv2d(64, 64, 3, 2, 1, false));
+            boolean mid = gn && stage == 2;
+            for (int i = 0; i < 3; i++) s.append(new Block(mid));
+        }
+        return s.append(Conv2d.k3(64, latentChannels));
+    }
+
+    static Sequential decoder(int latentChannels, boolean gn) {
+        Sequential s = new Sequential(x -> x.div(Tensors.s(3)).tanh().mul(Tensors.s(3)), Conv2d.k3(latentChannels, 64), Tensor::relu);
+        for (int stage = 0; stage < 3; stage++) {
+            for (int i = 0; i < 3; i++) s.append(new Block(gn && stage == 0));
+            s.append(Layers::upsample2x).append(new Conv2d(64, 64, 3, 1, 1, false));
+        }
+        return s.append(new Block(false)).append(Conv2d.k3(64, 3));
+    }
+
+    /** Loads both halves; each file may be the original {@code .pth} or safetensors. */
+    public static TinyAutoencoder load(Variant v, Path encoderFile, Path decoderFile) throws IOException {
+        TinyAutoencoder ae = new TinyAutoencoder(v);
+        ae.encoder.load(remap(Checkpoints.read(encoderFile), ae.encoder, "encoder"), encoderFile);
+        ae.decoder.load(remap(Checkpoints.read(decoderFile), ae.decoder, "decoder"), decoderFile);
+        return ae;
+    }
+
+    /** Original keys ({@code 3.conv.0.weight}), or diffusers' AutoencoderTiny ({@code decoder.layers.2.conv.0.weight}, clamp outside the stack). */
+    private static Map<String, Tensor> remap(Map<String, Tensor> stored, Module target, String half) {
+        KeyLayout original = KeyLayout.identity("taesd");
+        KeyLayout diffusers = new KeyLayout("diffusers", (k, t) -> {
+            String p = half + ".layers.";
+            if (!k.startsWith(p)) return null;
+            String rest = k.substring(p.length());
+            int dot = rest.indexOf('.');
+            int i = Integer.parseInt(rest.substring(0, dot)) + (half.equals("decoder") ? 1 : 0);
+            return Map.entry(i + rest.substring(dot), t);
+        });
+        return KeyLayout.pick(stored, target.parameters().keySet(), List.of(original, diffusers));
+    }
+
+    @Override public String name() { return variant.name; }
+    @Override public int latentChannels() { return variant.latentChannels; }
+    @Override public int downsampling() { return 8; }
+    @Override public double scalingFactor() { return 1.0; }
+    @Override public double shiftFactor() { return 0.0; }
+    @Override public PixelRange nativeRange() { return PixelRange.ZERO_ONE; }
+    @Override public Module encoder() { return encoder; }
+    @Override public Module decoder() { return decoder; }
+
+    @Override
+    public Tensor encode(Tensor images) {
+        return encoder.forward(images);
+    }
+
+    @Override
+    public Tensor decode(Tensor latents) {
+        return decoder.forward(latents);
+    }
+}

@@ -1,0 +1,56 @@
+package org.pixelpost.tensor;
+
+import org.bytedeco.javacpp.Loader;
+import org.bytedeco.openblas.global.openblas;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * Engine start-up: the only global state in the project.
+ *
+ * <p>Call {@link #start()} before touching any libtorch class. It extracts the bundled natives
+ * first, so that a machine with another libtorch (Debian's {@code libtorch-dev}) cannot get its
+ * copy linked in; then it pins BLAS to one thread, because OpenBLAS's own pool fights libtorch's
+ * OpenMP pool (training ran about 6x slower with both at their defaults).
+ */
+public final class Engine {
+    private static volatile boolean started;
+    private static int threads;
+
+    private Engine() {}
+
+    /** Starts the engine with libtorch using every core and BLAS on one thread. Idempotent. */
+    public static void start() {
+        start(Integer.getInteger("pixelpost.threads", Runtime.getRuntime().availableProcessors()),
+              Integer.getInteger("pixelpost.blasThreads", 1));
+    }
+
+    public static synchronized void start(int intraOpThreads, int blasThreads) {
+        if (started) return;
+        try {
+            // Extract every bundled library before the first load (see class comment).
+            Loader.cacheResources(torch.class, "/org/bytedeco/pytorch/" + Loader.getPlatform() + "/");
+        } catch (Exception e) {
+            String cache;
+            try { cache = String.valueOf(Loader.getCacheDir()); } catch (Exception ignored) { cache = "?"; }
+            throw new IllegalStateException("cannot extract libtorch natives into the JavaCPP cache ("
+                + cache + "): " + e.getMessage(), e);
+        }
+        Loader.load(openblas.class);
+        openblas.blas_set_num_threads(blasThreads);
+        Loader.load(torch.class);
+        torch.set_num_threads(intraOpThreads);
+        threads = intraOpThreads;
+        started = true;
+    }
+
+    /** Seeds libtorch's default generator: one seed makes a run repeatable. */
+    public static void seed(long seed) {
+        start();
+        torch.manual_seed(seed);
+    }
+
+    public static int threads() {
+        start();
+        return threads;
+    }
+}
