@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.KeyLayout;
 import org.pixelpost.model.Layers;
@@ -76,17 +77,26 @@ public final class TinyAutoencoder implements Autoencoder {
         return s.append(new Block(false)).append(Conv2d.k3(64, 3));
     }
 
-    /** Loads both halves; each file may be the original {@code .pth} or safetensors. */
-    public static TinyAutoencoder load(Variant v, Path encoderFile, Path decoderFile) throws IOException {
-        TinyAutoencoder ae = new TinyAutoencoder(v);
-        ae.encoder.load(remap(Checkpoints.read(encoderFile), ae.encoder, "encoder"), encoderFile);
-        ae.decoder.load(remap(Checkpoints.read(decoderFile), ae.decoder, "decoder"), decoderFile);
+    /**
+     * Loads both halves; each file may be the original {@code .pth} or safetensors (the same file
+     * for both in diffusers' layout). The variant is read off the weights: latent channels from the
+     * last encoder conv, the GroupNorm branch from its keys.
+     */
+    public static TinyAutoencoder load(String name, Path encoderFile, Path decoderFile) throws IOException {
+        Map<String, Tensor> e = Checkpoints.read(encoderFile);
+        Map<String, Tensor> d = encoderFile.equals(decoderFile) ? e : Checkpoints.read(decoderFile);
+        Tensor out = e.containsKey("14.weight") ? e.get("14.weight") : e.get("encoder.layers.14.weight");
+        if (out == null) throw new BadFileException(encoderFile, "not a TAESD-family encoder (no final conv '14.weight')");
+        boolean gn = e.keySet().stream().anyMatch(k -> k.contains(".pool."));
+        TinyAutoencoder ae = new TinyAutoencoder(new Variant(name, (int) out.size(0), gn));
+        ae.encoder.load(remap(e, ae.encoder, "encoder"), encoderFile);
+        ae.decoder.load(remap(d, ae.decoder, "decoder"), decoderFile);
         return ae;
     }
 
     /** Original keys ({@code 3.conv.0.weight}), or diffusers' AutoencoderTiny ({@code decoder.layers.2.conv.0.weight}, clamp outside the stack). */
     private static Map<String, Tensor> remap(Map<String, Tensor> stored, Module target, String half) {
-        KeyLayout original = KeyLayout.identity("taesd");
+        KeyLayout original = KeyLayout.rules("taesd", true, "^(\\d+\\.)", "$1");
         KeyLayout diffusers = new KeyLayout("diffusers", (k, t) -> {
             String p = half + ".layers.";
             if (!k.startsWith(p)) return null;

@@ -1,0 +1,96 @@
+package org.pixelpost.cli;
+
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.model.autoencoder.Autoencoder;
+import org.pixelpost.model.autoencoder.Autoencoders;
+import org.pixelpost.tensor.Engine;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Speed and memory figures (not pass/fail).",
+    subcommands = {BenchCommand.AutoencoderBench.class})
+final class BenchCommand implements Runnable {
+    @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    /** Peak resident set size of this process in MiB (VmHWM), or -1 where /proc is absent. */
+    static double peakRssMiB() {
+        try {
+            for (String l : Files.readAllLines(Paths.get("/proc/self/status")))
+                if (l.startsWith("VmHWM:")) return Long.parseLong(l.replaceAll("\\D", "")) / 1024.0;
+        } catch (Exception ignored) {
+            // not Linux
+        }
+        return -1;
+    }
+
+    /** Median milliseconds of {@code iters} runs after {@code warmup} runs, each in its own scope. */
+    static double medianMs(int warmup, int iters, Runnable r) {
+        double[] t = new double[iters];
+        for (int i = 0; i < warmup + iters; i++) {
+            try (Scope s = Scope.open()) {
+                long t0 = System.nanoTime();
+                r.run();
+                if (i >= warmup) t[i - warmup] = (System.nanoTime() - t0) / 1e6;
+            }
+        }
+        java.util.Arrays.sort(t);
+        return t[iters / 2];
+    }
+
+    @Command(name = "autoencoder", mixinStandardHelpOptions = true,
+        description = "Encode and decode time for a batch at a size, and the peak RSS.")
+    static final class AutoencoderBench implements Callable<Integer> {
+        @Option(names = "--autoencoder", defaultValue = "taef2") String autoencoder;
+        @Option(names = "--batch", defaultValue = "16") int batch;
+        @Option(names = "--size", defaultValue = "64") int size;
+        @Option(names = "--iters", defaultValue = "10") int iters;
+        @Option(names = "--json") boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            Engine.start();
+            Engine.seed(0);
+            Autoencoder ae = Autoencoders.load(autoencoder);
+            Tensor x = torch.rand(batch, 3, size, size);
+            Tensor z;
+            try (var g = Tensors.noGrad()) {
+                z = ae.encode(x);
+            }
+            Tensor zf = z;
+            double enc, dec, decBack;
+            try (var g = Tensors.noGrad()) {
+                enc = medianMs(2, iters, () -> ae.encode(x));
+                dec = medianMs(2, iters, () -> ae.decode(zf));
+            }
+            decBack = medianMs(2, iters, () -> {
+                Tensor zi = zf.detach().set_requires_grad(true);
+                ae.decode(zi).square().mean().backward();
+            });
+            Map<String, Object> o = new LinkedHashMap<>();
+            o.put("autoencoder", ae.name());
+            o.put("batch", batch);
+            o.put("size", size);
+            o.put("threads", Engine.threads());
+            o.put("encode_ms", Math.round(enc * 10) / 10.0);
+            o.put("decode_ms", Math.round(dec * 10) / 10.0);
+            o.put("decode_backward_ms", Math.round(decBack * 10) / 10.0);
+            o.put("peak_rss_mib", Math.round(peakRssMiB()));
+            if (json) System.out.println(Json.write(o));
+            else o.forEach((k, v) -> System.out.printf("%-20s %s%n", k, v));
+            return 0;
+        }
+    }
+}

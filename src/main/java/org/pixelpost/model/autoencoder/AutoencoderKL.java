@@ -1,0 +1,348 @@
+package org.pixelpost.model.autoencoder;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.Checkpoints;
+import org.pixelpost.io.KeyLayout;
+import org.pixelpost.io.SafeTensors;
+import org.pixelpost.model.Layers;
+import org.pixelpost.model.Layers.Conv2d;
+import org.pixelpost.model.Layers.GroupNorm;
+import org.pixelpost.model.Layers.Linear;
+import org.pixelpost.model.Module;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * The Stable Diffusion VAE in the diffusers layout ({@code encoder.down_blocks.0.resnets.0.conv1},
+ * ...). Images are [-1, 1] natively and latents are scaled by {@code scalingFactor} (0.18215 for
+ * SD 1.x). Checkpoints load from the diffusers layout, diffusers' legacy attention names
+ * ({@code query/key/value/proj_attn}) and the original LDM names ({@code first_stage_model.*},
+ * attention as 1x1 convolutions).
+ */
+public final class AutoencoderKL implements Autoencoder {
+    public record Config(int inChannels, int outChannels, List<Integer> blockOutChannels, int layersPerBlock,
+                         int latentChannels, int normNumGroups, double scalingFactor, double shiftFactor,
+                         boolean midBlockAddAttention) {
+        /** The SD 1.x / 2.x VAE. */
+        public static Config sd() {
+            return new Config(3, 3, List.of(128, 256, 512, 512), 2, 4, 32, 0.18215, 0.0, true);
+        }
+
+        static Config fromJson(JsonNode j) {
+            Config d = sd();
+            List<Integer> boc = new ArrayList<>();
+            if (j.has("block_out_channels")) j.get("block_out_channels").forEach(n -> boc.add(n.asInt()));
+            return new Config(j.path("in_channels").asInt(d.inChannels), j.path("out_channels").asInt(d.outChannels),
+                boc.isEmpty() ? d.blockOutChannels : boc, j.path("layers_per_block").asInt(d.layersPerBlock),
+                j.path("latent_channels").asInt(d.latentChannels), j.path("norm_num_groups").asInt(d.normNumGroups),
+                j.path("scaling_factor").asDouble(d.scalingFactor),
+                j.path("shift_factor").isNumber() ? j.get("shift_factor").asDouble() : d.shiftFactor,
+                j.path("mid_block_add_attention").asBoolean(d.midBlockAddAttention));
+        }
+
+        ObjectNode toJson() {
+            ObjectNode j = new ObjectMapper().createObjectNode();
+            j.put("_class_name", "AutoencoderKL");
+            j.put("in_channels", inChannels).put("out_channels", outChannels);
+            j.putArray("block_out_channels").addAll(blockOutChannels.stream().map(i -> (JsonNode) j.numberNode(i)).toList());
+            List<String> down = new ArrayList<>(), up = new ArrayList<>();
+            for (int i = 0; i < blockOutChannels.size(); i++) {
+                down.add("DownEncoderBlock2D");
+                up.add("UpDecoderBlock2D");
+            }
+            down.forEach(j.putArray("down_block_types")::add);
+            up.forEach(j.putArray("up_block_types")::add);
+            j.put("layers_per_block", layersPerBlock).put("latent_channels", latentChannels)
+                .put("norm_num_groups", normNumGroups).put("act_fn", "silu").put("scaling_factor", scalingFactor)
+                .put("mid_block_add_attention", midBlockAddAttention);
+            if (shiftFactor != 0) j.put("shift_factor", shiftFactor);
+            return j;
+        }
+    }
+
+    static final double EPS = 1e-6;
+
+    /** GroupNorm -> SiLU -> conv, twice, plus a 1x1 shortcut where the width changes. */
+    static final class Resnet extends Module {
+        final GroupNorm norm1, norm2;
+        final Conv2d conv1, conv2, shortcut;
+
+        Resnet(int in, int out, int groups) {
+            norm1 = add("norm1", new GroupNorm(groups, in, EPS));
+            conv1 = add("conv1", Conv2d.k3(in, out));
+            norm2 = add("norm2", new GroupNorm(groups, out, EPS));
+            conv2 = add("conv2", Conv2d.k3(out, out));
+            shortcut = in != out ? add("conv_shortcut", Conv2d.k1(in, out, true)) : null;
+        }
+
+        Tensor forward(Tensor x) {
+            Tensor h = conv1.forward(torch.silu(norm1.forward(x)));
+            h = conv2.forward(torch.silu(norm2.forward(h)));
+            return (shortcut == null ? x : shortcut.forward(x)).add(h);
+        }
+    }
+
+    /** Single-head self-attention over all positions, with a residual. */
+    static final class Attention extends Module {
+        final GroupNorm norm;
+        final Linear q, k, v, out;
+
+        Attention(int c, int groups) {
+            norm = add("group_norm", new GroupNorm(groups, c, EPS));
+            q = add("to_q", new Linear(c, c));
+            k = add("to_k", new Linear(c, c));
+            v = add("to_v", new Linear(c, c));
+            out = add("to_out.0", new Linear(c, c));
+        }
+
+        Tensor forward(Tensor x) {
+            long b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+            Tensor s = norm.forward(x).view(b, c, h * w).transpose(1, 2).unsqueeze(1); // [B, 1, HW, C]
+            Tensor a = torch.scaled_dot_product_attention(q.forward(s), k.forward(s), v.forward(s));
+            Tensor o = out.forward(a.squeeze(1)).transpose(1, 2).reshape(b, c, h, w);
+            return x.add(o);
+        }
+    }
+
+    static final class MidBlock extends Module {
+        final Resnet r0, r1;
+        final Attention attn;
+
+        MidBlock(int c, int groups, boolean attention) {
+            r0 = add("resnets.0", new Resnet(c, c, groups));
+            attn = attention ? add("attentions.0", new Attention(c, groups)) : null;
+            r1 = add("resnets.1", new Resnet(c, c, groups));
+        }
+
+        Tensor forward(Tensor x) {
+            x = r0.forward(x);
+            if (attn != null) x = attn.forward(x);
+            return r1.forward(x);
+        }
+    }
+
+    static final class Encoder extends Module {
+        final Conv2d convIn, convOut;
+        final List<List<Resnet>> blocks = new ArrayList<>();
+        final List<Conv2d> down = new ArrayList<>();
+        final MidBlock mid;
+        final GroupNorm normOut;
+
+        Encoder(Config c) {
+            List<Integer> ch = c.blockOutChannels;
+            convIn = add("conv_in", Conv2d.k3(c.inChannels, ch.get(0)));
+            int prev = ch.get(0);
+            for (int i = 0; i < ch.size(); i++) {
+                List<Resnet> rs = new ArrayList<>();
+                for (int j = 0; j < c.layersPerBlock; j++)
+                    rs.add(add("down_blocks." + i + ".resnets." + j, new Resnet(j == 0 ? prev : ch.get(i), ch.get(i), c.normNumGroups)));
+                blocks.add(rs);
+                down.add(i < ch.size() - 1 ? add("down_blocks." + i + ".downsamplers.0.conv", new Conv2d(ch.get(i), ch.get(i), 3, 2, 0, true)) : null);
+                prev = ch.get(i);
+            }
+            mid = add("mid_block", new MidBlock(prev, c.normNumGroups, c.midBlockAddAttention));
+            normOut = add("conv_norm_out", new GroupNorm(c.normNumGroups, prev, EPS));
+            convOut = add("conv_out", Conv2d.k3(prev, 2 * c.latentChannels));
+        }
+
+        Tensor forward(Tensor x) {
+            x = convIn.forward(x);
+            for (int i = 0; i < blocks.size(); i++) {
+                for (Resnet r : blocks.get(i)) x = r.forward(x);
+                // diffusers pads right and bottom by one before the stride-2 conv
+                if (down.get(i) != null) x = down.get(i).forward(torch.constant_pad_nd(x, new long[] {0, 1, 0, 1}));
+            }
+            x = mid.forward(x);
+            return convOut.forward(torch.silu(normOut.forward(x)));
+        }
+    }
+
+    static final class Decoder extends Module {
+        final Conv2d convIn, convOut;
+        final MidBlock mid;
+        final List<List<Resnet>> blocks = new ArrayList<>();
+        final List<Conv2d> up = new ArrayList<>();
+        final GroupNorm normOut;
+
+        Decoder(Config c) {
+            List<Integer> rev = new ArrayList<>(c.blockOutChannels);
+            java.util.Collections.reverse(rev);
+            convIn = add("conv_in", Conv2d.k3(c.latentChannels, rev.get(0)));
+            mid = add("mid_block", new MidBlock(rev.get(0), c.normNumGroups, c.midBlockAddAttention));
+            int prev = rev.get(0);
+            for (int i = 0; i < rev.size(); i++) {
+                List<Resnet> rs = new ArrayList<>();
+                for (int j = 0; j <= c.layersPerBlock; j++)
+                    rs.add(add("up_blocks." + i + ".resnets." + j, new Resnet(j == 0 ? prev : rev.get(i), rev.get(i), c.normNumGroups)));
+                blocks.add(rs);
+                up.add(i < rev.size() - 1 ? add("up_blocks." + i + ".upsamplers.0.conv", Conv2d.k3(rev.get(i), rev.get(i))) : null);
+                prev = rev.get(i);
+            }
+            normOut = add("conv_norm_out", new GroupNorm(c.normNumGroups, prev, EPS));
+            convOut = add("conv_out", Conv2d.k3(prev, c.outChannels));
+        }
+
+        Tensor forward(Tensor z) {
+            Tensor x = mid.forward(convIn.forward(z));
+            for (int i = 0; i < blocks.size(); i++) {
+                for (Resnet r : blocks.get(i)) x = r.forward(x);
+                if (up.get(i) != null) x = up.get(i).forward(Layers.upsample2x(x));
+            }
+            return convOut.forward(torch.silu(normOut.forward(x)));
+        }
+    }
+
+    /** The encoder half as a module: the encoder stack and {@code quant_conv}. */
+    static final class EncoderHalf extends Module {
+        final Encoder encoder;
+        final Conv2d quant;
+
+        EncoderHalf(Config c) {
+            encoder = add("encoder", new Encoder(c));
+            quant = add("quant_conv", Conv2d.k1(2 * c.latentChannels, 2 * c.latentChannels, true));
+        }
+    }
+
+    /** The decoder half: {@code post_quant_conv} and the decoder stack. */
+    static final class DecoderHalf extends Module {
+        final Decoder decoder;
+        final Conv2d postQuant;
+
+        DecoderHalf(Config c) {
+            postQuant = add("post_quant_conv", Conv2d.k1(c.latentChannels, c.latentChannels, true));
+            decoder = add("decoder", new Decoder(c));
+        }
+    }
+
+    private final Config config;
+    private final EncoderHalf enc;
+    private final DecoderHalf dec;
+
+    public AutoencoderKL(Config config) {
+        this.config = config;
+        this.enc = new EncoderHalf(config);
+        this.dec = new DecoderHalf(config);
+        enc.freeze();
+        dec.freeze();
+    }
+
+    public Config config() { return config; }
+    @Override public String name() { return "autoencoder-kl"; }
+    @Override public int latentChannels() { return config.latentChannels; }
+    @Override public int downsampling() { return 1 << (config.blockOutChannels.size() - 1); }
+    @Override public double scalingFactor() { return config.scalingFactor; }
+    @Override public double shiftFactor() { return config.shiftFactor; }
+    @Override public PixelRange nativeRange() { return PixelRange.MINUS_ONE_ONE; }
+    @Override public Module encoder() { return enc; }
+    @Override public Module decoder() { return dec; }
+
+    @Override
+    public Tensor encode(Tensor images) {
+        Tensor moments = enc.quant.forward(enc.encoder.forward(images.mul(Tensors.s(2)).sub(Tensors.s(1))));
+        Tensor mean = moments.narrow(1, 0, config.latentChannels);
+        return mean.sub(Tensors.s(config.shiftFactor)).mul(Tensors.s(config.scalingFactor));
+    }
+
+    @Override
+    public Tensor decode(Tensor latents) {
+        Tensor z = latents.div(Tensors.s(config.scalingFactor)).add(Tensors.s(config.shiftFactor));
+        Tensor x = dec.decoder.forward(dec.postQuant.forward(z));
+        return x.add(Tensors.s(1)).mul(Tensors.s(0.5));
+    }
+
+    /** Every parameter under its diffusers key. */
+    public Map<String, Tensor> stateDict() {
+        Map<String, Tensor> sd = new java.util.LinkedHashMap<>(enc.parameters());
+        sd.putAll(dec.parameters());
+        return sd;
+    }
+
+    /** Writes {@code config.json} and {@code diffusion_pytorch_model.safetensors} (the diffusers layout). */
+    public void save(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        SafeTensors.write(dir.resolve("diffusion_pytorch_model.safetensors"), stateDict(), Map.of("format", "pt"));
+        AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
+    }
+
+    /**
+     * Loads a diffusers folder ({@code config.json} + weights), or a single checkpoint file in any
+     * accepted layout with the SD config.
+     */
+    public static AutoencoderKL load(Path path) throws IOException {
+        Config config = Config.sd();
+        Path weights = path;
+        if (Files.isDirectory(path)) {
+            Path cfg = path.resolve("config.json");
+            if (Files.isRegularFile(cfg)) {
+                try {
+                    config = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
+                } catch (IOException e) {
+                    throw new BadFileException(cfg, "malformed config.json (" + e.getMessage() + ")");
+                }
+            }
+            weights = null;
+            for (String n : List.of("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors"))
+                if (Files.isRegularFile(path.resolve(n))) { weights = path.resolve(n); break; }
+            if (weights == null) throw new BadFileException(path, "no diffusion_pytorch_model.safetensors (or .bin) in this folder");
+        }
+        AutoencoderKL ae = new AutoencoderKL(config);
+        Map<String, Tensor> sd = KeyLayout.pick(Checkpoints.read(weights), ae.stateDict().keySet(), layouts(config));
+        Map<String, Tensor> encPart = new java.util.LinkedHashMap<>(), decPart = new java.util.LinkedHashMap<>();
+        sd.forEach((k, t) -> (k.startsWith("encoder.") || k.startsWith("quant_conv.") ? encPart : decPart).put(k, t));
+        ae.enc.load(encPart, weights);
+        ae.dec.load(decPart, weights);
+        return ae;
+    }
+
+    /** Accepted layouts: diffusers, diffusers with legacy attention names, original LDM. */
+    static List<KeyLayout> layouts(Config c) {
+        KeyLayout legacy = KeyLayout.rules("diffusers-legacy-attention", false,
+            "\\.attentions\\.0\\.query\\.", ".attentions.0.to_q.",
+            "\\.attentions\\.0\\.key\\.", ".attentions.0.to_k.",
+            "\\.attentions\\.0\\.value\\.", ".attentions.0.to_v.",
+            "\\.attentions\\.0\\.proj_attn\\.", ".attentions.0.to_out.0.");
+        int n = c.blockOutChannels.size();
+        KeyLayout ldm = new KeyLayout("ldm", (k, t) -> {
+            if (k.startsWith("first_stage_model.")) k = k.substring("first_stage_model.".length());
+            else if (!(k.startsWith("encoder.") || k.startsWith("decoder.") || k.startsWith("quant_conv.") || k.startsWith("post_quant_conv."))) return null;
+            String m = ldmKey(k, n);
+            // LDM stores the attention projections as 1x1 convolutions
+            if (m.contains(".attentions.0.") && !m.contains("group_norm") && t.dim() == 4) t = t.flatten(1, -1);
+            return Map.entry(m, t);
+        });
+        return List.of(KeyLayout.identity("diffusers"), legacy, ldm);
+    }
+
+    static String ldmKey(String k, int levels) {
+        k = k.replaceAll("^encoder\\.down\\.(\\d+)\\.block\\.(\\d+)\\.", "encoder.down_blocks.$1.resnets.$2.")
+             .replaceAll("^encoder\\.down\\.(\\d+)\\.downsample\\.conv\\.", "encoder.down_blocks.$1.downsamplers.0.conv.")
+             .replaceAll("\\.mid\\.block_1\\.", ".mid_block.resnets.0.")
+             .replaceAll("\\.mid\\.block_2\\.", ".mid_block.resnets.1.")
+             .replaceAll("\\.mid\\.attn_1\\.norm\\.", ".mid_block.attentions.0.group_norm.")
+             .replaceAll("\\.mid\\.attn_1\\.q\\.", ".mid_block.attentions.0.to_q.")
+             .replaceAll("\\.mid\\.attn_1\\.k\\.", ".mid_block.attentions.0.to_k.")
+             .replaceAll("\\.mid\\.attn_1\\.v\\.", ".mid_block.attentions.0.to_v.")
+             .replaceAll("\\.mid\\.attn_1\\.proj_out\\.", ".mid_block.attentions.0.to_out.0.")
+             .replaceAll("\\.norm_out\\.", ".conv_norm_out.")
+             .replaceAll("\\.nin_shortcut\\.", ".conv_shortcut.");
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("^decoder\\.up\\.(\\d+)\\.(block|upsample)\\.(.*)$").matcher(k);
+        if (m.matches()) {
+            int i = levels - 1 - Integer.parseInt(m.group(1)); // LDM counts decoder levels from the output
+            k = m.group(2).equals("block")
+                ? "decoder.up_blocks." + i + ".resnets." + m.group(3)
+                : "decoder.up_blocks." + i + ".upsamplers.0." + m.group(3);
+        }
+        return k;
+    }
+}
