@@ -53,6 +53,13 @@ public abstract class Module {
         return parameters().values().stream().mapToLong(Tensor::numel).sum();
     }
 
+    /** Converts every parameter to {@code dtype} in place (the tensors keep their identity). */
+    public void to(org.bytedeco.pytorch.global.torch.ScalarType dtype) {
+        try (NoGradGuard g = Tensors.noGrad()) {
+            for (Tensor p : parameters().values()) p.set_data(p.to(dtype));
+        }
+    }
+
     /** Stops gradients into the parameters; gradients still flow through to the inputs. */
     public void freeze() {
         for (Tensor p : parameters().values()) p.set_requires_grad(false);

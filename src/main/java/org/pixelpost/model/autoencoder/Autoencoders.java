@@ -57,11 +57,25 @@ public final class Autoencoders {
 
     /** The folder holding {@code name}'s files, fetching the pinned originals into the cache when needed. */
     public static Path resolve(String name) throws IOException {
-        List<Pinned> files = KNOWN.get(name);
-        List<Path> looked = new ArrayList<>();
         String env = System.getenv("PIXELPOST_WEIGHTS");
-        if (env != null && !env.isBlank()) looked.add(Paths.get(env).resolve(name));
-        Path cache = cacheDir().resolve(name);
+        return resolve(name, env == null || env.isBlank() ? null : Paths.get(env), cacheDir());
+    }
+
+    /** The local folder holding {@code name}'s files, without downloading. */
+    public static Path resolveLocal(String name) throws IOException {
+        String env = System.getenv("PIXELPOST_WEIGHTS");
+        for (Path dir : new Path[] {env == null || env.isBlank() ? null : Paths.get(env).resolve(name), cacheDir().resolve(name)})
+            if (dir != null && hasAll(dir, name)) return dir;
+        throw new IOException(name + " is not in $PIXELPOST_WEIGHTS or the cache");
+    }
+
+    /** As {@link #resolve(String)} with the weights folder ({@code null}: unset) and cache given. */
+    static Path resolve(String name, Path weightsRoot, Path cacheRoot) throws IOException {
+        List<Pinned> files = KNOWN.get(name);
+        if (files == null) throw new IOException("unknown autoencoder '" + name + "'; known: " + knownNames());
+        List<Path> looked = new ArrayList<>();
+        if (weightsRoot != null) looked.add(weightsRoot.resolve(name));
+        Path cache = cacheRoot.resolve(name);
         looked.add(cache);
         for (Path dir : looked) if (hasAll(dir, name)) return dir;
         List<String> problems = new ArrayList<>();
@@ -81,7 +95,7 @@ public final class Autoencoders {
         StringBuilder msg = new StringBuilder("autoencoder '" + name + "' is not available.\n  needs: ");
         files.forEach(f -> msg.append(f.file).append(' '));
         msg.append("(or the same names with .safetensors)\n  looked in: ");
-        if (env == null || env.isBlank()) msg.append("$PIXELPOST_WEIGHTS/").append(name).append(" (variable unset), ");
+        if (weightsRoot == null) msg.append("$PIXELPOST_WEIGHTS/").append(name).append(" (variable unset), ");
         looked.forEach(d -> msg.append(d).append(", "));
         msg.setLength(msg.length() - 2);
         problems.forEach(pr -> msg.append("\n  ").append(pr));
