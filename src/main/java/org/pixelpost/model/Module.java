@@ -16,7 +16,7 @@ import org.pixelpost.tensor.Tensors;
  * A tree of named parameters. State-dict keys are the dotted paths of the tree, so a model
  * written in the reference layout loads its checkpoints without a translation table.
  */
-public abstract class Module {
+public abstract class Module implements AutoCloseable {
     private final Map<String, Tensor> params = new LinkedHashMap<>();
     private final Map<String, Module> children = new LinkedHashMap<>();
 
@@ -89,6 +89,14 @@ public abstract class Module {
         try (NoGradGuard g = Tensors.noGrad()) {
             for (Map.Entry<String, Tensor> e : mine.entrySet()) e.getValue().copy_(state.get(e.getKey()));
         }
+    }
+
+    /** Frees the parameters' native memory now; the module is unusable afterwards. */
+    @Override
+    public void close() {
+        for (Tensor p : parameters().values()) p.releaseReference();
+        params.clear();
+        children.clear();
     }
 
     private static String head(List<String> keys) {

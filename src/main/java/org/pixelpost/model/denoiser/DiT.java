@@ -1,0 +1,280 @@
+package org.pixelpost.model.denoiser;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.diffusion.PredictionType;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.Checkpoints;
+import org.pixelpost.io.SafeTensors;
+import org.pixelpost.model.Layers.Conv2d;
+import org.pixelpost.model.Layers.LayerNorm;
+import org.pixelpost.model.Layers.Linear;
+import org.pixelpost.model.Module;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * A diffusion transformer with cross-attention to text, as PixArt-alpha builds it: patch embedding
+ * with fixed 2D sin-cos positions, a timestep embedding shared by all blocks through one
+ * modulation projection ("adaLN-single") plus a learned scale-shift table per block,
+ * self-attention, cross-attention to projected text tokens, an MLP, and an output layer that
+ * starts at zero. Parameter names follow the original checkpoints.
+ */
+public final class DiT extends Module implements Denoiser {
+    public record Config(int inChannels, int outChannels, int sampleSize, int patchSize, int hiddenSize, int depth,
+                         int numHeads, double mlpRatio, int captionChannels, PredictionType predictionType) {
+        public Config {
+            if (hiddenSize % numHeads != 0) throw new IllegalArgumentException("hidden size " + hiddenSize + " is not divisible by " + numHeads + " heads");
+            if (sampleSize % patchSize != 0) throw new IllegalArgumentException("sample size " + sampleSize + " is not divisible by patch " + patchSize);
+            if (hiddenSize % 4 != 0) throw new IllegalArgumentException("hidden size must be divisible by 4 for 2D sin-cos positions");
+        }
+
+        /** Named sizes: the CPU-sized default and the published DiT sizes in PixArt's text-to-image form. */
+        public static Config named(String name) {
+            return switch (name.toLowerCase(java.util.Locale.ROOT)) {
+                // 8x8x32 latents (TAEF2 at 64x64), MiniLM tokens: trainable on a laptop CPU
+                case "tiny" -> new Config(32, 32, 8, 2, 192, 6, 6, 4.0, 384, PredictionType.EPSILON);
+                case "small" -> new Config(32, 32, 8, 1, 256, 8, 8, 4.0, 384, PredictionType.EPSILON);
+                // 512px SD latents (64x64x4), T5-XXL tokens (4096), learned variance (8 output channels)
+                case "s/2" -> new Config(4, 8, 64, 2, 384, 12, 6, 4.0, 4096, PredictionType.EPSILON);
+                case "b/2" -> new Config(4, 8, 64, 2, 768, 12, 12, 4.0, 4096, PredictionType.EPSILON);
+                case "l/2" -> new Config(4, 8, 64, 2, 1024, 24, 16, 4.0, 4096, PredictionType.EPSILON);
+                case "xl/2" -> new Config(4, 8, 64, 2, 1152, 28, 16, 4.0, 4096, PredictionType.EPSILON);
+                default -> throw new IllegalArgumentException("unknown DiT size '" + name + "'; known: " + names());
+            };
+        }
+
+        public static List<String> names() {
+            return List.of("tiny", "small", "S/2", "B/2", "L/2", "XL/2");
+        }
+
+        public ObjectNode toJson() {
+            ObjectNode j = new ObjectMapper().createObjectNode();
+            j.put("_class_name", "DiT").put("in_channels", inChannels).put("out_channels", outChannels)
+                .put("sample_size", sampleSize).put("patch_size", patchSize).put("hidden_size", hiddenSize)
+                .put("depth", depth).put("num_heads", numHeads).put("mlp_ratio", mlpRatio)
+                .put("caption_channels", captionChannels).put("prediction_type", predictionType.configName);
+            return j;
+        }
+
+        public static Config fromJson(JsonNode j) {
+            return new Config(j.get("in_channels").asInt(), j.get("out_channels").asInt(), j.get("sample_size").asInt(),
+                j.get("patch_size").asInt(), j.get("hidden_size").asInt(), j.get("depth").asInt(), j.get("num_heads").asInt(),
+                j.path("mlp_ratio").asDouble(4.0), j.get("caption_channels").asInt(),
+                PredictionType.of(j.path("prediction_type").asText("epsilon")));
+        }
+    }
+
+    /** Published parameter counts to compare against, by size name. */
+    public static final Map<String, Long> PUBLISHED = Map.of("xl/2", 610_856_096L); // PixArt-alpha XL/2 ("0.6B")
+
+    private final Config config;
+    private final Conv2d patch;
+    private final Linear tMlp0, tMlp2, tBlock, yFc1, yFc2;
+    private final List<Block> blocks = new ArrayList<>();
+    private final FinalLayer finalLayer;
+    private final Tensor pos;
+
+    public DiT(Config c) {
+        this.config = c;
+        int d = c.hiddenSize;
+        patch = add("x_embedder.proj", new Conv2d(c.inChannels, d, c.patchSize, c.patchSize, 0, true));
+        tMlp0 = add("t_embedder.mlp.0", new Linear(FREQ_DIM, d));
+        tMlp2 = add("t_embedder.mlp.2", new Linear(d, d));
+        tBlock = add("t_block.1", new Linear(d, 6L * d));
+        yFc1 = add("y_embedder.y_proj.fc1", new Linear(c.captionChannels, d));
+        yFc2 = add("y_embedder.y_proj.fc2", new Linear(d, d));
+        for (int i = 0; i < c.depth; i++) blocks.add(add("blocks." + i, new Block(d, c.numHeads, c.mlpRatio)));
+        finalLayer = add("final_layer", new FinalLayer(d, c.patchSize, c.outChannels));
+        int grid = c.sampleSize / c.patchSize;
+        pos = sinCos2d(d, grid);
+        pos.retainReference();
+        initialize();
+    }
+
+    static final int FREQ_DIM = 256;
+
+    @Override public PredictionType predictionType() { return config.predictionType; }
+    @Override public Module module() { return this; }
+    public Config config() { return config; }
+
+    /** Self-attention, cross-attention and MLP, each modulated by the shared timestep projection. */
+    static final class Block extends Module {
+        final LayerNorm norm1, norm2;
+        final Linear qkv, proj, q, kv, crossProj, fc1, fc2;
+        final Tensor scaleShift;
+        final int heads;
+
+        Block(int d, int heads, double mlpRatio) {
+            this.heads = heads;
+            norm1 = new LayerNorm(d, 1e-6, false);
+            norm2 = new LayerNorm(d, 1e-6, false);
+            qkv = add("attn.qkv", new Linear(d, 3L * d));
+            proj = add("attn.proj", new Linear(d, d));
+            q = add("cross_attn.q_linear", new Linear(d, d));
+            kv = add("cross_attn.kv_linear", new Linear(d, 2L * d));
+            crossProj = add("cross_attn.proj", new Linear(d, d));
+            int hidden = (int) (d * mlpRatio);
+            fc1 = add("mlp.fc1", new Linear(d, hidden));
+            fc2 = add("mlp.fc2", new Linear(hidden, d));
+            scaleShift = param("scale_shift_table", torch.randn(6, d).div(Tensors.s(Math.sqrt(d))));
+        }
+
+        Tensor forward(Tensor x, Tensor y, Tensor mask, Tensor t6) {
+            long b = x.size(0), d = x.size(2);
+            TensorVector m = scaleShift.unsqueeze(0).add(t6.reshape(b, 6, d)).chunk(6, 1);
+            Tensor shiftMsa = m.get(0), scaleMsa = m.get(1), gateMsa = m.get(2), shiftMlp = m.get(3), scaleMlp = m.get(4), gateMlp = m.get(5);
+            x = x.add(gateMsa.mul(selfAttention(modulate(norm1.forward(x), shiftMsa, scaleMsa))));
+            x = x.add(crossAttention(x, y, mask));
+            Tensor h = fc2.forward(torch.gelu(fc1.forward(modulate(norm2.forward(x), shiftMlp, scaleMlp)), "tanh"));
+            return x.add(gateMlp.mul(h));
+        }
+
+        Tensor selfAttention(Tensor x) {
+            long b = x.size(0), n = x.size(1), d = x.size(2);
+            Tensor qkvh = qkv.forward(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
+            Tensor o = torch.scaled_dot_product_attention(qkvh.select(0, 0), qkvh.select(0, 1), qkvh.select(0, 2));
+            return proj.forward(o.transpose(1, 2).reshape(b, n, d));
+        }
+
+        Tensor crossAttention(Tensor x, Tensor y, Tensor mask) {
+            long b = x.size(0), n = x.size(1), d = x.size(2), tk = y.size(1);
+            Tensor qh = q.forward(x).reshape(b, n, heads, d / heads).transpose(1, 2);
+            Tensor kvh = kv.forward(y).reshape(b, tk, 2, heads, d / heads).permute(2, 0, 3, 1, 4);
+            Tensor attnMask = mask == null ? null : mask.to(torch.ScalarType.Bool).view(b, 1, 1, tk);
+            Tensor o = torch.scaled_dot_product_attention(qh, kvh.select(0, 0), kvh.select(0, 1), Tensors.opt(attnMask),
+                0.0, false, new org.bytedeco.pytorch.DoubleOptional(), false);
+            return crossProj.forward(o.transpose(1, 2).reshape(b, n, d));
+        }
+    }
+
+    static final class FinalLayer extends Module {
+        final LayerNorm norm;
+        final Linear linear;
+        final Tensor scaleShift;
+
+        FinalLayer(int d, int p, int out) {
+            norm = new LayerNorm(d, 1e-6, false);
+            linear = add("linear", new Linear(d, (long) p * p * out));
+            scaleShift = param("scale_shift_table", torch.randn(2, d).div(Tensors.s(Math.sqrt(d))));
+        }
+
+        Tensor forward(Tensor x, Tensor tEmb) {
+            TensorVector m = scaleShift.unsqueeze(0).add(tEmb.unsqueeze(1)).chunk(2, 1);
+            return linear.forward(modulate(norm.forward(x), m.get(0), m.get(1)));
+        }
+    }
+
+    static Tensor modulate(Tensor x, Tensor shift, Tensor scale) {
+        return x.mul(scale.add(Tensors.s(1))).add(shift);
+    }
+
+    @Override
+    public Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
+        long b = zT.size(0);
+        int p = config.patchSize, c = config.outChannels;
+        long h = zT.size(2) / p, w = zT.size(3) / p;
+        if (h * p != config.sampleSize || w * p != config.sampleSize)
+            throw new IllegalArgumentException("latent " + Tensors.describe(zT) + " does not match sample size " + config.sampleSize);
+        Tensor x = patch.forward(zT).flatten(2, 3).transpose(1, 2).add(pos.to(zT.scalar_type())); // [B, N, d]
+        Tensor tEmb = tMlp2.forward(torch.silu(tMlp0.forward(timestepEmbedding(t, FREQ_DIM).to(zT.scalar_type()))));
+        Tensor t6 = tBlock.forward(torch.silu(tEmb));
+        Tensor y = yFc2.forward(torch.gelu(yFc1.forward(textTokens), "tanh"));
+        for (Block blk : blocks) x = blk.forward(x, y, textMask, t6);
+        x = finalLayer.forward(x, tEmb);                                                     // [B, N, p*p*c]
+        return x.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p);
+    }
+
+    /** Sinusoidal features of the timestep: {@code [cos(t f_i), sin(t f_i)]}, {@code f_i = 10000^(-i/half)}. */
+    static Tensor timestepEmbedding(Tensor t, int dim) {
+        int half = dim / 2;
+        Tensor freqs = torch.arange(new org.bytedeco.pytorch.Scalar(half)).to(torch.ScalarType.Float)
+            .mul(Tensors.s(-Math.log(10000) / half)).exp();
+        Tensor args = t.to(torch.ScalarType.Float).unsqueeze(1).mul(freqs.unsqueeze(0));
+        return torch.cat(new TensorVector(args.cos(), args.sin()), 1);
+    }
+
+    /**
+     * Fixed 2D sin-cos positions {@code [1, grid*grid, d]}: the first half of the channels encodes
+     * the column, the second the row, each as {@code [sin, cos]}, in the order of the reference code.
+     */
+    static Tensor sinCos2d(int d, int grid) {
+        float[] out = new float[grid * grid * d];
+        int quarter = d / 4;
+        for (int r = 0; r < grid; r++)
+            for (int c = 0; c < grid; c++) {
+                int base = (r * grid + c) * d;
+                for (int i = 0; i < quarter; i++) {
+                    double omega = 1.0 / Math.pow(10000, (double) i / quarter);
+                    out[base + i] = (float) Math.sin(c * omega);
+                    out[base + quarter + i] = (float) Math.cos(c * omega);
+                    out[base + 2 * quarter + i] = (float) Math.sin(r * omega);
+                    out[base + 3 * quarter + i] = (float) Math.cos(r * omega);
+                }
+            }
+        return Tensors.fromFloats(out, 1, (long) grid * grid, d);
+    }
+
+    /** PixArt's initialisation: Xavier linears, N(0, 0.02) embedders, zero cross-attention output and final layer. */
+    private void initialize() {
+        try (var g = Tensors.noGrad()) {
+            for (Map.Entry<String, Tensor> e : parameters().entrySet()) {
+                String k = e.getKey();
+                Tensor p = e.getValue();
+                if (k.endsWith(".bias")) p.zero_();
+                else if (k.endsWith(".weight") && p.dim() >= 2) {
+                    long fanOut = p.size(0), fanIn = p.numel() / fanOut;
+                    double bound = Math.sqrt(6.0 / (fanIn + fanOut));
+                    p.copy_(torch.rand(Tensors.shape(p)).mul(Tensors.s(2 * bound)).sub(Tensors.s(bound)));
+                }
+            }
+            for (Linear l : List.of(tMlp0, tMlp2, tBlock, yFc1, yFc2)) l.weight.copy_(torch.randn(Tensors.shape(l.weight)).mul(Tensors.s(0.02)));
+            for (Block b : blocks) {
+                b.crossProj.weight.zero_();
+                b.crossProj.bias.zero_();
+            }
+            finalLayer.linear.weight.zero_();
+            finalLayer.linear.bias.zero_();
+        }
+    }
+
+    /** Writes {@code config.json} and {@code model.safetensors} into {@code dir}. */
+    public void save(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        SafeTensors.write(dir.resolve("model.safetensors"), parameters(), Map.of("format", "pt", "model", "DiT"));
+        AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
+    }
+
+    public static DiT load(Path dir) throws IOException {
+        Path cfg = dir.resolve("config.json");
+        if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a DiT folder");
+        Config c;
+        try {
+            c = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
+        } catch (IOException | RuntimeException e) {
+            throw new BadFileException(cfg, "malformed DiT config (" + e.getMessage() + ")");
+        }
+        DiT m = new DiT(c);
+        Path w = dir.resolve("model.safetensors");
+        m.load(Checkpoints.read(Files.isRegularFile(w) ? w : dir.resolve("model.pth")), w);
+        return m;
+    }
+
+    /** Copies of the parameters, e.g. for a frozen reference model. */
+    public Map<String, Tensor> snapshot() {
+        Map<String, Tensor> s = new LinkedHashMap<>();
+        parameters().forEach((k, v) -> s.put(k, v.detach().clone()));
+        return s;
+    }
+}

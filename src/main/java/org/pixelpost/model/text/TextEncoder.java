@@ -1,0 +1,23 @@
+package org.pixelpost.model.text;
+
+import java.util.List;
+import org.bytedeco.pytorch.Tensor;
+
+/** A frozen text encoder giving per-token features; the empty prompt is the unconditional input. */
+public interface TextEncoder extends AutoCloseable {
+    /** Per-token features {@code [B, T, dim]} (zero past each caption's end) and {@code mask [B, T]} (true on real tokens). */
+    record Encoded(Tensor tokens, Tensor mask) {}
+
+    String name();
+
+    /** Feature size per token. */
+    int dim();
+
+    /** Captions longer than this many tokens are truncated. */
+    int maxTokens();
+
+    Encoded encode(List<String> captions);
+
+    @Override
+    void close();
+}
