@@ -16,7 +16,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Speed and memory figures (not pass/fail).",
-    subcommands = {BenchCommand.AutoencoderBench.class})
+    subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class})
 final class BenchCommand implements Runnable {
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
@@ -90,6 +90,43 @@ final class BenchCommand implements Runnable {
             o.put("peak_rss_mib", Math.round(peakRssMiB()));
             if (json) System.out.println(Json.write(o));
             else o.forEach((k, v) -> System.out.printf("%-20s %s%n", k, v));
+            return 0;
+        }
+    }
+
+    @Command(name = "sample", mixinStandardHelpOptions = true,
+        description = "Seconds per image for DDIM sampling with guidance on a fresh DiT over TAEF2 (64x64).")
+    static final class SampleBench implements Callable<Integer> {
+        @Option(names = "--size", defaultValue = "tiny", description = "DiT size (default: ${DEFAULT-VALUE})") String size;
+        @Option(names = "--steps", defaultValue = "50") int steps;
+        @Option(names = "--images", defaultValue = "8", description = "images in one batch (default: ${DEFAULT-VALUE})") int images;
+        @Option(names = "--guidance", defaultValue = "4.5") double guidance;
+        @Option(names = "--json") boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            Engine.seed(0);
+            try (org.pixelpost.model.TextToImageModel m = org.pixelpost.model.TextToImageModel.create(size, "taef2", 64, 1.0)) {
+                org.pixelpost.diffusion.Sampler sampler = new org.pixelpost.diffusion.Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, 64, 1.0);
+                java.util.List<String> prompts = java.util.Collections.nCopies(images, "grinning face");
+                long[] seeds = java.util.stream.LongStream.range(0, images).toArray();
+                org.pixelpost.diffusion.Sampler.Settings s = new org.pixelpost.diffusion.Sampler.Settings(steps, guidance, 0);
+                sampler.sample(prompts.subList(0, 1), new long[] {0}, new org.pixelpost.diffusion.Sampler.Settings(2, guidance, 0), null); // warm-up
+                long t0 = System.nanoTime();
+                sampler.sample(prompts, seeds, s, null);
+                double secs = (System.nanoTime() - t0) / 1e9;
+                Map<String, Object> o = new LinkedHashMap<>();
+                o.put("denoiser", size);
+                o.put("parameters", m.denoiser.parameterCount());
+                o.put("steps", steps);
+                o.put("guidance", guidance);
+                o.put("images", images);
+                o.put("threads", Engine.threads());
+                o.put("seconds_per_image", Math.round(secs / images * 1000) / 1000.0);
+                o.put("peak_rss_mib", Math.round(peakRssMiB()));
+                if (json) System.out.println(Json.write(o));
+                else o.forEach((k, v) -> System.out.printf("%-20s %s%n", k, v));
+            }
             return 0;
         }
     }

@@ -25,6 +25,7 @@ public final class Scope implements AutoCloseable {
 
     /** Keeps {@code p} alive past this scope. */
     public <P extends Pointer> P keep(P p) {
+        p.retainReference(); // detach() drops the scope's reference; this one replaces it
         scope.detach(p);
         kept.add(p);
         return p;
@@ -34,6 +35,10 @@ public final class Scope implements AutoCloseable {
     public void close() {
         scope.close();
         PointerScope outer = PointerScope.getInnerScope();
-        if (outer != null) for (Pointer p : kept) outer.attach(p);
+        if (outer == null) return; // kept tensors are then freed by the garbage collector
+        for (Pointer p : kept) {
+            outer.attach(p);
+            p.releaseReference();
+        }
     }
 }

@@ -88,7 +88,7 @@ public final class Autoencoders {
             try {
                 download(f, cache.resolve(f.file));
             } catch (IOException e) {
-                problems.add(f.file + ": download from " + f.url + " failed (" + e.getMessage() + ")");
+                problems.add(f.file + ": download from " + f.url + " failed (" + (e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName()) + ")");
             }
         }
         if (hasAll(cache, name)) return cache;

@@ -1,0 +1,91 @@
+package org.pixelpost.cli;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.model.denoiser.DiT;
+import org.pixelpost.tensor.Engine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+@Command(name = "model", mixinStandardHelpOptions = true, description = "Inspect and create models.",
+    subcommands = {ModelCommand.Info.class, ModelCommand.Create.class})
+final class ModelCommand implements Runnable {
+    @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    @Command(name = "info", mixinStandardHelpOptions = true,
+        description = {"Configuration and parameter count of a named DiT size (tiny, small, S/2, B/2, L/2, XL/2)",
+            "or of a model folder, compared with the published count where there is one."})
+    static final class Info implements Callable<Integer> {
+        @Parameters(paramLabel = "NAME|DIR") String name;
+        @Option(names = "--json") boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            Engine.start();
+            Map<String, Object> o = new LinkedHashMap<>();
+            Path dir = Paths.get(name);
+            DiT.Config c;
+            long count;
+            if (Files.isDirectory(dir)) {
+                try (TextToImageModel m = TextToImageModel.load(dir)) {
+                    c = m.denoiser.config();
+                    count = m.denoiser.parameterCount();
+                    o.put("autoencoder", m.autoencoderSpec);
+                    o.put("text_encoder", m.textEncoder.name());
+                    o.put("image_size", m.imageSize);
+                }
+            } else {
+                c = DiT.Config.named(name);
+                try (DiT m = new DiT(c)) {
+                    count = m.parameterCount();
+                }
+            }
+            o.put("name", name);
+            o.put("config", Json.MAPPER.convertValue(c.toJson(), Map.class));
+            o.put("parameters", count);
+            Long published = DiT.PUBLISHED.get(name.toLowerCase(java.util.Locale.ROOT));
+            if (published != null) {
+                o.put("published_parameters", published);
+                o.put("matches_published", published == count);
+            }
+            if (json) System.out.println(Json.write(o));
+            else {
+                System.out.printf("%s: %,d parameters%n", name, count);
+                if (published != null) System.out.printf("published (PixArt-alpha XL/2): %,d  %s%n", published, published == count ? "(match)" : "(differs)");
+                System.out.println(Json.write(o.get("config")));
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "create", mixinStandardHelpOptions = true, description = "Write a new, randomly initialised text-to-image model folder.")
+    static final class Create implements Callable<Integer> {
+        @Option(names = "--size", defaultValue = "tiny", description = "DiT size (default: ${DEFAULT-VALUE})") String size;
+        @Option(names = "--autoencoder", defaultValue = "taef2", description = "default: ${DEFAULT-VALUE}") String autoencoder;
+        @Option(names = "--image-size", defaultValue = "64", description = "default: ${DEFAULT-VALUE}") int imageSize;
+        @Option(names = "--latent-scale", defaultValue = "1.0", description = "diffusion runs on scale * latent (default: ${DEFAULT-VALUE})") double latentScale;
+        @Option(names = "--seed", defaultValue = "0") long seed;
+        @Option(names = "--out", required = true) Path out;
+
+        @Override
+        public Integer call() throws Exception {
+            Engine.seed(seed);
+            try (TextToImageModel m = TextToImageModel.create(size, autoencoder, imageSize, latentScale)) {
+                m.save(out);
+                System.out.printf("%s DiT (%,d parameters) over %s written to %s%n", size, m.denoiser.parameterCount(), autoencoder, out);
+            }
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,105 @@
+package org.pixelpost.cli;
+
+import java.awt.image.BufferedImage;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.diffusion.Sampler;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.Images;
+import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.tensor.Engine;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "sample", mixinStandardHelpOptions = true,
+    description = {"Generate images with DDIM and classifier-free guidance.",
+        "Writes PROMPT-IMAGE.png files, grid.png (a row per prompt) and settings.json."})
+final class SampleCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, description = "model folder (model_index.json, denoiser/, scheduler/)")
+    Path model;
+
+    static final class Prompts {
+        @Option(names = "--prompt", description = "a prompt (repeatable)") List<String> prompt;
+        @Option(names = "--prompts", description = "a file with one prompt per line") Path file;
+    }
+
+    @ArgGroup(exclusive = true, multiplicity = "1") Prompts prompts;
+
+    @Option(names = "--steps", defaultValue = "50", description = "DDIM steps (default: ${DEFAULT-VALUE})") int steps;
+    @Option(names = "--guidance", defaultValue = "4.5", description = "classifier-free guidance scale; <= 1 disables it (default: ${DEFAULT-VALUE})") double guidance;
+    @Option(names = "--eta", defaultValue = "0", description = "DDIM eta: 0 deterministic, 1 DDPM-like (default: ${DEFAULT-VALUE})") double eta;
+    @Option(names = "--seed", defaultValue = "0", description = "image i of a prompt starts from noise seeded by seed + i (default: ${DEFAULT-VALUE})") long seed;
+    @Option(names = "--num-images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})") int numImages;
+    @Option(names = "--batch", defaultValue = "16", description = "images per denoiser batch (default: ${DEFAULT-VALUE})") int batch;
+    @Option(names = "--out", required = true, description = "output folder") Path out;
+    @Option(names = "--json", description = "print a JSON summary") boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+        List<String> list = prompts.file != null ? readPrompts(prompts.file) : prompts.prompt;
+        if (list.isEmpty()) throw new IllegalArgumentException("no prompts given");
+        if (numImages < 1 || batch < 1) throw new IllegalArgumentException("--num-images and --batch must be positive");
+        Engine.start();
+        long t0 = System.nanoTime();
+        try (TextToImageModel m = TextToImageModel.load(model)) {
+            Sampler sampler = new Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, m.imageSize, m.latentScale);
+            Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta);
+            Files.createDirectories(out);
+            List<String> flat = new ArrayList<>();
+            List<long[]> ids = new ArrayList<>();
+            for (int p = 0; p < list.size(); p++)
+                for (int i = 0; i < numImages; i++) {
+                    flat.add(list.get(p));
+                    ids.add(new long[] {p, i});
+                }
+            List<BufferedImage> tiles = new ArrayList<>();
+            List<Map<String, Object>> files = new ArrayList<>();
+            ProgressBar bar = new ProgressBar("sampling");
+            int total = flat.size() * steps;
+            for (int start = 0; start < flat.size(); start += batch) {
+                int end = Math.min(flat.size(), start + batch), base = start;
+                // image i of a prompt starts from seed + i, so --batch changes nothing in the images
+                long[] seeds = ids.subList(start, end).stream().mapToLong(id -> seed + id[1]).toArray();
+                Tensor images = sampler.sample(flat.subList(start, end), seeds, settings,
+                    (done, n) -> bar.update((long) base * steps + (long) done * (end - base), total, null));
+                for (int k = 0; k < end - start; k++) {
+                    long[] id = ids.get(start + k);
+                    String name = String.format("%03d-%d.png", id[0], id[1]);
+                    BufferedImage img = Images.toImage(images.select(0, k));
+                    Images.writePng(out.resolve(name), img);
+                    tiles.add(img);
+                    files.add(Map.of("file", name, "prompt", flat.get(start + k), "seed", seed + id[1]));
+                }
+            }
+            Images.writePng(out.resolve("grid.png"), Images.grid(tiles, numImages, 2));
+            double secs = (System.nanoTime() - t0) / 1e9;
+            Map<String, Object> s = new LinkedHashMap<>();
+            s.put("model", model.toAbsolutePath().toString());
+            s.put("prompts", list);
+            s.put("steps", steps);
+            s.put("guidance", guidance);
+            s.put("eta", eta);
+            s.put("seed", seed);
+            s.put("num_images", numImages);
+            s.put("scheduler", Json.MAPPER.convertValue(m.scheduler.toJson(), Map.class));
+            s.put("images", files);
+            s.put("seconds", Math.round(secs * 10) / 10.0);
+            AtomicFiles.writeString(out.resolve("settings.json"), Json.write(s));
+            if (json) System.out.println(Json.write(s));
+            else System.out.printf("%d images in %.1f s -> %s%n", files.size(), secs, out.resolve("grid.png"));
+        }
+        return 0;
+    }
+
+    static List<String> readPrompts(Path f) throws java.io.IOException {
+        if (!Files.isRegularFile(f)) throw new java.io.IOException(f + ": no such prompts file");
+        return Files.readAllLines(f).stream().map(String::strip).filter(l -> !l.isEmpty() && !l.startsWith("#")).toList();
+    }
+}

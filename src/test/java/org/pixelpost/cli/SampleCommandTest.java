@@ -1,0 +1,50 @@
+package org.pixelpost.cli;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class SampleCommandTest {
+    @Test
+    void sameSeedSameImagesAndSettingsBeside(@TempDir Path dir) throws Exception {
+        String[] made = AutoencodeCommandTest.run("model", "create", "--size", "tiny", "--out", dir.resolve("m").toString());
+        assertEquals("0", made[0], made[2]);
+        Path prompts = dir.resolve("prompts.txt");
+        Files.writeString(prompts, "grinning face\n\n# a comment\nred heart\n");
+        String[] a = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompts", prompts.toString(),
+            "--steps", "5", "--guidance", "3", "--seed", "7", "--num-images", "2", "--out", dir.resolve("a").toString(), "--json");
+        assertEquals("0", a[0], a[2]);
+        String[] b = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompts", prompts.toString(),
+            "--steps", "5", "--guidance", "3", "--seed", "7", "--num-images", "2", "--batch", "3", "--out", dir.resolve("b").toString());
+        assertEquals("0", b[0], b[2]);
+        String[] c = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompts", prompts.toString(),
+            "--steps", "5", "--guidance", "3", "--seed", "8", "--num-images", "2", "--out", dir.resolve("c").toString());
+        assertEquals("0", c[0], c[2]);
+        for (String f : new String[] {"000-0.png", "000-1.png", "001-0.png", "001-1.png"}) {
+            assertEquals(64, ImageIO.read(dir.resolve("a").resolve(f).toFile()).getWidth());
+            assertArrayEquals(Files.readAllBytes(dir.resolve("a").resolve(f)), Files.readAllBytes(dir.resolve("b").resolve(f)), f);
+            assertFalse(Arrays.equals(Files.readAllBytes(dir.resolve("a").resolve(f)), Files.readAllBytes(dir.resolve("c").resolve(f))), f);
+        }
+        JsonNode s = Json.MAPPER.readTree(dir.resolve("a/settings.json").toFile());
+        assertEquals(5, s.get("steps").asInt());
+        assertEquals(2, s.get("prompts").size());
+        assertEquals("DDIMScheduler", s.get("scheduler").get("_class_name").asText());
+        assertEquals(8, s.get("images").get(1).get("seed").asInt());
+        assertNotNull(ImageIO.read(dir.resolve("a/grid.png").toFile()));
+        assertEquals(s, Json.MAPPER.readTree(a[1]));
+    }
+
+    @Test
+    void missingModelIsAClearError(@TempDir Path dir) {
+        String[] r = AutoencodeCommandTest.run("sample", "--model", dir.resolve("nothing").toString(), "--prompt", "x", "--out", dir.resolve("o").toString());
+        assertEquals("1", r[0]);
+        assertTrue(r[2].contains("not a model folder"), r[2]);
+        assertFalse(Files.exists(dir.resolve("o")));
+    }
+}
