@@ -16,6 +16,7 @@ public final class Main implements Runnable {
 
     public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
+        cl.addSubcommand("train", TrainCommand.create());
         cl.setExecutionExceptionHandler((e, cmd, parse) -> {
             // Expected failures (bad files, missing weights) get one clear line, not a stack trace.
             cmd.getErr().println("error: " + e.getMessage());

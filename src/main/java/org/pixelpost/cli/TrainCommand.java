@@ -1,0 +1,126 @@
+package org.pixelpost.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.lang.reflect.RecordComponent;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.pixelpost.train.TrainConfig;
+import org.pixelpost.train.Trainer;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.OptionSpec;
+import picocli.CommandLine.Option;
+
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+    description = {"Post-train a model: SFT (Eq. 3), DPO (Eq. 4) or SimPO (Eqs. 5-7), with or without the pixel term.",
+        "Every field of the JSON config is also a flag; flags override the file. The run folder gets config.json,",
+        "metrics.jsonl, tensorboard/, checkpoints/step-N/, samples/ and the final model/."})
+final class TrainCommand implements Callable<Integer> {
+    @Option(names = "--config", paramLabel = "FILE.json", description = "training config (snake_case keys)", order = -1)
+    Path config;
+
+    @CommandLine.Spec CommandSpec spec;
+
+    /** The command with one generated option per config field. */
+    static CommandLine create() {
+        CommandSpec spec = CommandSpec.forAnnotatedObject(new TrainCommand());
+        TrainConfig d = TrainConfig.defaults();
+        for (RecordComponent rc : TrainConfig.class.getRecordComponents()) {
+            TrainConfig.Doc doc = rc.getAnnotation(TrainConfig.Doc.class);
+            Object def;
+            try {
+                def = rc.getAccessor().invoke(d);
+            } catch (ReflectiveOperationException e) {
+                throw new IllegalStateException(e);
+            }
+            Class<?> t = rc.getType();
+            OptionSpec.Builder b = OptionSpec.builder("--" + kebab(rc.getName()))
+                .description((doc == null ? "" : doc.value()) + (def == null || (def instanceof List<?> l && l.isEmpty()) ? "" : " (default: " + def + ")"))
+                .paramLabel(t == boolean.class ? "BOOL" : snake(rc.getName()).toUpperCase());
+            if (t == boolean.class) b.type(Boolean.class).arity("0..1").fallbackValue("true");
+            else if (t == List.class) b.type(String[].class).arity("1");
+            else b.type(String.class);
+            spec.addOption(b.build());
+        }
+        return new CommandLine(spec);
+    }
+
+    static String kebab(String camel) {
+        return camel.replaceAll("([a-z0-9])([A-Z])", "$1-$2").toLowerCase();
+    }
+
+    static String snake(String camel) {
+        return camel.replaceAll("([a-z0-9])([A-Z])", "$1_$2").toLowerCase();
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        ObjectNode over = TrainConfig.JSON.createObjectNode();
+        if (config != null) {
+            if (!Files.isRegularFile(config)) throw new IOException(config + ": no such config file");
+            JsonNode j;
+            try {
+                j = TrainConfig.JSON.readTree(config.toFile());
+            } catch (IOException e) {
+                throw new IOException(config + ": malformed JSON (" + e.getMessage() + ")");
+            }
+            if (!j.isObject()) throw new IOException(config + ": not a JSON object");
+            over.setAll((ObjectNode) j);
+        }
+        for (RecordComponent rc : TrainConfig.class.getRecordComponents()) {
+            OptionSpec o = spec.findOption("--" + kebab(rc.getName()));
+            if (o.originalStringValues().isEmpty()) continue;
+            String key = snake(rc.getName());
+            Object v = o.getValue();
+            Class<?> t = rc.getType();
+            if (t == List.class) {
+                ArrayNode a = over.putArray(key);
+                for (String s : (String[]) v) a.add(s);
+            } else if (t == boolean.class) over.put(key, (Boolean) v);
+            else if (t == int.class || t == long.class) over.put(key, parseLong(o, (String) v));
+            else if (t == double.class) over.put(key, parseDouble(o, (String) v));
+            else over.put(key, (String) v);
+        }
+        TrainConfig c = TrainConfig.from(over);
+        ProgressBar bar = new ProgressBar("training");
+        Trainer.Summary s = new Trainer(c, new Trainer.Listener() {
+            @Override
+            public void step(long step, long total, Map<String, Double> terms) {
+                StringBuilder b = new StringBuilder();
+                for (String k : List.of("loss", "latent", "pixel", "accuracy", "margin"))
+                    if (terms.containsKey(k)) b.append(String.format("%s %.4g  ", k, terms.get(k)));
+                bar.update(step, total, b.toString().strip());
+            }
+
+            @Override
+            public void message(String text) {
+                System.err.println(text);
+            }
+        }).run();
+        System.out.printf("trained %d steps in %s; model: %s%n", s.steps(), ProgressBar.clock(s.seconds()), s.model());
+        return 0;
+    }
+
+    private static long parseLong(OptionSpec o, String v) {
+        try {
+            return Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            throw new CommandLine.ParameterException(new CommandLine(o.command()), o.longestName() + ": '" + v + "' is not an integer");
+        }
+    }
+
+    private static double parseDouble(OptionSpec o, String v) {
+        try {
+            return Double.parseDouble(v);
+        } catch (NumberFormatException e) {
+            throw new CommandLine.ParameterException(new CommandLine(o.command()), o.longestName() + ": '" + v + "' is not a number");
+        }
+    }
+}

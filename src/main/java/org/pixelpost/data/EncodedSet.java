@@ -1,0 +1,148 @@
+package org.pixelpost.data;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.IntConsumer;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.Images;
+import org.pixelpost.io.SafeTensors;
+import org.pixelpost.model.autoencoder.Autoencoder;
+import org.pixelpost.model.text.TextEncoder;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * Images encoded once to model-space latents (and their mirror images, for random flips) and
+ * captions encoded once to token features, cached on disk by content so that later runs and
+ * resumed runs reuse them.
+ */
+public final class EncodedSet {
+    /** What to do with an image that cannot be read. */
+    public enum OnBadImage { SKIP, FAIL }
+
+    public final List<String> captions;
+    public final List<Path> files;
+    /** {@code [N, C, h, w]} latents, and the latents of the horizontally mirrored images. */
+    public final Tensor latents, flipped;
+    /** {@code [N, T, D]} caption features and {@code [N, T]} masks. */
+    public final Tensor tokens, mask;
+    public final List<String> skipped;
+
+    private EncodedSet(List<Path> files, List<String> captions, Tensor latents, Tensor flipped, Tensor tokens, Tensor mask, List<String> skipped) {
+        this.files = files;
+        this.captions = captions;
+        this.latents = latents;
+        this.flipped = flipped;
+        this.tokens = tokens;
+        this.mask = mask;
+        this.skipped = skipped;
+        for (Tensor t : List.of(latents, flipped, tokens, mask)) t.retainReference();
+    }
+
+    public int size() {
+        return captions.size();
+    }
+
+    /**
+     * Encodes (or loads from {@code cacheDir}) every image at {@code size}x{@code size}, scaled by
+     * {@code latentScale}, and every caption.
+     */
+    public static EncodedSet encode(List<Path> images, List<String> captions, Autoencoder ae, int size, double latentScale,
+                                    TextEncoder te, Path cacheDir, OnBadImage onBad, IntConsumer progress) throws IOException {
+        Files.createDirectories(cacheDir);
+        String key = digest(images, captions, ae.name() + "|" + size + "|" + latentScale + "|" + te.name() + "|" + te.maxTokens());
+        Path cache = cacheDir.resolve("encoded-" + key + ".safetensors");
+        if (Files.isRegularFile(cache)) {
+            try (SafeTensors st = SafeTensors.open(cache)) {
+                List<String> skipped = List.of(st.metadata().getOrDefault("skipped", "").split("\n")).stream().filter(s -> !s.isEmpty()).toList();
+                List<Path> kept = new ArrayList<>();
+                List<String> keptCaptions = new ArrayList<>();
+                for (int i = 0; i < images.size(); i++)
+                    if (!skipped.contains(images.get(i).toString())) {
+                        kept.add(images.get(i));
+                        keptCaptions.add(captions.get(i));
+                    }
+                return new EncodedSet(kept, keptCaptions, st.load("latents"), st.load("flipped"), st.load("tokens"), st.load("mask"), skipped);
+            }
+        }
+        List<Tensor> z = new ArrayList<>(), zf = new ArrayList<>();
+        List<Path> kept = new ArrayList<>();
+        List<String> keptCaptions = new ArrayList<>(), skipped = new ArrayList<>();
+        try (var g = Tensors.noGrad()) {
+            for (int i = 0; i < images.size(); i++) {
+                Tensor x;
+                try {
+                    x = Images.load(images.get(i), size);
+                } catch (IOException e) {
+                    if (onBad == OnBadImage.FAIL) throw e;
+                    System.err.println("skipping unreadable image: " + e.getMessage());
+                    skipped.add(images.get(i).toString());
+                    continue;
+                }
+                try (Scope s = Scope.open()) {
+                    Tensor pair = torch.stack(new TensorVector(x, x.flip(2)));
+                    Tensor enc = ae.encode(pair).mul(Tensors.s(latentScale));
+                    z.add(s.keep(enc.select(0, 0).clone()));
+                    zf.add(s.keep(enc.select(0, 1).clone()));
+                }
+                kept.add(images.get(i));
+                keptCaptions.add(captions.get(i));
+                if (progress != null) progress.accept(i + 1);
+            }
+        }
+        if (kept.isEmpty()) throw new BadFileException(images.isEmpty() ? cacheDir : images.get(0), "no readable images");
+        TextEncoder.Encoded text = te.encode(keptCaptions);
+        Tensor latents = torch.stack(new TensorVector(z.toArray(new Tensor[0])));
+        Tensor flipped = torch.stack(new TensorVector(zf.toArray(new Tensor[0])));
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        out.put("latents", latents);
+        out.put("flipped", flipped);
+        out.put("tokens", text.tokens());
+        out.put("mask", text.mask());
+        SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "autoencoder", ae.name(), "text_encoder", te.name()));
+        return new EncodedSet(kept, keptCaptions, latents, flipped, text.tokens(), text.mask(), skipped);
+    }
+
+    /** Rows {@code idx} with per-row flips: latents {@code [B, C, h, w]}, tokens, mask. */
+    public Tensor[] batch(long[] idx, boolean[] flip) {
+        Tensor i = Tensors.fromFloats(toFloats(idx), idx.length).to(torch.ScalarType.Long);
+        Tensor a = latents.index_select(0, i), b = flipped.index_select(0, i);
+        float[] f = new float[idx.length];
+        for (int k = 0; k < f.length; k++) f[k] = flip != null && flip[k] ? 1 : 0;
+        Tensor w = Tensors.fromFloats(f, idx.length, 1, 1, 1);
+        Tensor z = a.mul(w.neg().add(Tensors.s(1))).add(b.mul(w));
+        return new Tensor[] {z, tokens.index_select(0, i), mask.index_select(0, i)};
+    }
+
+    private static float[] toFloats(long[] v) {
+        float[] f = new float[v.length];
+        for (int k = 0; k < v.length; k++) f[k] = v[k];
+        return f;
+    }
+
+    /** A digest of the inputs: paths, sizes and modification times of the images, the captions, the settings. */
+    static String digest(List<Path> images, List<String> captions, String settings) throws IOException {
+        try {
+            MessageDigest md = MessageDigest.getInstance("SHA-256");
+            md.update(settings.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            for (int i = 0; i < images.size(); i++) {
+                Path p = images.get(i);
+                String stat = Files.exists(p) ? Files.size(p) + ":" + Files.getLastModifiedTime(p).toMillis() : "missing";
+                md.update((p.toAbsolutePath() + "|" + stat + "|" + captions.get(i) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            }
+            return HexFormat.of().formatHex(md.digest()).substring(0, 16);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}

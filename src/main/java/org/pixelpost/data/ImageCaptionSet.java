@@ -1,0 +1,54 @@
+package org.pixelpost.data;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.pixelpost.io.BadFileException;
+
+/**
+ * Images with captions: a folder with {@code captions.jsonl} (one {@code {"file", "caption"}} per
+ * line, files relative to the folder) or, without it, a {@code NAME.txt} beside each image.
+ */
+public record ImageCaptionSet(Path root, List<Item> items) {
+    public record Item(Path file, String caption) {}
+
+    public static ImageCaptionSet load(Path dir) throws IOException {
+        if (!Files.isDirectory(dir)) throw new BadFileException(dir, "no such data folder");
+        List<Item> items = new ArrayList<>();
+        Path jsonl = dir.resolve("captions.jsonl");
+        if (Files.isRegularFile(jsonl)) {
+            ObjectMapper om = new ObjectMapper();
+            int lineNo = 0;
+            for (String line : Files.readAllLines(jsonl)) {
+                lineNo++;
+                if (line.isBlank()) continue;
+                JsonNode j;
+                try {
+                    j = om.readTree(line);
+                } catch (IOException e) {
+                    throw new BadFileException(jsonl, "line " + lineNo + ": malformed JSON");
+                }
+                JsonNode f = j.get("file"), c = j.get("caption");
+                if (f == null || !f.isTextual() || c == null || !c.isTextual())
+                    throw new BadFileException(jsonl, "line " + lineNo + ": needs string fields \"file\" and \"caption\"");
+                items.add(new Item(dir.resolve(f.asText()), c.asText()));
+            }
+        } else {
+            try (var files = Files.list(dir)) {
+                for (Path p : files.sorted().toList()) {
+                    String n = p.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
+                    if (!(n.endsWith(".png") || n.endsWith(".jpg") || n.endsWith(".jpeg"))) continue;
+                    Path txt = p.resolveSibling(p.getFileName().toString().replaceFirst("\\.[^.]+$", ".txt"));
+                    if (!Files.isRegularFile(txt)) throw new BadFileException(txt, "missing caption for " + p.getFileName() + " (no captions.jsonl in the folder)");
+                    items.add(new Item(p, Files.readString(txt).strip()));
+                }
+            }
+        }
+        if (items.isEmpty()) throw new BadFileException(dir, "no captioned images (captions.jsonl or IMAGE + IMAGE.txt)");
+        return new ImageCaptionSet(dir, List.copyOf(items));
+    }
+}

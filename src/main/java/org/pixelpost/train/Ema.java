@@ -1,0 +1,40 @@
+package org.pixelpost.train;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.tensor.Tensors;
+
+/** An exponential moving average of the weights: {@code ema = decay ema + (1 - decay) p} after each step. */
+public final class Ema {
+    private final Map<String, Tensor> params, shadow = new LinkedHashMap<>();
+    private final double decay;
+
+    public Ema(Map<String, Tensor> params, double decay) {
+        this.params = params;
+        this.decay = decay;
+        try (var g = Tensors.noGrad()) {
+            params.forEach((k, p) -> {
+                Tensor c = p.detach().clone();
+                c.retainReference();
+                shadow.put(k, c);
+            });
+        }
+    }
+
+    public void update() {
+        try (var g = Tensors.noGrad()) {
+            params.forEach((k, p) -> shadow.get(k).lerp_(p, org.pixelpost.tensor.Tensors.s(1 - decay)));
+        }
+    }
+
+    public Map<String, Tensor> weights() {
+        return shadow;
+    }
+
+    public void load(Map<String, Tensor> w) {
+        try (var g = Tensors.noGrad()) {
+            shadow.forEach((k, t) -> t.copy_(w.get(k)));
+        }
+    }
+}

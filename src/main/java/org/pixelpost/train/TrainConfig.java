@@ -1,0 +1,122 @@
+package org.pixelpost.train;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Everything a training run needs. The JSON keys are the field names in snake_case and each field
+ * is also a command-line flag in kebab-case ({@code pixelWeight} = {@code "pixel_weight"} =
+ * {@code --pixel-weight}); defaults follow the paper where it gives one.
+ */
+public record TrainConfig(
+    @Doc("sft, dpo or simpo") String objective,
+    @Doc("weight of the latent term (0: pixel only)") double latentWeight,
+    @Doc("lambda (SFT) or mu (preference): weight of the pixel term; the paper uses 8 for DiT, 2 for U-Net; 0: latent only") double pixelWeight,
+    @Doc("t: decode at the current timestep (Eq. 2); x0: decode the predicted clean latent (Eq. 8)") String pixelDecode,
+    @Doc("pixel term on this random fraction of the batch (cost option; 1: all)") double pixelFraction,
+    @Doc("pixel term on a random latent crop of this size (cost option; 0: the whole latent)") int pixelCrop,
+    @Doc("latent pixels of context decoded around a crop and not compared") int pixelCropMargin,
+    @Doc("run the decoder forward and backward on this many samples at a time, bounding its memory (0: whole batch)") int decoderChunk,
+    @Doc("preference temperature beta on per-element mean errors (Diffusion-DPO's beta_dpo is twice this)") double beta,
+    @Doc("SimPO target margin gamma (0 as in the paper)") double gamma,
+    @Doc("frozen reference model folder for DPO (default: the --init model)") String reference,
+    @Doc("model folder to start from") String init,
+    @Doc("data folder: captions.jsonl (SFT) or pairs.jsonl (preference)") String data,
+    @Doc("held-out data folder for validation loss (optional)") String valData,
+    @Doc("run folder") String out,
+    @Doc("optimizer steps") int steps,
+    @Doc("if > 0, train this many epochs instead of --steps") int epochs,
+    @Doc("samples (or pairs) per micro-batch") int batchSize,
+    @Doc("micro-batches per optimizer step") int gradAccum,
+    @Doc("peak learning rate") double lr,
+    @Doc("Adam beta1") double adamBeta1,
+    @Doc("Adam beta2") double adamBeta2,
+    @Doc("Adam epsilon") double adamEps,
+    @Doc("decoupled weight decay (the paper: 5e-6)") double weightDecay,
+    @Doc("linear warm-up steps") int warmupSteps,
+    @Doc("constant or cosine after warm-up") String lrSchedule,
+    @Doc("clip the global gradient norm to this (0: off)") double maxGradNorm,
+    @Doc("EMA decay of the weights (0: no EMA)") double emaDecay,
+    @Doc("bf16 autocast for the forward passes") boolean bf16,
+    @Doc("random horizontal flips") boolean flip,
+    @Doc("write a checkpoint every N steps (0: only at the end)") int checkpointEvery,
+    @Doc("checkpoints to keep") int keepCheckpoints,
+    @Doc("latest, or a checkpoint folder, to continue from") String resume,
+    @Doc("stop after this many steps with a non-finite loss (each is skipped)") int maxNonfinite,
+    @Doc("log every N steps") int logEvery,
+    @Doc("validation loss every N steps (0: off)") int valEvery,
+    @Doc("validation samples every N steps (0: off)") int sampleEvery,
+    @Doc("prompts for validation samples") List<String> samplePrompts,
+    @Doc("DDIM steps for validation samples") int sampleSteps,
+    @Doc("guidance for validation samples") double sampleGuidance,
+    @Doc("skip or fail on unreadable images") String onBadImage,
+    @Doc("seed of the run: data order, noise and timesteps") long seed) {
+
+    /** Help text of a field. */
+    @Retention(RetentionPolicy.RUNTIME)
+    @Target({ElementType.RECORD_COMPONENT, ElementType.PARAMETER, ElementType.FIELD, ElementType.METHOD})
+    public @interface Doc {
+        String value();
+    }
+
+    public static final ObjectMapper JSON = new ObjectMapper()
+        .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
+        .enable(SerializationFeature.INDENT_OUTPUT)
+        .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+        .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES);
+
+    public static TrainConfig defaults() {
+        return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1,
+            2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, true, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
+            "skip", 0);
+    }
+
+    /** Defaults, overlaid with {@code overrides} (snake_case keys); unknown keys are refused by name. */
+    public static TrainConfig from(JsonNode overrides) {
+        ObjectNode merged = JSON.valueToTree(defaults());
+        overrides.fields().forEachRemaining(e -> merged.set(e.getKey(), e.getValue()));
+        try {
+            return JSON.treeToValue(merged, TrainConfig.class).validated();
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalArgumentException("bad training config: " + e.getOriginalMessage());
+        }
+    }
+
+    public String toJson() {
+        try {
+            return JSON.writeValueAsString(this);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    public boolean preference() {
+        return !objective.equals("sft");
+    }
+
+    TrainConfig validated() {
+        if (!Set.of("sft", "dpo", "simpo").contains(objective)) throw new IllegalArgumentException("objective '" + objective + "' is not sft, dpo or simpo");
+        org.pixelpost.objective.PixelDecode.of(pixelDecode);
+        if (!Set.of("constant", "cosine").contains(lrSchedule)) throw new IllegalArgumentException("lr_schedule '" + lrSchedule + "' is not constant or cosine");
+        if (!Set.of("skip", "fail").contains(onBadImage)) throw new IllegalArgumentException("on_bad_image '" + onBadImage + "' is not skip or fail");
+        if (init == null) throw new IllegalArgumentException("--init (model folder to start from) is required");
+        if (data == null) throw new IllegalArgumentException("--data is required");
+        if (out == null) throw new IllegalArgumentException("--out is required");
+        if (latentWeight == 0 && pixelWeight == 0) throw new IllegalArgumentException("latent_weight and pixel_weight are both 0");
+        if (batchSize < 1 || gradAccum < 1) throw new IllegalArgumentException("batch_size and grad_accum must be positive");
+        if (steps < 1 && epochs < 1) throw new IllegalArgumentException("steps or epochs must be positive");
+        if (pixelFraction <= 0 || pixelFraction > 1) throw new IllegalArgumentException("pixel_fraction must be in (0, 1]");
+        if (emaDecay < 0 || emaDecay >= 1) throw new IllegalArgumentException("ema_decay must be in [0, 1)");
+        return this;
+    }
+}
