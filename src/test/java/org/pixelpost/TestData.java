@@ -14,6 +14,12 @@ public final class TestData {
     public static final String EMOJI_PACKAGE = "emoji-datasource-google@16.0.0";
     /** A fixed handful: a face, an animal, a heart, food, a vehicle, weather, a plant, a skin-tone variant. */
     public static final List<String> EMOJI = List.of("1f600", "1f436", "2764-fe0f", "1f355", "1f680", "1f308", "1f33b", "1f44d-1f3fd");
+    public static final List<String> CAPTIONS = List.of("grinning face", "dog face", "red heart", "slice of pizza", "rocket",
+        "rainbow", "sunflower", "thumbs up: medium skin tone");
+    /** A second, disjoint handful for held-out losses. */
+    public static final List<String> EMOJI_VAL = List.of("1f431", "1f34e", "2b50", "1f697", "1f319", "1f333", "1f41f", "1f525");
+    public static final List<String> CAPTIONS_VAL = List.of("cat face", "red apple", "star", "automobile", "crescent moon",
+        "deciduous tree", "fish", "fire");
 
     private TestData() {}
 
@@ -43,7 +49,22 @@ public final class TestData {
 
     /** The 64x64 PNGs of {@link #EMOJI}, extracted into {@code dir}. */
     public static List<Path> emojiPngs(Path dir) throws IOException, InterruptedException {
-        Set<String> want = Set.copyOf(EMOJI.stream().map(e -> "package/img/google/64/" + e + ".png").toList());
+        return emojiPngs(dir, EMOJI);
+    }
+
+    /** A captioned image folder ({@code captions.jsonl}) of the given emoji. */
+    public static Path captionedFolder(Path dir, List<String> codes, List<String> captions) throws IOException, InterruptedException {
+        Files.createDirectories(dir);
+        emojiPngs(dir, codes);
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < codes.size(); i++)
+            b.append("{\"file\": \"").append(codes.get(i)).append(".png\", \"caption\": \"").append(captions.get(i)).append("\"}\n");
+        Files.writeString(dir.resolve("captions.jsonl"), b.toString());
+        return dir;
+    }
+
+    public static List<Path> emojiPngs(Path dir, List<String> codes) throws IOException, InterruptedException {
+        Set<String> want = Set.copyOf(codes.stream().map(e -> "package/img/google/64/" + e + ".png").toList());
         List<Path> out = new ArrayList<>();
         Tar.read(emojiTarball(), (name, size, in) -> {
             if (want.contains(name)) {
@@ -53,7 +74,7 @@ public final class TestData {
             }
             return out.size() < want.size();
         });
-        if (out.size() != want.size()) throw new IOException("emoji package lacks some of " + EMOJI);
+        if (out.size() != want.size()) throw new IOException("emoji package lacks some of " + codes);
         out.sort(null);
         return out;
     }

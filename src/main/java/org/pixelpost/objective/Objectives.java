@@ -54,7 +54,7 @@ public final class Objectives {
         if (chunk <= 0 || chunk >= predicted.size(0)) return pixelMse(decode.apply(predicted), targetImage);
         long b = predicted.size(0);
         Tensor grad = torch.zeros_like(predicted);
-        float[] values = new float[(int) b];
+        Tensor value = torch.zeros(new long[] {b}, new org.bytedeco.pytorch.TensorOptions(predicted.scalar_type()));
         for (long i = 0; i < b; i += chunk) {
             long n = Math.min(chunk, b - i);
             try (var s = org.pixelpost.tensor.Scope.open()) {
@@ -63,12 +63,11 @@ public final class Objectives {
                 pc.sum().backward();
                 try (var g = Tensors.noGrad()) {
                     grad.narrow(0, i, n).copy_(zc.grad());
+                    value.narrow(0, i, n).copy_(pc.detach());
                 }
-                System.arraycopy(Tensors.toFloats(pc), 0, values, (int) i, (int) n);
             }
         }
         // value of the pixel term, gradient grad_i . d(predicted_i): p + <predicted, grad> - <predicted, grad>.detach()
-        Tensor value = Tensors.fromFloats(values, b);
         Tensor lin = predicted.mul(grad).flatten(1, -1).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
         return value.add(lin).sub(lin.detach());
     }
