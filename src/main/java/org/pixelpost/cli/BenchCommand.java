@@ -16,7 +16,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Speed and memory figures (not pass/fail).",
-    subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class})
+    subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class, TrainBench.class})
 final class BenchCommand implements Runnable {
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 

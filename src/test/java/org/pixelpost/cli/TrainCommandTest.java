@@ -1,0 +1,52 @@
+package org.pixelpost.cli;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.pixelpost.TestData;
+
+class TrainCommandTest {
+    @Test
+    void flagsOverrideTheConfigFileAndTheRunKeepsTheResolvedConfig(@TempDir Path dir) throws Exception {
+        String[] made = AutoencodeCommandTest.run("model", "create", "--autoencoder", TestData.taef2().toString(), "--out", dir.resolve("m").toString());
+        assertEquals("0", made[0], made[2]);
+        Path data = TestData.captionedFolder(dir.resolve("data"), TestData.EMOJI.subList(0, 4), TestData.CAPTIONS.subList(0, 4));
+        Path cfg = dir.resolve("run.json");
+        Files.writeString(cfg, "{\"objective\": \"sft\", \"steps\": 50, \"batch_size\": 2, \"pixel_weight\": 2, \"lr\": 1e-4,"
+            + " \"init\": \"" + dir.resolve("m") + "\", \"data\": \"" + data + "\", \"out\": \"" + dir.resolve("run") + "\"}");
+        String[] r = AutoencodeCommandTest.run("train", "--config", cfg.toString(), "--steps", "2", "--pixel-decode", "x0", "--flip", "false",
+            "--sample-prompts", "red heart", "--sample-prompts", "rocket", "--sample-every", "2", "--sample-steps", "3");
+        assertEquals("0", r[0], r[2]);
+        JsonNode c = Json.MAPPER.readTree(dir.resolve("run/config.json").toFile());
+        assertEquals(2, c.get("steps").asInt(), "the flag wins over the file");
+        assertEquals(2.0, c.get("pixel_weight").asDouble(), "the file wins over the default");
+        assertEquals("x0", c.get("pixel_decode").asText());
+        assertFalse(c.get("flip").asBoolean());
+        assertEquals(2, c.get("sample_prompts").size());
+        assertEquals(0.9, c.get("adam_beta1").asDouble(), "defaults fill the rest");
+        assertTrue(Files.isRegularFile(dir.resolve("run/samples/step-000002.png")));
+        assertEquals(1, Files.readAllLines(dir.resolve("run/metrics.jsonl")).size(), "log_every 10 over 2 steps: the final step only");
+    }
+
+    @Test
+    void badConfigsAreRefusedByName(@TempDir Path dir) throws Exception {
+        Path cfg = dir.resolve("bad.json");
+        Files.writeString(cfg, "{\"pixel_wieght\": 8, \"init\": \"x\", \"data\": \"y\", \"out\": \"z\"}");
+        String[] r = AutoencodeCommandTest.run("train", "--config", cfg.toString());
+        assertEquals("1", r[0]);
+        assertTrue(r[2].contains("pixel_wieght"), r[2]);
+        r = AutoencodeCommandTest.run("train", "--init", "x", "--data", "y", "--out", dir.resolve("o").toString(), "--objective", "ppo");
+        assertEquals("1", r[0]);
+        assertTrue(r[2].contains("ppo"), r[2]);
+        r = AutoencodeCommandTest.run("train", "--init", dir.resolve("none").toString(), "--data", "y", "--out", dir.resolve("o").toString(), "--steps", "x");
+        assertNotEquals("0", r[0]);
+        assertTrue(r[2].contains("--steps") && r[2].contains("not an integer"), r[2]);
+        r = AutoencodeCommandTest.run("train", "--init", dir.resolve("none").toString(), "--data", "y", "--out", dir.resolve("o").toString());
+        assertEquals("1", r[0]);
+        assertTrue(r[2].contains("not a model folder"), r[2]);
+    }
+}
