@@ -1,0 +1,50 @@
+package org.pixelpost.cli;
+
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.pixelpost.demo.Demo;
+import org.pixelpost.demo.Plan;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "demo", mixinStandardHelpOptions = true,
+    description = {"The paper's experiments end to end on the embedded default (TAEF2, MiniLM, emoji): data, a base model,",
+        "SFT and preference post-training with and without the pixel term, metrics, report.html.",
+        "Every stage is cached in the output folder: run it again to resume."})
+final class DemoCommand implements Callable<Integer> {
+    @Option(names = "--quick", description = "a smoke run with tiny budgets (minutes)") boolean quick;
+    @Option(names = "--out", description = "output folder (default: demo or demo-quick)") Path out;
+    @Option(names = "--tarball", description = "emoji package tarball instead of npm pack") Path tarball;
+
+    @Override
+    public Integer call() throws Exception {
+        Plan plan = quick ? Plan.quick() : Plan.full();
+        Path dir = out != null ? out : Path.of(quick ? "demo-quick" : "demo");
+        long t0 = System.nanoTime();
+        ProgressBar[] bar = {null};
+        String[] current = {""};
+        Path report = new Demo(plan, dir, tarball, new Demo.Listener() {
+            @Override
+            public void stage(String name) {
+                current[0] = name;
+                bar[0] = new ProgressBar(name);
+                System.err.println("== " + name);
+            }
+
+            @Override
+            public void step(long step, long total, Map<String, Double> terms) {
+                Double loss = terms.get("loss");
+                bar[0].update(step, total, loss == null ? null : String.format("loss %.4g", loss));
+            }
+
+            @Override
+            public void message(String text) {
+                bar[0] = new ProgressBar(current[0]);
+                System.err.println(text);
+            }
+        }).run();
+        System.out.printf("demo (%s) done in %s; report: %s%n", plan.name(), ProgressBar.clock((System.nanoTime() - t0) / 1e9), report);
+        return 0;
+    }
+}

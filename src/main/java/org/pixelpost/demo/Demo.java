@@ -1,0 +1,371 @@
+package org.pixelpost.demo;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.data.EmojiDataset;
+import org.pixelpost.data.ImageCaptionSet;
+import org.pixelpost.diffusion.NoiseSchedule;
+import org.pixelpost.diffusion.Sampler;
+import org.pixelpost.eval.Metrics;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.Images;
+import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.model.autoencoder.Autoencoder;
+import org.pixelpost.model.autoencoder.Autoencoders;
+import org.pixelpost.tensor.Engine;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+import org.pixelpost.train.TrainConfig;
+import org.pixelpost.train.Trainer;
+
+/**
+ * The paper's experiments end to end on the embedded default: emoji data, a base text-to-image
+ * model trained here, SFT and preference post-training with and without the pixel term, automatic
+ * metrics and an HTML report. Every stage leaves its result in the output folder and is skipped
+ * when that result is there, so a second run resumes.
+ */
+public final class Demo {
+    /** What the demo tells its caller. */
+    public interface Listener extends Trainer.Listener {
+        void stage(String name);
+    }
+
+    /** One post-trained model: its name, group (for seed statistics) and training settings. */
+    record Arm(String name, String group, String objective, double latentWeight, double pixelWeight, String pixelDecode, long seed) {}
+
+    static final ObjectMapper JSON = new ObjectMapper();
+    private final Plan plan;
+    private final Path out;
+    private final Path tarball;
+    private final Listener listener;
+    private final Map<String, Double> stageSeconds = new LinkedHashMap<>();
+
+    public Demo(Plan plan, Path out, Path tarball, Listener listener) {
+        this.plan = plan;
+        this.out = out;
+        this.tarball = tarball;
+        this.listener = listener;
+    }
+
+    public Path run() throws IOException {
+        long t0 = System.nanoTime();
+        Engine.start();
+        Files.createDirectories(out);
+        Path data = stage("data", this::data);
+        Path base = stage("base model", () -> base(data));
+        List<Arm> sftArms = sftArms(), prefArms = prefArms();
+        stage("SFT runs", () -> {
+            for (Arm a : sftArms) postTrain(a, base, data.resolve("sft").toString());
+            return null;
+        });
+        Path pairs = stage("preference pairs", () -> pairs(base, data));
+        stage("preference runs", () -> {
+            for (Arm a : prefArms) postTrain(a, base, pairs.toString());
+            return null;
+        });
+        Map<String, Path> models = new LinkedHashMap<>();
+        models.put("base", base);
+        for (Arm a : sftArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
+        for (Arm a : prefArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
+        Map<String, JsonNode> metrics = stage("evaluation", () -> evaluate(models, data));
+        double total = (System.nanoTime() - t0) / 1e9;
+        return stage("report", () -> Report.write(out, plan, headlineSftGroup(), sftArms, prefArms, metrics, stageSeconds, total));
+    }
+
+    interface Stage<T> {
+        T run() throws IOException;
+    }
+
+    private <T> T stage(String name, Stage<T> s) throws IOException {
+        listener.stage(name);
+        long t = System.nanoTime();
+        T r = s.run();
+        stageSeconds.put(name, (System.nanoTime() - t) / 1e9);
+        return r;
+    }
+
+    private Path data() throws IOException {
+        Path dir = out.resolve("data");
+        if (Files.isRegularFile(dir.resolve("manifest.json"))) return dir;
+        Path tgz = tarball != null ? tarball : EmojiDataset.npmPack(out.resolve("download"));
+        EmojiDataset.Summary s = EmojiDataset.build(tgz, dir, plan.trainLimit());
+        listener.message(String.format("emoji: %d train, %d validation, %d curated SFT, %d evaluation prompts", s.train(), s.val(), s.sft(), s.eval()));
+        return dir;
+    }
+
+    /** A fresh DiT over TAEF2 (latents scaled to unit variance), trained with the latent loss on the train split. */
+    private Path base(Path data) throws IOException {
+        Path run = out.resolve("base");
+        Path model = run.resolve("model");
+        if (Files.isDirectory(model)) return model;
+        Path init = out.resolve("base-init");
+        if (!Files.isDirectory(init)) {
+            Autoencoder ae = Autoencoders.load("taef2");
+            double std = latentStd(ae, ImageCaptionSet.load(data.resolve("train")), 256);
+            listener.message(String.format("TAEF2 latent std on emoji: %.3f; diffusion runs on latents / %.3f", std, std));
+            Engine.seed(0);
+            try (TextToImageModel m = TextToImageModel.create(plan.baseSize(), "taef2", 64, 1 / std)) {
+                m.save(init);
+            }
+        }
+        ObjectNode c = config(init, data.resolve("train").toString(), run, plan.baseSteps(), plan.baseBatch(), plan.baseLr(), 0);
+        c.put("pixel_weight", 0.0).put("lr_schedule", "cosine").put("warmup_steps", Math.min(200, plan.baseSteps() / 10))
+            .put("ema_decay", plan.baseSteps() >= 1000 ? 0.999 : 0.0).put("checkpoint_every", Math.max(1, plan.baseSteps() / 10))
+            .put("val_data", data.resolve("val").toString()).put("val_every", Math.max(1, plan.baseSteps() / 5))
+            .put("log_every", Math.max(1, plan.baseSteps() / 100))
+            .put("sample_every", Math.max(1, plan.baseSteps() / 5)).putArray("sample_prompts").add("grinning face").add("red heart")
+            .add("dog face").add("slice of pizza").add("rocket").add("sunflower").add("fire").add("thumbs up sign");
+        train(c, run);
+        return model;
+    }
+
+    static double latentStd(Autoencoder ae, ImageCaptionSet set, int n) throws IOException {
+        List<Tensor> xs = new ArrayList<>();
+        for (int i = 0; i < Math.min(n, set.items().size()); i++) xs.add(Images.load(set.items().get(i).file(), 64));
+        try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            return Tensors.item(ae.encode(torch.stack(new TensorVector(xs.toArray(new Tensor[0])))).std());
+        }
+    }
+
+    /** The group of the headline SFT arm (latent + pixel at the plan's lambda). */
+    String headlineSftGroup() {
+        return "sft-pixel-l" + fmt(plan.headlineLambda());
+    }
+
+    List<Arm> sftArms() {
+        List<Arm> arms = new ArrayList<>();
+        double h = plan.headlineLambda();
+        for (int s = 0; s < plan.headlineSeeds(); s++) {
+            arms.add(new Arm("sft-latent-s" + s, "sft-latent", "sft", 1, 0, "t", s));
+            arms.add(new Arm("sft-pixel-l" + fmt(h) + "-s" + s, "sft-pixel-l" + fmt(h), "sft", 1, h, "t", s));
+        }
+        for (double l : plan.lambdas()) if (l != h) arms.add(new Arm("sft-pixel-l" + fmt(l) + "-s0", "sft-pixel-l" + fmt(l), "sft", 1, l, "t", 0));
+        arms.add(new Arm("sft-pixel-only-s0", "sft-pixel-only", "sft", 0, 1, "t", 0));
+        arms.add(new Arm("sft-x0-l" + fmt(h) + "-s0", "sft-x0-l" + fmt(h), "sft", 1, h, "x0", 0));
+        return arms;
+    }
+
+    List<Arm> prefArms() {
+        List<Arm> arms = new ArrayList<>();
+        for (int s = 0; s < plan.headlineSeeds(); s++) {
+            arms.add(new Arm("dpo-s" + s, "dpo", "dpo", 1, 0, "t", s));
+            arms.add(new Arm("dpo-pixel-s" + s, "dpo-pixel", "dpo", 1, 8, "t", s));
+        }
+        arms.add(new Arm("simpo-s0", "simpo", "simpo", 1, 0, "t", 0));
+        arms.add(new Arm("simpo-pixel-s0", "simpo-pixel", "simpo", 1, 8, "t", 0));
+        return arms;
+    }
+
+    static String fmt(double v) {
+        return v == Math.rint(v) ? Long.toString((long) v) : Double.toString(v);
+    }
+
+    private void postTrain(Arm a, Path base, String data) throws IOException {
+        Path run = out.resolve("runs").resolve(a.name);
+        if (Files.isDirectory(run.resolve("model"))) return;
+        boolean pref = !a.objective.equals("sft");
+        ObjectNode c = config(base, data, run, pref ? plan.prefSteps() : plan.sftSteps(), pref ? plan.prefBatch() : plan.sftBatch(),
+            pref ? plan.prefLr() : plan.sftLr(), a.seed);
+        c.put("objective", a.objective).put("latent_weight", a.latentWeight).put("pixel_weight", a.pixelWeight)
+            .put("pixel_decode", a.pixelDecode).put("beta", a.objective.equals("simpo") ? plan.simpoBeta() : plan.beta())
+            .put("checkpoint_every", 0);
+        listener.message("run " + a.name);
+        train(c, run);
+    }
+
+    private ObjectNode config(Path init, String data, Path run, int steps, int batch, double lr, long seed) {
+        ObjectNode c = TrainConfig.JSON.createObjectNode();
+        c.put("init", init.toString()).put("data", data).put("out", run.toString()).put("steps", steps).put("batch_size", batch)
+            .put("lr", lr).put("seed", seed).put("log_every", Math.max(1, steps / 50));
+        return c;
+    }
+
+    private void train(ObjectNode c, Path run) throws IOException {
+        if (Files.isDirectory(run.resolve("checkpoints"))) c.put("resume", "latest");
+        try {
+            new Trainer(TrainConfig.from(c), listener).run();
+        } catch (IOException e) {
+            // an earlier attempt stopped before its first checkpoint: start it again
+            if (e.getMessage() != null && e.getMessage().contains("no checkpoint to resume from")) {
+                c.remove("resume");
+                new Trainer(TrainConfig.from(c), listener).run();
+            } else {
+                throw e;
+            }
+        }
+    }
+
+    /**
+     * Preference pairs from the base model: several samples per training prompt; the automatic judge
+     * (distance to the real emoji in pixels and in image gradients) picks the closest as winner and
+     * the farthest as loser.
+     */
+    private Path pairs(Path base, Path data) throws IOException {
+        Path dir = out.resolve("pairs");
+        Path file = dir.resolve("pairs.jsonl");
+        if (Files.isRegularFile(file)) return file;
+        Files.createDirectories(dir.resolve("images"));
+        ImageCaptionSet train = ImageCaptionSet.load(data.resolve("sft"));
+        List<ImageCaptionSet.Item> items = spread(train.items(), plan.pairPrompts());
+        StringBuilder jsonl = new StringBuilder();
+        try (TextToImageModel m = TextToImageModel.load(base)) {
+            Sampler sampler = new Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, m.imageSize, m.latentScale);
+            int k = plan.samplesPerPrompt();
+            for (int i = 0; i < items.size(); i++) {
+                ImageCaptionSet.Item it = items.get(i);
+                List<String> prompts = java.util.Collections.nCopies(k, it.caption());
+                long[] seeds = new long[k];
+                for (int j = 0; j < k; j++) seeds[j] = 1000L * i + j;
+                try (Scope s = Scope.open()) {
+                    Tensor imgs = sampler.sample(prompts, seeds, new Sampler.Settings(plan.pairSteps(), plan.guidance(), 0), null);
+                    Tensor real = Images.load(it.file(), 64).unsqueeze(0).expand(k, 3, 64, 64);
+                    double[] d = Metrics.judgeDistance(imgs, real);
+                    int best = 0, worst = 0;
+                    for (int j = 1; j < k; j++) {
+                        if (d[j] < d[best]) best = j;
+                        if (d[j] > d[worst]) worst = j;
+                    }
+                    for (int j = 0; j < k; j++) Images.writePng(dir.resolve("images").resolve(String.format("%04d-%d.png", i, j)), imgs.select(0, j));
+                    ObjectNode p = JSON.createObjectNode();
+                    p.put("prompt", it.caption()).put("winner", String.format("images/%04d-%d.png", i, best))
+                        .put("loser", String.format("images/%04d-%d.png", i, worst)).put("winner_distance", d[best]).put("loser_distance", d[worst]);
+                    jsonl.append(p).append('\n');
+                }
+                listener.step(i + 1, items.size(), Map.of());
+            }
+        }
+        AtomicFiles.writeString(file, jsonl.toString());
+        return file;
+    }
+
+    /** Samples and metrics per model (cached in {@code eval/NAME/metrics.json}), plus the real and TAEF2 rows. */
+    private Map<String, JsonNode> evaluate(Map<String, Path> models, Path data) throws IOException {
+        ImageCaptionSet eval = ImageCaptionSet.load(data.resolve("eval"));
+        List<ImageCaptionSet.Item> items = eval.items().subList(0, Math.min(plan.evalPrompts(), eval.items().size()));
+        List<Tensor> realList = new ArrayList<>();
+        for (ImageCaptionSet.Item it : items) realList.add(Images.load(it.file(), 64));
+        Tensor real = torch.stack(new TensorVector(realList.toArray(new Tensor[0])));
+        real.retainReference();
+        Tensor realRep = real.repeat(plan.evalSeeds(), 1, 1, 1);
+        realRep.retainReference();
+        ImageCaptionSet val = ImageCaptionSet.load(data.resolve("val"));
+        List<Tensor> heldOut = new ArrayList<>();
+        List<String> heldCaptions = new ArrayList<>();
+        for (int i = 0; i < Math.min(plan.denoiseImages(), val.items().size()); i++) {
+            heldOut.add(Images.load(val.items().get(i).file(), 64));
+            heldCaptions.add(val.items().get(i).caption());
+        }
+        Tensor held = torch.stack(new TensorVector(heldOut.toArray(new Tensor[0])));
+        held.retainReference();
+
+        Map<String, JsonNode> all = new LinkedHashMap<>();
+        Autoencoder ae = Autoencoders.load("taef2");
+        Tensor recon;
+        try (var g = Tensors.noGrad()) {
+            recon = Tensors.clamp(ae.decode(ae.encode(realRep)), 0, 1);
+        }
+        all.put("real", imageMetrics(realRep, realRep, realRep, null));
+        all.put("taef2-reconstruction", imageMetrics(recon, realRep, realRep, null));
+        saveGrid(out.resolve("eval/real"), real, items.size());
+        saveGrid(out.resolve("eval/taef2-reconstruction"), recon.narrow(0, 0, items.size()), items.size());
+        int n = 0;
+        for (Map.Entry<String, Path> e : models.entrySet()) {
+            Path dir = out.resolve("eval").resolve(e.getKey());
+            Path mf = dir.resolve("metrics.json");
+            listener.step(++n, models.size(), Map.of());
+            if (Files.isRegularFile(mf)) {
+                all.put(e.getKey(), JSON.readTree(mf.toFile()));
+                continue;
+            }
+            try (TextToImageModel m = TextToImageModel.load(e.getValue()); Scope s = Scope.open()) {
+                Sampler sampler = new Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, m.imageSize, m.latentScale);
+                List<String> prompts = new ArrayList<>();
+                List<Long> seeds = new ArrayList<>();
+                for (int sd = 0; sd < plan.evalSeeds(); sd++)
+                    for (ImageCaptionSet.Item it : items) {
+                        prompts.add(it.caption());
+                        seeds.add((long) sd);
+                    }
+                List<Tensor> chunks = new ArrayList<>();
+                for (int i = 0; i < prompts.size(); i += 32) {
+                    int j = Math.min(prompts.size(), i + 32);
+                    chunks.add(sampler.sample(prompts.subList(i, j), seeds.subList(i, j).stream().mapToLong(Long::longValue).toArray(),
+                        new Sampler.Settings(plan.evalSteps(), plan.guidance(), 0), null));
+                }
+                Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
+                saveGrid(dir, samples, items.size());
+                for (int i = 0; i < samples.size(0); i++) Images.writePng(dir.resolve(String.format("%03d-%d.png", i % items.size(), i / items.size())), samples.select(0, i));
+                ObjectNode j = imageMetrics(samples, real.repeat(plan.evalSeeds(), 1, 1, 1), realRep, items.size());
+                j.set("denoise_error", denoiseError(m, held, heldCaptions));
+                AtomicFiles.writeString(mf, j.toPrettyString());
+                all.put(e.getKey(), j);
+            }
+        }
+        return all;
+    }
+
+    private static void saveGrid(Path dir, Tensor images, int cols) throws IOException {
+        Files.createDirectories(dir);
+        List<java.awt.image.BufferedImage> tiles = new ArrayList<>();
+        for (int i = 0; i < images.size(0); i++) tiles.add(Images.toImage(images.select(0, i)));
+        Images.writePng(dir.resolve("grid.png"), Images.grid(tiles, Math.min(8, cols), 2));
+    }
+
+    /** Sharpness ratios, SWD per level and the judge's per-prompt distances (averaged over seeds). */
+    private ObjectNode imageMetrics(Tensor images, Tensor references, Tensor real, Integer prompts) {
+        ObjectNode j = JSON.createObjectNode();
+        double hfReal = Metrics.highFrequencyEnergy(real, 0.5), lapReal = Metrics.laplacianVariance(real);
+        j.put("hf_energy_ratio", Metrics.highFrequencyEnergy(images, 0.5) / hfReal);
+        j.put("laplacian_var_ratio", Metrics.laplacianVariance(images) / lapReal);
+        ArrayNode swd = j.putArray("swd");
+        for (double v : Metrics.slicedWasserstein(images, real, 3, 7)) swd.add(v);
+        double[] d = Metrics.judgeDistance(images, references);
+        int p = prompts == null ? d.length : prompts;
+        double[] perPrompt = new double[p];
+        for (int i = 0; i < d.length; i++) perPrompt[i % p] += d[i] / (d.length / p);
+        ArrayNode a = j.putArray("judge_distance");
+        for (double v : perPrompt) a.add(v);
+        j.put("judge_mean", java.util.Arrays.stream(perPrompt).average().orElse(0));
+        return j;
+    }
+
+    /** Mean pixel MSE of {@code D(predicted z_0)} against the held-out images (with their captions), at a few timesteps. */
+    private static ObjectNode denoiseError(TextToImageModel m, Tensor images, List<String> captions) {
+        ObjectNode j = JSON.createObjectNode();
+        NoiseSchedule s = m.scheduler.schedule();
+        try (Scope sc = Scope.open(); var g = Tensors.noGrad()) {
+            Tensor z = m.autoencoder.encode(images).mul(Tensors.s(m.latentScale));
+            Engine.seed(4242);
+            Tensor eps = torch.randn_like(z);
+            org.pixelpost.model.text.TextEncoder.Encoded text = m.textEncoder.encode(captions);
+            for (int t : new int[] {100, 300, 500, 700, 900}) {
+                Tensor tt = torch.full(new long[] {z.size(0)}, new org.bytedeco.pytorch.Scalar(t)).to(torch.ScalarType.Long);
+                Tensor zT = s.addNoise(z, eps, tt);
+                Tensor x0 = s.sample(m.denoiser.predictionType(), m.denoiser.forward(zT, tt, text.tokens(), text.mask()), zT, tt);
+                Tensor img = Tensors.clamp(m.autoencoder.decode(x0.div(Tensors.s(m.latentScale))), 0, 1);
+                j.put(Integer.toString(t), Tensors.item(img.sub(images).square().mean()));
+            }
+        }
+        return j;
+    }
+
+    /** {@code n} items spread evenly over the list. */
+    static <T> List<T> spread(List<T> l, int n) {
+        if (n >= l.size()) return l;
+        List<T> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) out.add(l.get((int) ((long) i * l.size() / n)));
+        return out;
+    }
+}
