@@ -28,19 +28,20 @@ final class DemoCommand implements Callable<Integer> {
             @Override
             public void stage(String name) {
                 current[0] = name;
-                bar[0] = new ProgressBar(name);
+                bar[0] = null;
                 System.err.println("== " + name);
             }
 
             @Override
             public void step(long step, long total, Map<String, Double> terms) {
+                if (bar[0] == null) bar[0] = new ProgressBar(current[0]); // timing starts at the first step
                 Double loss = terms.get("loss");
                 bar[0].update(step, total, loss == null ? null : String.format("loss %.4g", loss));
             }
 
             @Override
             public void message(String text) {
-                bar[0] = new ProgressBar(current[0]);
+                bar[0] = null;
                 System.err.println(text);
             }
         }).run();

@@ -89,18 +89,20 @@ final class TrainCommand implements Callable<Integer> {
             else over.put(key, (String) v);
         }
         TrainConfig c = TrainConfig.from(over);
-        ProgressBar bar = new ProgressBar("training");
+        ProgressBar[] bar = {null};
         Trainer.Summary s = new Trainer(c, new Trainer.Listener() {
             @Override
             public void step(long step, long total, Map<String, Double> terms) {
+                if (bar[0] == null) bar[0] = new ProgressBar("training"); // timing starts at the first step
                 StringBuilder b = new StringBuilder();
                 for (String k : List.of("loss", "latent", "pixel", "accuracy", "margin"))
                     if (terms.containsKey(k)) b.append(String.format("%s %.4g  ", k, terms.get(k)));
-                bar.update(step, total, b.toString().strip());
+                bar[0].update(step, total, b.toString().strip());
             }
 
             @Override
             public void message(String text) {
+                bar[0] = null;
                 System.err.println(text);
             }
         }).run();

@@ -1,0 +1,89 @@
+package org.pixelpost.eval;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.pixelpost.TestData;
+import org.pixelpost.io.Images;
+import org.pixelpost.tensor.Engine;
+import org.pixelpost.tensor.Tensors;
+
+class MetricsTest {
+    static Tensor real, blurred;
+
+    @BeforeAll
+    static void load(@TempDir Path dir) throws Exception {
+        Engine.seed(0);
+        List<Tensor> xs = new ArrayList<>();
+        for (Path p : TestData.emojiPngs(dir)) xs.add(Images.load(p, 64));
+        real = torch.stack(new TensorVector(xs.toArray(new Tensor[0])));
+        real.retainReference();
+        // a 3x3 box blur of the same images
+        Tensor k = torch.ones(3, 1, 3, 3).div(Tensors.s(9));
+        blurred = torch.conv2d(torch.replication_pad2d(real, new long[] {1, 1, 1, 1}), k, Tensors.opt(null),
+            new long[] {1, 1}, new long[] {0, 0}, new long[] {1, 1}, 3);
+        blurred.retainReference();
+    }
+
+    @Test
+    void blurLosesHighFrequencyEnergyAndSharpness() {
+        double hf = Metrics.highFrequencyEnergy(real, 0.5), hfBlur = Metrics.highFrequencyEnergy(blurred, 0.5);
+        double lap = Metrics.laplacianVariance(real), lapBlur = Metrics.laplacianVariance(blurred);
+        assertTrue(hfBlur < 0.5 * hf, hf + " -> " + hfBlur);
+        assertTrue(lapBlur < 0.5 * lap, lap + " -> " + lapBlur);
+        // a flat image has none
+        assertEquals(0.0, Metrics.laplacianVariance(torch.full(new long[] {1, 3, 16, 16}, new org.bytedeco.pytorch.Scalar(0.3))), 1e-12);
+    }
+
+    @Test
+    void laplacianVarianceOfAKnownPattern() {
+        // a checkerboard of 0 and 1: the Laplacian is -4 on ones and +4 on zeros, variance 16 (times the luma sum 1)
+        float[] v = new float[3 * 8 * 8];
+        for (int c = 0; c < 3; c++) for (int y = 0; y < 8; y++) for (int x = 0; x < 8; x++) v[c * 64 + y * 8 + x] = (x + y) % 2;
+        Tensor board = Tensors.fromFloats(v, 1, 3, 8, 8);
+        assertEquals(16 * 36.0 / 35.0, Metrics.laplacianVariance(board), 1e-4); // unbiased variance of 36 values of +-4
+        // all of a checkerboard's energy sits at the highest frequency
+        assertEquals(1.0, Metrics.highFrequencyEnergy(board, 0.5), 1e-6);
+    }
+
+    @Test
+    void slicedWassersteinIsZeroForIdenticalSetsAndGrowsWithBlur() {
+        double[] same = Metrics.slicedWasserstein(real, real, 3, 1);
+        for (double d : same) assertEquals(0.0, d, 1e-9);
+        double[] blur = Metrics.slicedWasserstein(blurred, real, 3, 1);
+        assertTrue(blur[0] > 10, "finest level differs after a blur: " + blur[0]);
+        assertTrue(blur[0] > blur[2], "and more than the coarsest: " + java.util.Arrays.toString(blur));
+    }
+
+    @Test
+    void judgeDistanceIsZeroOnTheReferenceAndLargerForABlur() {
+        double[] d0 = Metrics.judgeDistance(real, real), d1 = Metrics.judgeDistance(blurred, real);
+        for (int i = 0; i < d0.length; i++) {
+            assertEquals(0.0, d0[i], 1e-12);
+            assertTrue(d1[i] > 0);
+        }
+    }
+
+    @Test
+    void pairedTableCountsWinsTiesAndLosses() {
+        double[] a = {1.0, 1.0, 1.0, 2.0, 0.5}, b = {2.0, 1.04, 0.9, 1.0, 0.5};
+        // prompt 1: A lower by 50%: A wins; 2: within 5%: tie; 3: B lower by 10%: B wins; 4: B wins; 5: equal: tie
+        PairedTable t = PairedTable.of("A", "B", a, b, 0.05);
+        assertEquals(1, t.aWins());
+        assertEquals(2, t.ties());
+        assertEquals(2, t.bWins());
+        assertEquals(40.0, t.pct(t.ties()), 1e-12);
+        assertEquals(5, t.total());
+        PairedTable strict = PairedTable.of("A", "B", a, b, 0.0);
+        assertEquals(2, strict.aWins());
+        assertEquals(1, strict.ties());
+    }
+}
