@@ -1,0 +1,277 @@
+package org.pixelpost.eval.study;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.javalin.Javalin;
+import io.javalin.http.Context;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The annotation web app: annotators join with a name (or open an invitation link), take items
+ * they have not seen until each item has its quota of distinct annotators, and vote. Model names
+ * never reach the browser; votes are only readable through the admin token.
+ */
+public final class EvalServer implements AutoCloseable {
+    static final Map<String, String> DEFINITIONS = Map.of(
+        "flaws", "Which image has fewer visual flaws? Major flaws: distorted shapes, broken or merged parts, missing pieces. "
+            + "Minor flaws: smudges, jagged or blurry edges, stray pixels, noise.",
+        "appeal", "Which image is more visually appealing: cleaner, crisper, more pleasing to look at? Reject the pair "
+            + "if one image is photo-real and the other stylised.");
+    static final Set<String> CHOICES = Set.of("left", "tie", "right", "reject");
+
+    private final StudyStore store;
+    private final String adminToken;
+    private final Javalin app;
+
+    public EvalServer(StudyStore store, String adminToken) {
+        this.store = store;
+        this.adminToken = adminToken;
+        this.app = Javalin.create(c -> c.showJavalinBanner = false);
+        app.exception(Exception.class, (e, ctx) -> error(ctx, 500, "server error: " + e.getMessage()));
+        app.get("/", ctx -> page(ctx, "index.html"));
+        app.get("/instructions", ctx -> page(ctx, "instructions.html"));
+        app.post("/api/join", this::join);
+        app.get("/api/me", ctx -> {
+            String name = annotator(ctx);
+            if (name != null) json(ctx, 200, StudyStore.JSON.createObjectNode().put("name", name));
+        });
+        app.get("/api/studies", this::studies);
+        app.get("/api/studies/{study}/next", this::next);
+        app.get("/api/studies/{study}/progress", this::progress);
+        app.post("/api/votes", this::vote);
+        app.get("/images/{id}", this::image);
+        app.post("/api/admin/invite", ctx -> {
+            if (!admin(ctx)) return;
+            JsonNode b = body(ctx);
+            if (b == null) return;
+            String name = b.path("name").asText("").strip();
+            if (name.isEmpty() || name.length() > 100) {
+                error(ctx, 400, "name must be 1 to 100 characters");
+                return;
+            }
+            String token = store.join(name);
+            json(ctx, 201, StudyStore.JSON.createObjectNode().put("name", name).put("token", token).put("link", "/?token=" + token));
+        });
+        app.post("/api/admin/studies/{study}/close", ctx -> {
+            if (!admin(ctx) || !studyExists(ctx)) return;
+            store.close(ctx.pathParam("study"));
+            json(ctx, 200, StudyStore.JSON.createObjectNode().put("closed", ctx.pathParam("study")));
+        });
+        app.get("/api/admin/studies/{study}/results", ctx -> {
+            if (!admin(ctx) || !studyExists(ctx)) return;
+            json(ctx, 200, StudyResults.compute(store, ctx.pathParam("study")));
+        });
+        app.get("/api/admin/studies/{study}/export", ctx -> {
+            if (!admin(ctx) || !studyExists(ctx)) return;
+            ArrayNode all = StudyStore.JSON.createArrayNode();
+            store.answers(ctx.pathParam("study")).forEach((item, votes) -> {
+                ObjectNode o = all.addObject();
+                o.put("item", item.id()).set("payload", item.payload());
+                o.putArray("answers").addAll(votes);
+            });
+            json(ctx, 200, all);
+        });
+    }
+
+    public EvalServer start(String host, int port) {
+        app.start(host, port);
+        return this;
+    }
+
+    public int port() {
+        return app.port();
+    }
+
+    @Override
+    public void close() {
+        app.stop();
+    }
+
+    private void page(Context ctx, String name) throws IOException {
+        try (InputStream in = EvalServer.class.getResourceAsStream("/org/pixelpost/eval/" + name)) {
+            ctx.contentType("text/html; charset=utf-8").result(new String(in.readAllBytes(), StandardCharsets.UTF_8));
+        }
+    }
+
+    private void join(Context ctx) throws Exception {
+        JsonNode b = body(ctx);
+        if (b == null) return;
+        String name = b.path("name").asText("").strip();
+        if (name.isEmpty() || name.length() > 100) {
+            error(ctx, 400, "name must be 1 to 100 characters");
+            return;
+        }
+        String token = store.join(name);
+        json(ctx, 201, StudyStore.JSON.createObjectNode().put("name", name).put("token", token));
+    }
+
+    private void studies(Context ctx) throws Exception {
+        if (annotator(ctx) == null) return;
+        ArrayNode a = StudyStore.JSON.createArrayNode();
+        for (StudyStore.Study s : store.studies())
+            if (!s.closed()) a.addObject().put("name", s.name()).put("kind", s.kind().name().toLowerCase());
+        json(ctx, 200, a);
+    }
+
+    private void next(Context ctx) throws Exception {
+        String name = annotator(ctx);
+        if (name == null || !studyExists(ctx)) return;
+        StudyStore.Item it = store.next(ctx.pathParam("study"), token(ctx));
+        if (it == null) {
+            json(ctx, 200, StudyStore.JSON.createObjectNode().put("done", true));
+            return;
+        }
+        json(ctx, 200, view(store.study(it.study()).kind(), it));
+    }
+
+    /** What the browser sees of an item: image URLs and the question, never a model or a path. */
+    static ObjectNode view(StudyStore.Kind kind, StudyStore.Item it) {
+        ObjectNode p = it.payload(), v = StudyStore.JSON.createObjectNode();
+        v.put("id", it.id()).put("kind", kind.name().toLowerCase());
+        switch (kind) {
+            case AB -> {
+                String q = p.get("question").asText();
+                v.put("question", q).put("definition", DEFINITIONS.get(q))
+                    .put("left", "/images/" + p.get("left").get("image").asText())
+                    .put("right", "/images/" + p.get("right").get("image").asText());
+            }
+            case ALIGNMENT -> {
+                v.put("prompt", p.get("prompt").asText()).put("image", "/images/" + p.get("image").get("image").asText());
+                v.set("questions", p.get("questions"));
+            }
+            case PAIRS -> {
+                v.put("prompt", p.get("prompt").asText());
+                ArrayNode imgs = v.putArray("images");
+                p.get("images").forEach(i -> imgs.add("/images/" + i.get("image").asText()));
+            }
+        }
+        return v;
+    }
+
+    private void progress(Context ctx) throws Exception {
+        if (annotator(ctx) == null || !studyExists(ctx)) return;
+        StudyStore.Study s = store.study(ctx.pathParam("study"));
+        Map<String, Integer> p = store.progress(s.name(), token(ctx));
+        ObjectNode o = StudyStore.JSON.createObjectNode();
+        p.forEach(o::put);
+        o.put("quota", s.annotatorsPerItem()).put("needed", p.get("items") * s.annotatorsPerItem());
+        json(ctx, 200, o);
+    }
+
+    private void vote(Context ctx) throws Exception {
+        if (annotator(ctx) == null) return;
+        JsonNode b = body(ctx);
+        if (b == null) return;
+        String itemId = b.path("item").asText("");
+        StudyStore.Item it = itemId.isEmpty() ? null : store.item(itemId);
+        if (it == null) {
+            error(ctx, 404, "unknown item");
+            return;
+        }
+        StudyStore.Kind kind = store.study(it.study()).kind();
+        ObjectNode answer = StudyStore.JSON.createObjectNode();
+        String problem = switch (kind) {
+            case AB -> {
+                String c = b.path("choice").asText("");
+                if (!CHOICES.contains(c)) yield "choice must be one of left, tie, right, reject";
+                answer.put("choice", c);
+                yield null;
+            }
+            case ALIGNMENT -> {
+                JsonNode a = b.path("answers");
+                int n = it.payload().get("questions").size();
+                if (!a.isArray() || a.size() != n) yield "answers must be " + n + " booleans, one per question";
+                for (JsonNode x : a) if (!x.isBoolean()) yield "answers must be booleans";
+                answer.set("answers", a);
+                yield null;
+            }
+            case PAIRS -> {
+                int n = it.payload().get("images").size();
+                JsonNode best = b.path("best"), worst = b.path("worst");
+                if (!best.isInt() || !worst.isInt() || best.asInt() < 0 || worst.asInt() < 0 || best.asInt() >= n || worst.asInt() >= n)
+                    yield "best and worst must be image indices 0.." + (n - 1);
+                if (best.asInt() == worst.asInt()) yield "best and worst must differ";
+                answer.put("best", best.asInt()).put("worst", worst.asInt());
+                yield null;
+            }
+        };
+        if (problem != null) {
+            error(ctx, 400, problem);
+            return;
+        }
+        switch (store.vote(itemId, token(ctx), answer)) {
+            case STORED -> json(ctx, 201, StudyStore.JSON.createObjectNode().put("stored", true));
+            case DUPLICATE -> error(ctx, 409, "already voted on this item");
+            case CLOSED -> error(ctx, 409, "the study is closed");
+            case UNKNOWN_ITEM -> error(ctx, 404, "unknown item");
+        }
+    }
+
+    private void image(Context ctx) throws Exception {
+        String path = store.imagePath(ctx.pathParam("id"));
+        if (path == null || !Files.isRegularFile(Path.of(path))) {
+            error(ctx, 404, "no such image");
+            return;
+        }
+        ctx.contentType("image/png").header("Cache-Control", "private, max-age=3600").result(Files.readAllBytes(Path.of(path)));
+    }
+
+    private static String token(Context ctx) {
+        String t = ctx.header("X-Annotator-Token");
+        return t == null || t.isBlank() ? null : t.strip();
+    }
+
+    /** The annotator's name, or null after answering 401. */
+    private String annotator(Context ctx) throws Exception {
+        String name = store.annotatorName(token(ctx));
+        if (name == null) error(ctx, 401, "join first: no or unknown annotator token (header X-Annotator-Token)");
+        return name;
+    }
+
+    private boolean admin(Context ctx) throws Exception {
+        String h = ctx.header("Authorization");
+        String given = h != null && h.startsWith("Bearer ") ? h.substring(7).strip() : "";
+        // constant-time comparison: the token is a secret
+        if (adminToken == null || !MessageDigest.isEqual(given.getBytes(StandardCharsets.UTF_8), adminToken.getBytes(StandardCharsets.UTF_8))) {
+            error(ctx, 401, "admin token required (Authorization: Bearer TOKEN)");
+            return false;
+        }
+        return true;
+    }
+
+    private boolean studyExists(Context ctx) throws Exception {
+        if (store.study(ctx.pathParam("study")) != null) return true;
+        error(ctx, 404, "no study named '" + ctx.pathParam("study") + "'");
+        return false;
+    }
+
+    private static JsonNode body(Context ctx) {
+        try {
+            JsonNode b = StudyStore.JSON.readTree(ctx.body());
+            if (b == null || !b.isObject()) {
+                error(ctx, 400, "the body must be a JSON object");
+                return null;
+            }
+            return b;
+        } catch (IOException e) {
+            error(ctx, 400, "malformed JSON");
+            return null;
+        }
+    }
+
+    static void json(Context ctx, int status, JsonNode body) {
+        ctx.status(status).contentType("application/json").result(body.toString());
+    }
+
+    static void error(Context ctx, int status, String message) {
+        json(ctx, status, StudyStore.JSON.createObjectNode().put("error", message));
+    }
+}

@@ -1,0 +1,154 @@
+package org.pixelpost.eval.study;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.SQLException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.pixelpost.io.BadFileException;
+
+/**
+ * Builds studies from folders written by {@code pixelpost sample} (their {@code settings.json}
+ * says which file holds which prompt and seed). Images are registered under random ids, so the
+ * browser never learns a model's name or folder.
+ */
+public final class Studies {
+    private Studies() {}
+
+    /** One sampled image: prompt, seed and file. */
+    record Sample(String prompt, long seed, Path file) {}
+
+    static List<Sample> samples(Path dir) throws IOException {
+        Path settings = dir.resolve("settings.json");
+        if (!Files.isRegularFile(settings)) throw new BadFileException(dir, "not a folder written by pixelpost sample (no settings.json)");
+        JsonNode j = StudyStore.JSON.readTree(settings.toFile());
+        List<Sample> out = new ArrayList<>();
+        for (JsonNode i : j.path("images")) {
+            Path f = dir.resolve(i.get("file").asText());
+            if (!Files.isRegularFile(f)) throw new BadFileException(f, "listed in settings.json but missing");
+            out.add(new Sample(i.get("prompt").asText(), i.get("seed").asLong(), f.toAbsolutePath()));
+        }
+        if (out.isEmpty()) throw new BadFileException(settings, "lists no images");
+        return out;
+    }
+
+    /**
+     * Creates a study. {@code models} maps a model name to its sample folder. A/B: every pair of
+     * models, every (prompt, seed) both have, once for flaws and once for appeal, left and right
+     * in a random order. Alignment: every image with its prompt and the prompt's questions.
+     * Pairs: per prompt, the images of the (single) model, for best and worst.
+     */
+    public static int create(StudyStore store, String name, StudyStore.Kind kind, Map<String, Path> models, Path questionsFile,
+                             List<String> prompts, int annotators, long seed) throws IOException, SQLException {
+        if (annotators < 1) throw new IllegalArgumentException("--annotators must be positive");
+        Random rnd = new Random(seed);
+        Map<String, String> images = new LinkedHashMap<>();
+        Map<String, Map<String, Sample>> byModel = new LinkedHashMap<>();
+        for (Map.Entry<String, Path> m : models.entrySet()) {
+            Map<String, Sample> s = new LinkedHashMap<>();
+            for (Sample x : samples(m.getValue()))
+                if (prompts == null || prompts.contains(x.prompt())) s.put(x.prompt() + "\u0000" + x.seed(), x);
+            byModel.put(m.getKey(), s);
+        }
+        List<ObjectNode> items = new ArrayList<>();
+        List<String> names = new ArrayList<>(models.keySet());
+        switch (kind) {
+            case AB -> {
+                if (names.size() < 2) throw new IllegalArgumentException("an A/B study needs at least two models (--samples NAME=DIR twice)");
+                for (int a = 0; a < names.size(); a++)
+                    for (int b = a + 1; b < names.size(); b++)
+                        for (Map.Entry<String, Sample> e : byModel.get(names.get(a)).entrySet()) {
+                            Sample sb = byModel.get(names.get(b)).get(e.getKey());
+                            if (sb == null) continue;
+                            for (String q : List.of("flaws", "appeal")) {
+                                boolean swap = rnd.nextBoolean();
+                                ObjectNode it = StudyStore.JSON.createObjectNode();
+                                it.put("question", q).put("prompt", e.getValue().prompt()).put("seed", e.getValue().seed());
+                                it.set("left", image(swap ? names.get(b) : names.get(a), swap ? sb : e.getValue(), images));
+                                it.set("right", image(swap ? names.get(a) : names.get(b), swap ? e.getValue() : sb, images));
+                                items.add(it);
+                            }
+                        }
+            }
+            case ALIGNMENT -> {
+                Map<String, List<String>> questions = questions(questionsFile);
+                for (String m : names)
+                    for (Sample s : byModel.get(m).values()) {
+                        List<String> qs = questions.get(s.prompt());
+                        if (qs == null || qs.isEmpty()) throw new BadFileException(questionsFile, "no questions for prompt \"" + s.prompt() + "\"");
+                        ObjectNode it = StudyStore.JSON.createObjectNode();
+                        it.put("prompt", s.prompt()).put("seed", s.seed());
+                        it.set("image", image(m, s, images));
+                        ArrayNode q = it.putArray("questions");
+                        qs.forEach(q::add);
+                        items.add(it);
+                    }
+            }
+            case PAIRS -> {
+                if (names.size() != 1) throw new IllegalArgumentException("a pairs study takes the samples of one model (several images per prompt)");
+                Map<String, List<Sample>> perPrompt = new LinkedHashMap<>();
+                for (Sample s : byModel.get(names.get(0)).values()) perPrompt.computeIfAbsent(s.prompt(), k -> new ArrayList<>()).add(s);
+                for (Map.Entry<String, List<Sample>> e : perPrompt.entrySet()) {
+                    if (e.getValue().size() < 2) continue;
+                    ObjectNode it = StudyStore.JSON.createObjectNode();
+                    it.put("prompt", e.getKey());
+                    ArrayNode a = it.putArray("images");
+                    List<Sample> shuffled = new ArrayList<>(e.getValue());
+                    java.util.Collections.shuffle(shuffled, rnd);
+                    for (Sample s : shuffled) a.add(image(names.get(0), s, images));
+                    items.add(it);
+                }
+            }
+        }
+        if (items.isEmpty()) throw new IllegalArgumentException("the sample folders share no (prompt, seed): nothing to compare");
+        ObjectNode settings = StudyStore.JSON.createObjectNode();
+        ObjectNode ms = settings.putObject("models");
+        models.forEach((k, v) -> ms.put(k, v.toAbsolutePath().toString()));
+        settings.put("seed", seed);
+        store.createStudy(new StudyStore.Study(name, kind, annotators, false, settings), items, images);
+        return items.size();
+    }
+
+    private static ObjectNode image(String model, Sample s, Map<String, String> images) {
+        String id = StudyStore.randomId(12);
+        images.put(id, s.file().toString());
+        ObjectNode o = StudyStore.JSON.createObjectNode();
+        o.put("model", model).put("image", id).put("file", s.file().toString());
+        return o;
+    }
+
+    /** {@code prompt -> [questions]}: a JSON object, or JSON lines of {@code {"prompt", "questions"}}. */
+    static Map<String, List<String>> questions(Path f) throws IOException {
+        if (f == null) throw new IllegalArgumentException("an alignment study needs --questions FILE");
+        if (!Files.isRegularFile(f)) throw new BadFileException(f, "no such questions file");
+        Map<String, List<String>> out = new LinkedHashMap<>();
+        String text = Files.readString(f).strip();
+        try {
+            if (text.startsWith("{") && !text.contains("\n{")) {
+                StudyStore.JSON.readTree(text).fields().forEachRemaining(e -> {
+                    List<String> qs = new ArrayList<>();
+                    e.getValue().forEach(q -> qs.add(q.asText()));
+                    out.put(e.getKey(), qs);
+                });
+            } else {
+                for (String line : text.split("\n")) {
+                    if (line.isBlank()) continue;
+                    JsonNode j = StudyStore.JSON.readTree(line);
+                    List<String> qs = new ArrayList<>();
+                    j.path("questions").forEach(q -> qs.add(q.asText()));
+                    out.put(j.path("prompt").asText(), qs);
+                }
+            }
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new BadFileException(f, "malformed JSON (" + e.getOriginalMessage() + ")");
+        }
+        return out;
+    }
+}

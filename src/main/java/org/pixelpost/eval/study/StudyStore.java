@@ -1,0 +1,323 @@
+package org.pixelpost.eval.study;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.security.SecureRandom;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Studies, items, annotators and votes in SQL that SQLite and PostgreSQL both speak. Every write
+ * is its own transaction, committed before it is acknowledged; one connection, serialised, which
+ * is plenty for a room of annotators and keeps SQLite's single writer happy.
+ */
+public final class StudyStore implements AutoCloseable {
+    public enum Kind { AB, ALIGNMENT, PAIRS }
+
+    /** A study's settings. */
+    public record Study(String name, Kind kind, int annotatorsPerItem, boolean closed, ObjectNode settings) {}
+
+    /** One unit of annotation; the payload holds what only the server may know (model names). */
+    public record Item(String id, String study, int position, ObjectNode payload) {}
+
+    /** The outcome of a vote attempt. */
+    public enum VoteResult { STORED, DUPLICATE, UNKNOWN_ITEM, CLOSED }
+
+    static final ObjectMapper JSON = new ObjectMapper();
+    private static final SecureRandom RANDOM = new SecureRandom();
+    private final Connection db;
+    private final String url;
+
+    public StudyStore(String jdbcUrl) throws SQLException {
+        this.url = jdbcUrl;
+        this.db = DriverManager.getConnection(jdbcUrl);
+        boolean sqlite = jdbcUrl.startsWith("jdbc:sqlite:");
+        try (Statement s = db.createStatement()) {
+            if (sqlite) {
+                s.execute("PRAGMA journal_mode=WAL");
+                s.execute("PRAGMA synchronous=FULL"); // an acknowledged vote survives a crash of the machine, not only of the server
+                s.execute("PRAGMA busy_timeout=5000");
+            }
+            s.execute("CREATE TABLE IF NOT EXISTS studies (name VARCHAR(200) PRIMARY KEY, kind VARCHAR(20) NOT NULL, "
+                + "annotators INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0, settings TEXT NOT NULL, created VARCHAR(40) NOT NULL)");
+            s.execute("CREATE TABLE IF NOT EXISTS items (id VARCHAR(40) PRIMARY KEY, study VARCHAR(200) NOT NULL REFERENCES studies(name), "
+                + "position INTEGER NOT NULL, payload TEXT NOT NULL)");
+            s.execute("CREATE INDEX IF NOT EXISTS items_study ON items(study, position)");
+            s.execute("CREATE TABLE IF NOT EXISTS annotators (token VARCHAR(64) PRIMARY KEY, name VARCHAR(200) NOT NULL, created VARCHAR(40) NOT NULL)");
+            s.execute("CREATE TABLE IF NOT EXISTS votes (item VARCHAR(40) NOT NULL REFERENCES items(id), annotator VARCHAR(64) NOT NULL "
+                + "REFERENCES annotators(token), answer TEXT NOT NULL, created VARCHAR(40) NOT NULL, PRIMARY KEY (item, annotator))");
+            s.execute("CREATE INDEX IF NOT EXISTS votes_item ON votes(item)");
+            s.execute("CREATE TABLE IF NOT EXISTS images (id VARCHAR(40) PRIMARY KEY, path TEXT NOT NULL)");
+        }
+        db.setAutoCommit(false);
+        db.commit();
+    }
+
+    public String url() {
+        return url;
+    }
+
+    public static String randomId(int bytes) {
+        byte[] b = new byte[bytes];
+        RANDOM.nextBytes(b);
+        return HexFormat.of().formatHex(b);
+    }
+
+    private interface Tx<T> {
+        T run() throws SQLException;
+    }
+
+    /** Runs {@code t} as one transaction: committed as a whole or not at all. */
+    private synchronized <T> T tx(Tx<T> t) throws SQLException {
+        try {
+            T r = t.run();
+            db.commit();
+            return r;
+        } catch (SQLException | RuntimeException e) {
+            db.rollback();
+            throw e;
+        }
+    }
+
+    public void createStudy(Study s, List<ObjectNode> items, Map<String, String> images) throws SQLException {
+        tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("SELECT 1 FROM studies WHERE name = ?")) {
+                p.setString(1, s.name());
+                if (p.executeQuery().next()) throw new IllegalArgumentException("a study named '" + s.name() + "' exists already");
+            }
+            try (PreparedStatement p = db.prepareStatement("INSERT INTO studies (name, kind, annotators, closed, settings, created) VALUES (?, ?, ?, 0, ?, ?)")) {
+                p.setString(1, s.name());
+                p.setString(2, s.kind().name());
+                p.setInt(3, s.annotatorsPerItem());
+                p.setString(4, s.settings().toString());
+                p.setString(5, Instant.now().toString());
+                p.executeUpdate();
+            }
+            try (PreparedStatement p = db.prepareStatement("INSERT INTO images (id, path) VALUES (?, ?)")) {
+                for (Map.Entry<String, String> e : images.entrySet()) {
+                    p.setString(1, e.getKey());
+                    p.setString(2, e.getValue());
+                    p.addBatch();
+                }
+                p.executeBatch();
+            }
+            try (PreparedStatement p = db.prepareStatement("INSERT INTO items (id, study, position, payload) VALUES (?, ?, ?, ?)")) {
+                for (int i = 0; i < items.size(); i++) {
+                    p.setString(1, randomId(12));
+                    p.setString(2, s.name());
+                    p.setInt(3, i);
+                    p.setString(4, items.get(i).toString());
+                    p.addBatch();
+                }
+                p.executeBatch();
+            }
+            return null;
+        });
+    }
+
+    public List<Study> studies() throws SQLException {
+        return tx(() -> {
+            List<Study> out = new ArrayList<>();
+            try (Statement s = db.createStatement(); ResultSet r = s.executeQuery("SELECT name, kind, annotators, closed, settings FROM studies ORDER BY created, name")) {
+                while (r.next()) out.add(study(r));
+            }
+            return out;
+        });
+    }
+
+    public Study study(String name) throws SQLException {
+        return tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("SELECT name, kind, annotators, closed, settings FROM studies WHERE name = ?")) {
+                p.setString(1, name);
+                ResultSet r = p.executeQuery();
+                return r.next() ? study(r) : null;
+            }
+        });
+    }
+
+    private static Study study(ResultSet r) throws SQLException {
+        try {
+            return new Study(r.getString(1), Kind.valueOf(r.getString(2)), r.getInt(3), r.getInt(4) != 0, (ObjectNode) JSON.readTree(r.getString(5)));
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new SQLException("corrupt study settings", e);
+        }
+    }
+
+    public void close(String study) throws SQLException {
+        tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("UPDATE studies SET closed = 1 WHERE name = ?")) {
+                p.setString(1, study);
+                if (p.executeUpdate() == 0) throw new IllegalArgumentException("no study named '" + study + "'");
+            }
+            return null;
+        });
+    }
+
+    /** A new annotator; returns the token that identifies them. */
+    public String join(String name) throws SQLException {
+        String token = randomId(16);
+        tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("INSERT INTO annotators (token, name, created) VALUES (?, ?, ?)")) {
+                p.setString(1, token);
+                p.setString(2, name);
+                p.setString(3, Instant.now().toString());
+                p.executeUpdate();
+            }
+            return null;
+        });
+        return token;
+    }
+
+    public String annotatorName(String token) throws SQLException {
+        if (token == null) return null;
+        return tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("SELECT name FROM annotators WHERE token = ?")) {
+                p.setString(1, token);
+                ResultSet r = p.executeQuery();
+                return r.next() ? r.getString(1) : null;
+            }
+        });
+    }
+
+    /** The next item this annotator has not answered whose quota is not full, preferring items nearest completion. */
+    public Item next(String study, String annotator) throws SQLException {
+        return tx(() -> {
+            try (PreparedStatement p = db.prepareStatement(
+                "SELECT i.id, i.position, i.payload, (SELECT COUNT(*) FROM votes c WHERE c.item = i.id) AS n FROM items i "
+                    + "JOIN studies s ON s.name = i.study WHERE i.study = ? AND s.closed = 0 "
+                    + "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.item = i.id AND v.annotator = ?) "
+                    + "AND (SELECT COUNT(*) FROM votes c2 WHERE c2.item = i.id) < s.annotators "
+                    + "ORDER BY n DESC, i.position LIMIT 1")) {
+                p.setString(1, study);
+                p.setString(2, annotator);
+                ResultSet r = p.executeQuery();
+                return r.next() ? new Item(r.getString(1), study, r.getInt(2), parse(r.getString(3))) : null;
+            }
+        });
+    }
+
+    public Item item(String id) throws SQLException {
+        return tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("SELECT id, study, position, payload FROM items WHERE id = ?")) {
+                p.setString(1, id);
+                ResultSet r = p.executeQuery();
+                return r.next() ? new Item(r.getString(1), r.getString(2), r.getInt(3), parse(r.getString(4))) : null;
+            }
+        });
+    }
+
+    /** Stores a vote once; a second vote by the same annotator on the same item is refused. */
+    public VoteResult vote(String itemId, String annotator, JsonNode answer) throws SQLException {
+        return tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("SELECT s.closed FROM items i JOIN studies s ON s.name = i.study WHERE i.id = ?")) {
+                p.setString(1, itemId);
+                ResultSet r = p.executeQuery();
+                if (!r.next()) return VoteResult.UNKNOWN_ITEM;
+                if (r.getInt(1) != 0) return VoteResult.CLOSED;
+            }
+            try (PreparedStatement p = db.prepareStatement("SELECT 1 FROM votes WHERE item = ? AND annotator = ?")) {
+                p.setString(1, itemId);
+                p.setString(2, annotator);
+                if (p.executeQuery().next()) return VoteResult.DUPLICATE;
+            }
+            try (PreparedStatement p = db.prepareStatement("INSERT INTO votes (item, annotator, answer, created) VALUES (?, ?, ?, ?)")) {
+                p.setString(1, itemId);
+                p.setString(2, annotator);
+                p.setString(3, answer.toString());
+                p.setString(4, Instant.now().toString());
+                p.executeUpdate();
+            }
+            return VoteResult.STORED;
+        });
+    }
+
+    /** Progress of one annotator and of the whole study. */
+    public Map<String, Integer> progress(String study, String annotator) throws SQLException {
+        return tx(() -> {
+            Map<String, Integer> m = new LinkedHashMap<>();
+            try (PreparedStatement p = db.prepareStatement("SELECT COUNT(*) FROM items WHERE study = ?")) {
+                p.setString(1, study);
+                ResultSet r = p.executeQuery();
+                r.next();
+                m.put("items", r.getInt(1));
+            }
+            try (PreparedStatement p = db.prepareStatement("SELECT COUNT(*) FROM votes v JOIN items i ON i.id = v.item WHERE i.study = ?")) {
+                p.setString(1, study);
+                ResultSet r = p.executeQuery();
+                r.next();
+                m.put("votes", r.getInt(1));
+            }
+            try (PreparedStatement p = db.prepareStatement("SELECT COUNT(*) FROM votes v JOIN items i ON i.id = v.item WHERE i.study = ? AND v.annotator = ?")) {
+                p.setString(1, study);
+                p.setString(2, annotator == null ? "" : annotator);
+                ResultSet r = p.executeQuery();
+                r.next();
+                m.put("mine", r.getInt(1));
+            }
+            return m;
+        });
+    }
+
+    /** Every item of a study with its answers, in item order. */
+    public Map<Item, List<JsonNode>> answers(String study) throws SQLException {
+        return tx(() -> {
+            Map<String, Item> items = new LinkedHashMap<>();
+            try (PreparedStatement p = db.prepareStatement("SELECT id, position, payload FROM items WHERE study = ? ORDER BY position")) {
+                p.setString(1, study);
+                ResultSet r = p.executeQuery();
+                while (r.next()) items.put(r.getString(1), new Item(r.getString(1), study, r.getInt(2), parse(r.getString(3))));
+            }
+            Map<Item, List<JsonNode>> out = new LinkedHashMap<>();
+            items.values().forEach(i -> out.put(i, new ArrayList<>()));
+            try (PreparedStatement p = db.prepareStatement("SELECT v.item, v.answer FROM votes v JOIN items i ON i.id = v.item WHERE i.study = ? ORDER BY v.created")) {
+                p.setString(1, study);
+                ResultSet r = p.executeQuery();
+                while (r.next()) out.get(items.get(r.getString(1))).add(parse(r.getString(2)));
+            }
+            return out;
+        });
+    }
+
+    public String imagePath(String id) throws SQLException {
+        return tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("SELECT path FROM images WHERE id = ?")) {
+                p.setString(1, id);
+                ResultSet r = p.executeQuery();
+                return r.next() ? r.getString(1) : null;
+            }
+        });
+    }
+
+    public long voteCount() throws SQLException {
+        return tx(() -> {
+            try (Statement s = db.createStatement(); ResultSet r = s.executeQuery("SELECT COUNT(*) FROM votes")) {
+                r.next();
+                return r.getLong(1);
+            }
+        });
+    }
+
+    static ObjectNode parse(String s) {
+        try {
+            return (ObjectNode) JSON.readTree(s);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalStateException("corrupt stored JSON", e);
+        }
+    }
+
+    @Override
+    public synchronized void close() throws SQLException {
+        db.close();
+    }
+}
