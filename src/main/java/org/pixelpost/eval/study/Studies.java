@@ -124,6 +124,14 @@ public final class Studies {
         return o;
     }
 
+    private static JsonNode tryParse(String s) {
+        try {
+            return StudyStore.JSON.readTree(s);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            return null;
+        }
+    }
+
     /** {@code prompt -> [questions]}: a JSON object, or JSON lines of {@code {"prompt", "questions"}}. */
     static Map<String, List<String>> questions(Path f) throws IOException {
         if (f == null) throw new IllegalArgumentException("an alignment study needs --questions FILE");
@@ -131,7 +139,10 @@ public final class Studies {
         Map<String, List<String>> out = new LinkedHashMap<>();
         String text = Files.readString(f).strip();
         try {
-            if (text.startsWith("{") && !text.contains("\n{")) {
+            String first = text.lines().findFirst().orElse("");
+            JsonNode head = first.isBlank() ? null : tryParse(first);
+            boolean lines = head != null && head.path("prompt").isTextual() && head.path("questions").isArray();
+            if (!lines) {
                 StudyStore.JSON.readTree(text).fields().forEachRemaining(e -> {
                     List<String> qs = new ArrayList<>();
                     e.getValue().forEach(q -> qs.add(q.asText()));
