@@ -1,0 +1,65 @@
+package org.pixelpost.eval.study;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A real browser: headless Chromium (Debian's package) driven by playwright-core (npm) joins,
+ * votes with the keyboard, and opens a prompt that contains markup. CI installs both; elsewhere
+ * the test is skipped when they are missing.
+ */
+class EvalBrowserTest {
+    static final String SCRIPT = "<script>alert('x')</script><b>bold?</b> a cat";
+
+    @Test
+    void votesWithTheKeyboardAreStoredAndMarkupStaysText(@TempDir Path dir) throws Exception {
+        Path browser = Path.of("src/test/browser");
+        boolean ready = Files.isDirectory(browser.resolve("node_modules/playwright-core")) && Files.isExecutable(Path.of("/usr/bin/chromium"));
+        if (!ready && System.getenv("CI") != null) fail("CI must install chromium (apt) and playwright-core (npm ci in src/test/browser)");
+        Assumptions.assumeTrue(ready, "chromium or playwright-core not installed");
+
+        try (StudyStore store = new StudyStore("jdbc:sqlite:" + dir.resolve("b.db"))) {
+            Map<String, Path> m = new LinkedHashMap<>();
+            List<String> prompts = List.of("red heart", "rocket");
+            m.put("base", StudyFixtures.samples(dir.resolve("a"), prompts, 1, 0xff0000));
+            m.put("tuned", StudyFixtures.samples(dir.resolve("b"), prompts, 1, 0x0000ff));
+            Studies.create(store, "ab-browser", StudyStore.Kind.AB, m, null, null, 3, 2);
+            Path q = dir.resolve("q.json");
+            Files.writeString(q, "{" + StudyStore.JSON.writeValueAsString(SCRIPT) + ": [\"is there <i>one</i> cat?\"]}");
+            Studies.create(store, "align-browser", StudyStore.Kind.ALIGNMENT, Map.of("base", StudyFixtures.samples(dir.resolve("c"), List.of(SCRIPT), 1, 0x00ff00)), q, null, 3, 2);
+            try (EvalServer server = new EvalServer(store, "admin").start("127.0.0.1", 0)) {
+                Path shot = dir.resolve("ab.png");
+                Process p = new ProcessBuilder("node", browser.resolve("vote.mjs").toString(), "http://127.0.0.1:" + server.port() + "/", shot.toString())
+                    .redirectErrorStream(true).start();
+                String out = new String(p.getInputStream().readAllBytes());
+                assertTrue(p.waitFor(120, TimeUnit.SECONDS));
+                assertEquals(0, p.exitValue(), out);
+                JsonNode r = StudyStore.JSON.readTree(out.lines().reduce((a, b) -> b).orElse("{}"));
+                assertEquals(0, r.get("dialogs").asInt(), "no script ran");
+                assertEquals(SCRIPT, r.get("prompt").asText(), "the prompt is shown as text");
+                assertEquals(0, r.get("scriptElements").asInt());
+                assertEquals("is there <i>one</i> cat?", r.get("questions").get(0).asText());
+                assertTrue(r.get("zoomed").asBoolean(), "a click zooms the image");
+                assertTrue(r.get("status").asText().startsWith("you: 4 answered"), r.get("status").asText());
+                assertTrue(ImageIO.read(shot.toFile()).getWidth() >= 1280);
+            }
+            // the four keys were stored as left, right, tie and reject
+            List<String> choices = new ArrayList<>();
+            store.answers("ab-browser").values().forEach(v -> v.forEach(a -> choices.add(a.get("choice").asText())));
+            choices.sort(null);
+            assertEquals(List.of("left", "reject", "right", "tie"), choices);
+        }
+    }
+}
