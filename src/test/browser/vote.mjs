@@ -37,6 +37,15 @@ try {
   result.prompt = await page.textContent('#alPrompt');
   result.scriptElements = await page.evaluate(() => document.querySelectorAll('#alPrompt script, #alQuestions script').length);
   result.questions = await page.$$eval('#alQuestions .q span', s => s.map(x => x.textContent));
+  // a phone: the task fits the width
+  const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
+  await phone.goto(base);
+  await phone.fill('#name', 'Phone Annotator');
+  await phone.click('#joinForm button');
+  await phone.click('text=ab-browser (ab)');
+  await phone.waitForSelector('#ab:not([hidden])');
+  result.phoneOverflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await phone.screenshot({ path: screenshot.replace(/\.png$/, '-phone.png') });
 } finally {
   await browser.close();
 }

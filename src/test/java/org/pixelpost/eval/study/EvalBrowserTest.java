@@ -54,6 +54,11 @@ class EvalBrowserTest {
                 assertTrue(r.get("zoomed").asBoolean(), "a click zooms the image");
                 assertTrue(r.get("status").asText().startsWith("you: 4 answered"), r.get("status").asText());
                 assertTrue(ImageIO.read(shot.toFile()).getWidth() >= 1280);
+                assertTrue(r.get("phoneOverflow").asInt() <= 0, "on a phone the page fits its width: overflow " + r.get("phoneOverflow"));
+                if (System.getenv("PIXELPOST_KEEP_SCREENSHOTS") != null) {
+                    Files.copy(shot, Path.of(System.getenv("PIXELPOST_KEEP_SCREENSHOTS"), "ab.png"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                    Files.copy(dir.resolve("ab-phone.png"), Path.of(System.getenv("PIXELPOST_KEEP_SCREENSHOTS"), "ab-phone.png"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                }
             }
             // the four keys were stored as left, right, tie and reject
             List<String> choices = new ArrayList<>();
