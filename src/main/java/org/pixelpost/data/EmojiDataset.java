@@ -183,9 +183,10 @@ public final class EmojiDataset {
         return new Summary(out, train.size() + val.size(), train.size(), val.size(), sft.size(), eval.size());
     }
 
-    /** {@code n} entries spread evenly over the list (a quick run still sees every category). */
-    static List<Entry> spread(List<Entry> l, int n) {
-        List<Entry> out = new ArrayList<>();
+    /** {@code n} items spread evenly over the list (a quick run still sees every category). */
+    public static <T> List<T> spread(List<T> l, int n) {
+        if (n >= l.size()) return l;
+        List<T> out = new ArrayList<>();
         for (int i = 0; i < n; i++) out.add(l.get((int) ((long) i * l.size() / n)));
         return out;
     }

@@ -1,13 +1,13 @@
 package org.pixelpost.data;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.JsonLines;
 
 /**
  * Images with captions: a folder with {@code captions.jsonl} (one {@code {"file", "caption"}} per
@@ -21,22 +21,7 @@ public record ImageCaptionSet(Path root, List<Item> items) {
         List<Item> items = new ArrayList<>();
         Path jsonl = dir.resolve("captions.jsonl");
         if (Files.isRegularFile(jsonl)) {
-            ObjectMapper om = new ObjectMapper();
-            int lineNo = 0;
-            for (String line : Files.readAllLines(jsonl)) {
-                lineNo++;
-                if (line.isBlank()) continue;
-                JsonNode j;
-                try {
-                    j = om.readTree(line);
-                } catch (IOException e) {
-                    throw new BadFileException(jsonl, "line " + lineNo + ": malformed JSON");
-                }
-                JsonNode f = j.get("file"), c = j.get("caption");
-                if (f == null || !f.isTextual() || c == null || !c.isTextual())
-                    throw new BadFileException(jsonl, "line " + lineNo + ": needs string fields \"file\" and \"caption\"");
-                items.add(new Item(dir.resolve(f.asText()), c.asText()));
-            }
+            for (JsonNode j : JsonLines.read(jsonl, "file", "caption")) items.add(new Item(dir.resolve(j.get("file").asText()), j.get("caption").asText()));
         } else {
             try (var files = Files.list(dir)) {
                 for (Path p : files.sorted().toList()) {

@@ -1,13 +1,13 @@
 package org.pixelpost.data;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.JsonLines;
 
 /** Preference pairs: {@code pairs.jsonl} with {@code {"prompt", "winner", "loser"}} per line, image paths relative to the file. */
 public record PreferencePairSet(Path file, List<Pair> pairs) {
@@ -17,23 +17,10 @@ public record PreferencePairSet(Path file, List<Pair> pairs) {
     public static PreferencePairSet load(Path path) throws IOException {
         Path f = Files.isDirectory(path) ? path.resolve("pairs.jsonl") : path;
         if (!Files.isRegularFile(f)) throw new BadFileException(f, "no such pairs file");
-        ObjectMapper om = new ObjectMapper();
         List<Pair> pairs = new ArrayList<>();
-        int lineNo = 0;
-        for (String line : Files.readAllLines(f)) {
-            lineNo++;
-            if (line.isBlank()) continue;
-            JsonNode j;
-            try {
-                j = om.readTree(line);
-            } catch (IOException e) {
-                throw new BadFileException(f, "line " + lineNo + ": malformed JSON");
-            }
-            for (String k : List.of("prompt", "winner", "loser"))
-                if (!j.path(k).isTextual()) throw new BadFileException(f, "line " + lineNo + ": needs string field \"" + k + "\"");
-            Path dir = f.toAbsolutePath().getParent();
+        Path dir = f.toAbsolutePath().getParent();
+        for (JsonNode j : JsonLines.read(f, "prompt", "winner", "loser"))
             pairs.add(new Pair(j.get("prompt").asText(), dir.resolve(j.get("winner").asText()), dir.resolve(j.get("loser").asText())));
-        }
         if (pairs.isEmpty()) throw new BadFileException(f, "holds no pairs");
         return new PreferencePairSet(f, List.copyOf(pairs));
     }

@@ -218,7 +218,7 @@ public final class Demo {
         if (Files.isRegularFile(file)) return file;
         Files.createDirectories(dir.resolve("images"));
         ImageCaptionSet train = ImageCaptionSet.load(data.resolve("sft"));
-        List<ImageCaptionSet.Item> items = spread(train.items(), plan.pairPrompts());
+        List<ImageCaptionSet.Item> items = EmojiDataset.spread(train.items(), plan.pairPrompts());
         StringBuilder jsonl = new StringBuilder();
         try (TextToImageModel m = TextToImageModel.load(base)) {
             Sampler sampler = new Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, m.imageSize, m.latentScale);
@@ -361,11 +361,5 @@ public final class Demo {
         return j;
     }
 
-    /** {@code n} items spread evenly over the list. */
-    static <T> List<T> spread(List<T> l, int n) {
-        if (n >= l.size()) return l;
-        List<T> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) out.add(l.get((int) ((long) i * l.size() / n)));
-        return out;
-    }
+
 }

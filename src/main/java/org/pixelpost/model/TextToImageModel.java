@@ -83,7 +83,7 @@ public final class TextToImageModel implements AutoCloseable {
         Path abs = dir.toAbsolutePath();
         Files.createDirectories(abs.getParent());
         Path tmp = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-        deleteTree(tmp);
+        AtomicFiles.deleteTree(tmp);
         denoiser.save(tmp.resolve("denoiser"));
         Files.createDirectories(tmp.resolve("scheduler"));
         ObjectMapper om = new ObjectMapper();
@@ -96,15 +96,9 @@ public final class TextToImageModel implements AutoCloseable {
         Path old = abs.resolveSibling("." + abs.getFileName() + ".old-" + ProcessHandle.current().pid());
         if (Files.exists(abs)) Files.move(abs, old);
         Files.move(tmp, abs);
-        deleteTree(old);
+        AtomicFiles.deleteTree(old);
     }
 
-    static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) return;
-        try (var s = Files.walk(p)) {
-            for (Path q : s.sorted(java.util.Comparator.reverseOrder()).toList()) Files.delete(q);
-        }
-    }
 
     @Override
     public void close() {

@@ -253,7 +253,7 @@ public final class Trainer {
         Files.createDirectories(dir);
         String name = String.format("step-%06d", step);
         Path tmp = dir.resolve("." + name + ".tmp"), fin = dir.resolve(name);
-        deleteTree(tmp);
+        AtomicFiles.deleteTree(tmp);
         Files.createDirectories(tmp);
         SafeTensors.write(tmp.resolve("denoiser.safetensors"), model.parameters());
         SafeTensors.write(tmp.resolve("optimizer.safetensors"), opt.state());
@@ -262,10 +262,10 @@ public final class Trainer {
         // data order, flips, noise and timesteps derive from (seed, step): the step is the RNG state
         st.put("step", step).put("nonfinite", nonfinite).put("seed", c.seed()).put("samples_seen", step * c.batchSize() * c.gradAccum());
         AtomicFiles.writeString(tmp.resolve("trainer.json"), st.toPrettyString());
-        deleteTree(fin);
+        AtomicFiles.deleteTree(fin);
         Files.move(tmp, fin, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         List<Path> all = checkpoints();
-        for (int i = 0; i < all.size() - Math.max(1, c.keepCheckpoints()); i++) deleteTree(all.get(i));
+        for (int i = 0; i < all.size() - Math.max(1, c.keepCheckpoints()); i++) AtomicFiles.deleteTree(all.get(i));
     }
 
     private List<Path> checkpoints() throws IOException {
@@ -334,12 +334,6 @@ public final class Trainer {
         return z ^ (z >>> 31);
     }
 
-    static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) return;
-        try (var s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(q);
-        }
-    }
 
     /** Encoded training data: captioned images (SFT) or winners and losers with their prompts. */
     static final class Data {

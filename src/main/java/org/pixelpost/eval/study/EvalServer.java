@@ -50,13 +50,8 @@ public final class EvalServer implements AutoCloseable {
         app.get("/images/{id}", this::image);
         app.post("/api/admin/invite", ctx -> {
             if (!admin(ctx)) return;
-            JsonNode b = body(ctx);
-            if (b == null) return;
-            String name = b.path("name").asText("").strip();
-            if (name.isEmpty() || name.length() > 100) {
-                error(ctx, 400, "name must be 1 to 100 characters");
-                return;
-            }
+            String name = name(ctx);
+            if (name == null) return;
             String token = store.join(name);
             json(ctx, 201, StudyStore.JSON.createObjectNode().put("name", name).put("token", token).put("link", "/?token=" + token));
         });
@@ -101,14 +96,21 @@ public final class EvalServer implements AutoCloseable {
         }
     }
 
-    private void join(Context ctx) throws Exception {
+    /** The {@code name} of the request body, or null after answering 400. */
+    private static String name(Context ctx) {
         JsonNode b = body(ctx);
-        if (b == null) return;
+        if (b == null) return null;
         String name = b.path("name").asText("").strip();
         if (name.isEmpty() || name.length() > 100) {
             error(ctx, 400, "name must be 1 to 100 characters");
-            return;
+            return null;
         }
+        return name;
+    }
+
+    private void join(Context ctx) throws Exception {
+        String name = name(ctx);
+        if (name == null) return;
         String token = store.join(name);
         json(ctx, 201, StudyStore.JSON.createObjectNode().put("name", name).put("token", token));
     }
