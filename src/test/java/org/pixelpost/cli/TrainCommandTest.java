@@ -19,7 +19,7 @@ class TrainCommandTest {
         Files.writeString(cfg, "{\"objective\": \"sft\", \"steps\": 50, \"batch_size\": 2, \"pixel_weight\": 2, \"lr\": 1e-4,"
             + " \"init\": \"" + dir.resolve("m") + "\", \"data\": \"" + data + "\", \"out\": \"" + dir.resolve("run") + "\"}");
         String[] r = AutoencodeCommandTest.run("train", "--config", cfg.toString(), "--steps", "2", "--pixel-decode", "x0", "--flip", "false",
-            "--sample-prompts", "red heart", "--sample-prompts", "rocket", "--sample-every", "2", "--sample-steps", "3");
+            "--sample-prompts", "red heart", "--sample-prompts", "rocket", "--sample-every", "2", "--sample-steps", "3", "--bf16");
         assertEquals("0", r[0], r[2]);
         JsonNode c = Json.MAPPER.readTree(dir.resolve("run/config.json").toFile());
         assertEquals(2, c.get("steps").asInt(), "the flag wins over the file");
@@ -28,6 +28,9 @@ class TrainCommandTest {
         assertFalse(c.get("flip").asBoolean());
         assertEquals(2, c.get("sample_prompts").size());
         assertEquals(0.9, c.get("adam_beta1").asDouble(), "defaults fill the rest");
+        assertTrue(c.get("bf16").asBoolean(), "a bare boolean flag means true");
+        JsonNode last = Json.MAPPER.readTree(Files.readAllLines(dir.resolve("run/metrics.jsonl")).get(0));
+        assertTrue(Double.isFinite(last.get("loss").asDouble()) && last.get("loss").asDouble() > 0, "bf16 autocast trains: " + last);
         assertTrue(Files.isRegularFile(dir.resolve("run/samples/step-000002.png")));
         assertEquals(1, Files.readAllLines(dir.resolve("run/metrics.jsonl")).size(), "log_every 10 over 2 steps: the final step only");
     }

@@ -110,6 +110,10 @@ class TrainerTest {
         List<JsonNode> a = metrics(shared.resolve("straight")), b = metrics(killed);
         assertEquals(steps, b.size(), "one metrics line per step, none duplicated");
         assertEquals(a, b, "the resumed run's losses equal the uninterrupted run's");
+        try (var files = Files.list(killed.resolve("checkpoints"))) {
+            assertEquals(List.of("step-000012", "step-000018", "step-000024"),
+                files.map(f -> f.getFileName().toString()).sorted().toList(), "the last 3 checkpoints are kept, no temporary left");
+        }
     }
 
     @Test
