@@ -307,7 +307,7 @@ public final class Demo {
                 Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
                 saveGrid(dir, samples, items.size());
                 for (int i = 0; i < samples.size(0); i++) Images.writePng(dir.resolve(String.format("%03d-%d.png", i % items.size(), i / items.size())), samples.select(0, i));
-                ObjectNode j = imageMetrics(samples, real.repeat(plan.evalSeeds(), 1, 1, 1), realRep, items.size());
+                ObjectNode j = imageMetrics(samples, realRep, realRep, items.size());
                 j.set("denoise_error", denoiseError(m, held, heldCaptions));
                 AtomicFiles.writeString(mf, j.toPrettyString());
                 all.put(e.getKey(), j);

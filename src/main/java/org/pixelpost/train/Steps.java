@@ -43,7 +43,7 @@ public final class Steps {
         PredictionType type = model.predictionType();
         Tensor out = model.forward(zT, t, tokens, mask);
         Tensor latent = Objectives.latent(out, o.schedule.target(type, z, eps, t));
-        Tensor pixel = o.pixelWeight != 0 ? pixelTerm(o, z, zT, o.schedule.epsilon(type, out, zT, t), t, pixelRows(o, b)) : null;
+        Tensor pixel = o.pixelWeight != 0 ? PixelTarget.of(o, z, zT, t, pixelRows(o, b)).term(o.schedule.epsilon(type, out, zT, t)) : null;
         Tensor loss = Objectives.sft(o.latentWeight != 0 ? latent : null, pixel, o.latentWeight, o.pixelWeight);
         Map<String, Double> terms = new LinkedHashMap<>();
         terms.put("loss", Tensors.item(loss));
@@ -87,11 +87,12 @@ public final class Steps {
                 rows2[i] = rows[i];
                 rows2[rows.length + i] = rows[i] + b;
             }
-            Tensor pixel = pixelTerm(o, z2, zT2, o.schedule.epsilon(type, out, zT2, t2), t2, rows2);
+            PixelTarget pixelTarget = PixelTarget.of(o, z2, zT2, t2, rows2);
+            Tensor pixel = pixelTarget.term(o.schedule.epsilon(type, out, zT2, t2));
             Tensor refPixel = null;
             if (o.dpo) {
                 try (var g = Tensors.noGrad()) {
-                    refPixel = pixelTerm(o, z2, zT2, o.schedule.epsilon(type, refOut, zT2, t2), t2, rows2);
+                    refPixel = pixelTarget.term(o.schedule.epsilon(type, refOut, zT2, t2));
                 }
             }
             Tensor pixelMargin = margin(o, pixel, refPixel, rows.length);
@@ -130,34 +131,52 @@ public final class Steps {
         return rows;
     }
 
-    /** The pixel term on {@code rows}, over the whole latent or a random crop with context margin. */
-    static Tensor pixelTerm(Options o, Tensor z, Tensor zT, Tensor epsHat, Tensor t, long[] rows) {
-        Tensor idx = index(rows);
-        Tensor zr = z.index_select(0, idx), zTr = zT.index_select(0, idx), er = epsHat.index_select(0, idx), tr = t.index_select(0, idx);
-        Tensor pred = Objectives.predictedLatent(o.pixelDecode, o.schedule, zr, zTr, er, tr);
-        Tensor targetLatent = Objectives.targetLatent(o.pixelDecode, zr, zTr);
-        UnaryOperator<Tensor> decode = o.decode;
-        int c = o.pixelCrop;
-        long h = z.size(2), w = z.size(3);
-        if (c > 0 && c < Math.min(h, w)) {
-            // one crop per step; the margin gives the decoder context, and only the centre is compared
-            long cy = randint(h - c + 1), cx = randint(w - c + 1), m = o.pixelCropMargin;
-            long y0 = Math.max(0, cy - m), x0 = Math.max(0, cx - m), y1 = Math.min(h, cy + c + m), x1 = Math.min(w, cx + c + m);
-            pred = pred.narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0);
-            targetLatent = targetLatent.narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0);
-            UnaryOperator<Tensor> full = o.decode;
-            long oy = cy - y0, ox = cx - x0;
-            decode = lat -> {
-                Tensor img = full.apply(lat);
-                long s = img.size(2) / lat.size(2);
-                return img.narrow(2, oy * s, c * s).narrow(3, ox * s, c * s);
-            };
+    /**
+     * What the pixel term compares against, fixed once per step: the rows, the crop (if any), the
+     * decoder restricted to it, and the target image decoded without gradient. A DPO step applies it
+     * to the model's and the reference's noise alike, so both see the same crop and the target is
+     * decoded once.
+     */
+    record PixelTarget(Options o, Tensor z, Tensor zT, Tensor t, Tensor idx, long[] crop, UnaryOperator<Tensor> decode, Tensor image) {
+        static PixelTarget of(Options o, Tensor z, Tensor zT, Tensor t, long[] rows) {
+            Tensor idx = index(rows);
+            Tensor zr = z.index_select(0, idx), zTr = zT.index_select(0, idx), tr = t.index_select(0, idx);
+            Tensor targetLatent = Objectives.targetLatent(o.pixelDecode, zr, zTr);
+            UnaryOperator<Tensor> decode = o.decode;
+            long[] crop = null;
+            int c = o.pixelCrop;
+            long h = z.size(2), w = z.size(3);
+            if (c > 0 && c < Math.min(h, w)) {
+                // one crop per step; the margin gives the decoder context, and only the centre is compared
+                long cy = randint(h - c + 1), cx = randint(w - c + 1), m = o.pixelCropMargin;
+                long y0 = Math.max(0, cy - m), x0 = Math.max(0, cx - m), y1 = Math.min(h, cy + c + m), x1 = Math.min(w, cx + c + m);
+                crop = new long[] {y0, x0, y1 - y0, x1 - x0};
+                targetLatent = cropLatent(targetLatent, crop);
+                UnaryOperator<Tensor> full = o.decode;
+                long oy = cy - y0, ox = cx - x0;
+                decode = lat -> {
+                    Tensor img = full.apply(lat);
+                    long s = img.size(2) / lat.size(2);
+                    return img.narrow(2, oy * s, c * s).narrow(3, ox * s, c * s);
+                };
+            }
+            Tensor image;
+            try (var g = Tensors.noGrad()) {
+                image = decode.apply(targetLatent);
+            }
+            return new PixelTarget(o, zr, zTr, tr, idx, crop, decode, image);
         }
-        Tensor targetImage;
-        try (var g = Tensors.noGrad()) {
-            targetImage = decode.apply(targetLatent);
+
+        /** The per-sample pixel term of a model whose implied noise is {@code epsHat} (all rows of the batch). */
+        Tensor term(Tensor epsHat) {
+            Tensor pred = Objectives.predictedLatent(o.pixelDecode, o.schedule, z, zT, epsHat.index_select(0, idx), t);
+            if (crop != null) pred = cropLatent(pred, crop);
+            return Objectives.pixel(decode, image, pred, o.decoderChunk);
         }
-        return Objectives.pixel(decode, targetImage, pred, o.decoderChunk);
+
+        private static Tensor cropLatent(Tensor x, long[] crop) {
+            return x.narrow(2, crop[0], crop[2]).narrow(3, crop[1], crop[3]);
+        }
     }
 
     private static long randint(long n) {

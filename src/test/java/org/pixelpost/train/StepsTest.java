@@ -81,6 +81,27 @@ class StepsTest {
     }
 
     @Test
+    void dpoWithACropComparesModelAndReferenceOnTheSameRegion() throws Exception {
+        Engine.seed(6);
+        DiT model = new DiT(micro());
+        try (var g = Tensors.noGrad()) {
+            for (Tensor p : model.parameters().values()) p.add_(torch.randn_like(p).mul(Tensors.s(0.05)));
+        }
+        DiT reference = new DiT(micro());
+        reference.load(model.snapshot(), java.nio.file.Path.of("snapshot"));
+        UnaryOperator<Tensor> decode = z -> torch.tanh(z).mul(Tensors.s(0.5)).add(Tensors.s(0.5));
+        Steps.Options crop = new Steps.Options(NoiseSchedule.sd(), decode, 1, 8, PixelDecode.T, 1, 2, 1, 0, true, 2500, 0);
+        try (Scope s = Scope.open()) {
+            Tensor zW = torch.randn(3, 4, 4, 4), zL = torch.randn(3, 4, 4, 4), tokens = torch.randn(3, 5, 16);
+            Tensor mask = torch.ones(3, 5).to(torch.ScalarType.Bool);
+            for (int k = 0; k < 4; k++) {
+                Steps.Result r = Steps.preference(model, reference, crop, zW, zL, tokens, mask);
+                assertEquals(Math.log(2), r.terms().get("pixel_loss"), 1e-6, "the same crop for model and reference");
+            }
+        }
+    }
+
+    @Test
     void simpoPrefersTheLowerWinnerError() {
         Engine.seed(2);
         DiT model = new DiT(micro());
