@@ -12,6 +12,7 @@ import org.pixelpost.model.autoencoder.Autoencoders;
 import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
+import org.pixelpost.pipeline.Sampler;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -106,18 +107,18 @@ final class BenchCommand implements Runnable {
         @Override
         public Integer call() throws Exception {
             Engine.seed(0);
-            try (org.pixelpost.model.TextToImageModel m = org.pixelpost.model.TextToImageModel.create(size, "taef2", 64, 1.0)) {
-                org.pixelpost.diffusion.Sampler sampler = new org.pixelpost.diffusion.Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, 64, 1.0);
+            try (org.pixelpost.pipeline.TextToImageModel m = org.pixelpost.pipeline.TextToImageModel.create(size, "taef2", 64, 1.0)) {
+                Sampler sampler = m.sampler();
                 java.util.List<String> prompts = java.util.Collections.nCopies(images, "grinning face");
                 long[] seeds = java.util.stream.LongStream.range(0, images).toArray();
-                org.pixelpost.diffusion.Sampler.Settings s = new org.pixelpost.diffusion.Sampler.Settings(steps, guidance, 0);
-                sampler.sample(prompts.subList(0, 1), new long[] {0}, new org.pixelpost.diffusion.Sampler.Settings(2, guidance, 0), null); // warm-up
+                Sampler.Settings s = new Sampler.Settings(steps, guidance, 0);
+                sampler.sample(prompts.subList(0, 1), new long[] {0}, new Sampler.Settings(2, guidance, 0), null); // warm-up
                 long t0 = System.nanoTime();
                 sampler.sample(prompts, seeds, s, null);
                 double secs = (System.nanoTime() - t0) / 1e9;
                 Map<String, Object> o = new LinkedHashMap<>();
                 o.put("denoiser", size);
-                o.put("parameters", m.denoiser.parameterCount());
+                o.put("parameters", m.denoiser.module().parameterCount());
                 o.put("steps", steps);
                 o.put("guidance", guidance);
                 o.put("images", images);

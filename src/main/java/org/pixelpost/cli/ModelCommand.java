@@ -6,7 +6,7 @@ import java.nio.file.Paths;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.denoiser.DiT;
 import org.pixelpost.tensor.Engine;
 import picocli.CommandLine.Command;
@@ -35,24 +35,26 @@ final class ModelCommand implements Runnable {
             Engine.start();
             Map<String, Object> o = new LinkedHashMap<>();
             Path dir = Paths.get(name);
-            DiT.Config c;
+            Object config;
             long count;
             if (Files.isDirectory(dir)) {
                 try (TextToImageModel m = TextToImageModel.load(dir)) {
-                    c = m.denoiser.config();
-                    count = m.denoiser.parameterCount();
+                    config = Json.MAPPER.convertValue(m.denoiser.configJson(), Map.class);
+                    count = m.denoiser.module().parameterCount();
+                    o.put("denoiser", m.denoiser.className());
                     o.put("autoencoder", m.autoencoderSpec);
                     o.put("text_encoder", m.textEncoder.name());
                     o.put("image_size", m.imageSize);
                 }
             } else {
-                c = DiT.Config.named(name);
+                DiT.Config c = DiT.Config.named(name);
+                config = Json.MAPPER.convertValue(c.toJson(), Map.class);
                 try (DiT m = new DiT(c)) {
                     count = m.parameterCount();
                 }
             }
             o.put("name", name);
-            o.put("config", Json.MAPPER.convertValue(c.toJson(), Map.class));
+            o.put("config", config);
             o.put("parameters", count);
             Long published = DiT.PUBLISHED.get(name.toLowerCase(java.util.Locale.ROOT));
             if (published != null) {
@@ -83,7 +85,7 @@ final class ModelCommand implements Runnable {
             Engine.seed(seed);
             try (TextToImageModel m = TextToImageModel.create(size, autoencoder, imageSize, latentScale)) {
                 m.save(out);
-                System.out.printf("%s DiT (%,d parameters) over %s written to %s%n", size, m.denoiser.parameterCount(), autoencoder, out);
+                System.out.printf("%s DiT (%,d parameters) over %s written to %s%n", size, m.denoiser.module().parameterCount(), autoencoder, out);
             }
             return 0;
         }

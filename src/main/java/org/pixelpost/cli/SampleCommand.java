@@ -4,15 +4,13 @@ import java.awt.image.BufferedImage;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.diffusion.Sampler;
-import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.pipeline.SampleFolder;
+import org.pixelpost.pipeline.Sampler;
 import org.pixelpost.io.Images;
-import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Engine;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -49,7 +47,7 @@ final class SampleCommand implements Callable<Integer> {
         Engine.start();
         long t0 = System.nanoTime();
         try (TextToImageModel m = TextToImageModel.load(model)) {
-            Sampler sampler = new Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, m.imageSize, m.latentScale);
+            Sampler sampler = m.sampler();
             Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta);
             Files.createDirectories(out);
             List<String> flat = new ArrayList<>();
@@ -60,7 +58,7 @@ final class SampleCommand implements Callable<Integer> {
                     ids.add(new long[] {p, i});
                 }
             List<BufferedImage> tiles = new ArrayList<>();
-            List<Map<String, Object>> files = new ArrayList<>();
+            List<SampleFolder.Image> files = new ArrayList<>();
             ProgressBar bar = new ProgressBar("sampling");
             int total = flat.size() * steps;
             for (int start = 0; start < flat.size(); start += batch) {
@@ -75,24 +73,15 @@ final class SampleCommand implements Callable<Integer> {
                     BufferedImage img = Images.toImage(images.select(0, k));
                     Images.writePng(out.resolve(name), img);
                     tiles.add(img);
-                    files.add(Map.of("file", name, "prompt", flat.get(start + k), "seed", seed + id[1]));
+                    files.add(new SampleFolder.Image(name, flat.get(start + k), seed + id[1]));
                 }
             }
             Images.writePng(out.resolve("grid.png"), Images.grid(tiles, numImages, 2));
             double secs = (System.nanoTime() - t0) / 1e9;
-            Map<String, Object> s = new LinkedHashMap<>();
-            s.put("model", model.toAbsolutePath().toString());
-            s.put("prompts", list);
-            s.put("steps", steps);
-            s.put("guidance", guidance);
-            s.put("eta", eta);
-            s.put("seed", seed);
-            s.put("num_images", numImages);
-            s.put("scheduler", Json.MAPPER.convertValue(m.scheduler.toJson(), Map.class));
-            s.put("images", files);
-            s.put("seconds", Math.round(secs * 10) / 10.0);
-            AtomicFiles.writeString(out.resolve("settings.json"), Json.write(s));
-            if (json) System.out.println(Json.write(s));
+            SampleFolder s = new SampleFolder(model.toAbsolutePath().toString(), list, steps, guidance, eta, seed, numImages,
+                m.scheduler.toJson(), files, Math.round(secs * 10) / 10.0);
+            s.write(out);
+            if (json) System.out.println(s.toJson());
             else System.out.printf("%d images in %.1f s -> %s%n", files.size(), secs, out.resolve("grid.png"));
         }
         return 0;

@@ -8,15 +8,19 @@ import java.util.concurrent.Callable;
 import java.util.function.UnaryOperator;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
-import org.pixelpost.diffusion.NoiseSchedule;
-import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.text.TextEncoder;
 import org.pixelpost.objective.PixelDecode;
 import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.AdamW;
-import org.pixelpost.train.Steps;
+import org.pixelpost.objective.Batch;
+import org.pixelpost.objective.Loss;
+import org.pixelpost.objective.PixelTerm;
+import org.pixelpost.objective.Sft;
+import org.pixelpost.objective.StepContext;
+import org.pixelpost.tensor.Generator;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -33,16 +37,15 @@ final class TrainBench implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Engine.seed(0);
-        try (TextToImageModel m = TextToImageModel.create(size, "taef2", 64, 1.0)) {
-            NoiseSchedule schedule = m.scheduler.schedule();
-            UnaryOperator<Tensor> decode = m.autoencoder::decode;
-            Map<String, Tensor> params = m.denoiser.parameters();
-            AdamW opt = new AdamW(params, 0.9, 0.999, 1e-8, 5e-6);
+        try (TextToImageModel m = TextToImageModel.create(size, "taef2", 64, 1.0); Generator gen = Generator.seeded(0);
+             AdamW opt = new AdamW(m.denoiser.module().parameters(), 0.9, 0.999, 1e-8, 5e-6)) {
+            UnaryOperator<Tensor> decode = m::decodeLatents;
+            StepContext ctx = new StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), decode, gen);
 
             Map<String, Object> o = new LinkedHashMap<>();
-            double latentMs = stepMs(m, opt, options(schedule, decode, 0, 1, 0, 0));
+            double latentMs = stepMs(m, opt, ctx, sft(0, 1, 0, 0));
             Tensor z = this.z;
-            double pixelMs = stepMs(m, opt, options(schedule, decode, 8, 1, 0, 0));
+            double pixelMs = stepMs(m, opt, ctx, sft(8, 1, 0, 0));
             double decodeMs, decodeBackMs;
             try (var g = Tensors.noGrad()) {
                 decodeMs = BenchCommand.medianMs(2, iters, () -> decode.apply(z));
@@ -61,9 +64,9 @@ final class TrainBench implements Callable<Integer> {
 
             // cost options: time per step, and how closely the step's gradient follows the full pixel term's
             Map<String, Object> options = new LinkedHashMap<>();
-            options.put("pixel_fraction_0.5", option(m, opt, schedule, decode, options(schedule, decode, 8, 0.5, 0, 0)));
-            options.put("pixel_crop_4_margin_1", option(m, opt, schedule, decode, options(schedule, decode, 8, 1, 4, 0)));
-            options.put("decoder_chunk_2", option(m, opt, schedule, decode, options(schedule, decode, 8, 1, 0, 2)));
+            options.put("pixel_fraction_0.5", option(m, opt, ctx, sft(8, 0.5, 0, 0)));
+            options.put("pixel_crop_4_margin_1", option(m, opt, ctx, sft(8, 1, 4, 0)));
+            options.put("decoder_chunk_2", option(m, opt, ctx, sft(8, 1, 0, 2)));
             o.put("options", options);
             o.put("peak_rss_mib", Math.round(BenchCommand.peakRssMiB()));
             if (json) System.out.println(Json.write(o));
@@ -72,17 +75,17 @@ final class TrainBench implements Callable<Integer> {
         }
     }
 
-    private Steps.Options options(NoiseSchedule s, UnaryOperator<Tensor> decode, double lambda, double fraction, int crop, int chunk) {
-        return new Steps.Options(s, decode, 1, lambda, PixelDecode.T, fraction, crop, 1, chunk, false, 0, 0);
+    private static Sft sft(double lambda, double fraction, int crop, int chunk) {
+        return new Sft(1, new PixelTerm(lambda, PixelDecode.T, fraction, crop, 1, chunk));
     }
 
     private Tensor z, tokens, mask;
 
     /** Median ms of a full training step (forward, backward, AdamW) with the given options. */
-    private double stepMs(TextToImageModel m, AdamW opt, Steps.Options o) {
+    private double stepMs(TextToImageModel m, AdamW opt, StepContext ctx, Sft objective) {
         ensureBatch(m);
         return BenchCommand.medianMs(2, iters, () -> {
-            Steps.Result res = Steps.sft(m.denoiser, o, z, tokens, mask);
+            Loss res = objective.loss(ctx, Batch.of(z, tokens, mask));
             res.loss().backward();
             opt.step(0); // lr 0: the full update's cost, the weights unchanged
             opt.zeroGrad();
@@ -91,8 +94,9 @@ final class TrainBench implements Callable<Integer> {
 
     private void ensureBatch(TextToImageModel m) {
         if (z != null) return;
-        Engine.seed(1);
-        z = torch.randn(batch, m.autoencoder.latentChannels(), 8, 8);
+        try (Generator g = Generator.seeded(1)) {
+            z = g.randn(batch, m.autoencoder.latentChannels(), m.latentSize(), m.latentSize());
+        }
         z.retainReference();
         List<String> caps = new ArrayList<>();
         for (int i = 0; i < batch; i++) caps.add("emoji number " + i);
@@ -104,23 +108,25 @@ final class TrainBench implements Callable<Integer> {
     }
 
     /** ms per step, and the cosine between this option's pixel-term gradient and the full one over 5 draws. */
-    private Map<String, Object> option(TextToImageModel m, AdamW opt, NoiseSchedule s, UnaryOperator<Tensor> decode, Steps.Options o) {
+    private Map<String, Object> option(TextToImageModel m, AdamW opt, StepContext ctx, Sft o) {
         Map<String, Object> r = new LinkedHashMap<>();
-        r.put("ms", round(stepMs(m, opt, o)));
+        r.put("ms", round(stepMs(m, opt, ctx, o)));
         double cos = 0, rel = 0;
         int draws = 5;
         // pixel term alone (latent weight 0), so the comparison is of the pixel term's own signal
-        Steps.Options fullPix = new Steps.Options(s, decode, 0, 1, PixelDecode.T, 1, 0, 1, 0, false, 0, 0);
-        Steps.Options optPix = new Steps.Options(s, decode, 0, 1, PixelDecode.T, o.pixelFraction(), o.pixelCrop(), o.pixelCropMargin(), o.decoderChunk(), false, 0, 0);
+        Sft fullPix = new Sft(0, PixelTerm.of(1));
+        PixelTerm p = o.pixel();
+        Sft optPix = new Sft(0, new PixelTerm(1, PixelDecode.T, p.fraction(), p.crop(), p.cropMargin(), p.decoderChunk()));
+        Batch batch = Batch.of(z, tokens, mask);
         for (int d = 0; d < draws; d++) {
             try (Scope sc = Scope.open()) {
-                Engine.seed(100 + d);
-                Steps.Result a = Steps.sft(m.denoiser, fullPix, z, tokens, mask);
+                ctx.gen().reseed(100 + d);
+                Loss a = fullPix.loss(ctx, batch);
                 a.loss().backward();
                 Tensor ga = flatGrad(m);
                 opt.zeroGrad();
-                Engine.seed(100 + d);
-                Steps.Result b = Steps.sft(m.denoiser, optPix, z, tokens, mask);
+                ctx.gen().reseed(100 + d);
+                Loss b = optPix.loss(ctx, batch);
                 b.loss().backward();
                 Tensor gb = flatGrad(m);
                 opt.zeroGrad();
@@ -135,7 +141,7 @@ final class TrainBench implements Callable<Integer> {
 
     private static Tensor flatGrad(TextToImageModel m) {
         List<Tensor> gs = new ArrayList<>();
-        for (Tensor p : m.denoiser.parameters().values()) gs.add(p.grad().defined() ? p.grad().flatten() : torch.zeros(p.numel()));
+        for (Tensor p : m.denoiser.module().parameters().values()) gs.add(p.grad().defined() ? p.grad().flatten() : torch.zeros(p.numel()));
         return torch.cat(new org.bytedeco.pytorch.TensorVector(gs.toArray(new Tensor[0])));
     }
 

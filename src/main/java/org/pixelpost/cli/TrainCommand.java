@@ -11,7 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.pixelpost.train.TrainConfig;
-import org.pixelpost.train.Trainer;
+import org.pixelpost.train.TrainRun;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -90,7 +90,7 @@ final class TrainCommand implements Callable<Integer> {
         }
         TrainConfig c = TrainConfig.from(over);
         ProgressBar[] bar = {null};
-        Trainer.Summary s = new Trainer(c, new Trainer.Listener() {
+        TrainRun.Summary s = new TrainRun(c, new TrainRun.Listener() {
             @Override
             public void step(long step, long total, Map<String, Double> terms) {
                 if (bar[0] == null) bar[0] = new ProgressBar("training"); // timing starts at the first step

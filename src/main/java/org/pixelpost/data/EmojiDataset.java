@@ -17,7 +17,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.zip.CRC32;
-import org.pixelpost.eval.Metrics;
+import org.pixelpost.metrics.Metrics;
 import org.pixelpost.io.AtomicFiles;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Images;

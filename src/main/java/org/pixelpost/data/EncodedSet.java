@@ -16,7 +16,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Images;
 import org.pixelpost.io.SafeTensors;
-import org.pixelpost.model.autoencoder.Autoencoder;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.text.TextEncoder;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
@@ -26,7 +26,7 @@ import org.pixelpost.tensor.Tensors;
  * captions encoded once to token features, cached on disk by content so that later runs and
  * resumed runs reuse them.
  */
-public final class EncodedSet {
+public final class EncodedSet implements AutoCloseable {
     /** What to do with an image that cannot be read. */
     public enum OnBadImage { SKIP, FAIL }
 
@@ -34,19 +34,35 @@ public final class EncodedSet {
     public final List<Path> files;
     /** {@code [N, C, h, w]} latents, and the latents of the horizontally mirrored images. */
     public final Tensor latents, flipped;
-    /** {@code [N, T, D]} caption features and {@code [N, T]} masks. */
-    public final Tensor tokens, mask;
+    /** {@code [N + 1, T, D]} caption features and {@code [N + 1, T]} masks; row N is the empty prompt (caption dropout). */
+    private final Tensor tokens, mask;
     public final List<String> skipped;
 
-    private EncodedSet(List<Path> files, List<String> captions, Tensor latents, Tensor flipped, Tensor tokens, Tensor mask, List<String> skipped) {
+    private EncodedSet(List<Path> files, List<String> captions, Tensor latents, Tensor flipped, Tensor tokens, Tensor mask,
+                       TextEncoder.Encoded empty, List<String> skipped) {
         this.files = files;
         this.captions = captions;
         this.latents = latents;
         this.flipped = flipped;
-        this.tokens = tokens;
-        this.mask = mask;
+        long t = Math.max(tokens.size(1), empty.tokens().size(1));
+        this.tokens = torch.cat(new TensorVector(padTokens(tokens, t), padTokens(empty.tokens(), t)), 0);
+        this.mask = torch.cat(new TensorVector(padTokens(mask, t), padTokens(empty.mask(), t)), 0);
         this.skipped = skipped;
-        for (Tensor t : List.of(latents, flipped, tokens, mask)) t.retainReference();
+        for (Tensor x : List.of(latents, flipped, this.tokens, this.mask)) x.retainReference();
+    }
+
+    /** Pads dimension 1 (tokens) with zeros (false for masks) up to {@code t}. */
+    private static Tensor padTokens(Tensor x, long t) {
+        long extra = t - x.size(1);
+        if (extra == 0) return x;
+        long[] pad = x.dim() == 3 ? new long[] {0, 0, 0, extra} : new long[] {0, extra};
+        return torch.constant_pad_nd(x.to(torch.ScalarType.Float), pad).to(x.scalar_type());
+    }
+
+    /** Frees the encoded tensors now. */
+    @Override
+    public void close() {
+        for (Tensor x : List.of(latents, flipped, tokens, mask)) x.releaseReference();
     }
 
     public int size() {
@@ -54,13 +70,15 @@ public final class EncodedSet {
     }
 
     /**
-     * Encodes (or loads from {@code cacheDir}) every image at {@code size}x{@code size}, scaled by
-     * {@code latentScale}, and every caption.
+     * Encodes (or loads from {@code cacheDir}) every image at the model's image size into its latent
+     * space, and every caption with its text encoder.
      */
-    public static EncodedSet encode(List<Path> images, List<String> captions, Autoencoder ae, int size, double latentScale,
-                                    TextEncoder te, Path cacheDir, OnBadImage onBad, IntConsumer progress) throws IOException {
+    public static EncodedSet encode(List<Path> images, List<String> captions, TextToImageModel m, Path cacheDir, OnBadImage onBad,
+                                    IntConsumer progress) throws IOException {
         Files.createDirectories(cacheDir);
-        String key = digest(images, captions, ae.name() + "|" + size + "|" + latentScale + "|" + te.name() + "|" + te.maxTokens());
+        TextEncoder te = m.textEncoder;
+        int size = m.imageSize;
+        String key = digest(images, captions, m.latentSpaceKey() + "|" + te.name() + "|" + te.maxTokens());
         Path cache = cacheDir.resolve("encoded-" + key + ".safetensors");
         if (Files.isRegularFile(cache)) {
             try (SafeTensors st = SafeTensors.open(cache)) {
@@ -72,7 +90,8 @@ public final class EncodedSet {
                         kept.add(images.get(i));
                         keptCaptions.add(captions.get(i));
                     }
-                return new EncodedSet(kept, keptCaptions, st.load("latents"), st.load("flipped"), st.load("tokens"), st.load("mask"), skipped);
+                return new EncodedSet(kept, keptCaptions, st.load("latents"), st.load("flipped"), st.load("tokens"), st.load("mask"),
+                    te.encode(List.of("")), skipped);
             }
         }
         List<Tensor> z = new ArrayList<>(), zf = new ArrayList<>();
@@ -91,7 +110,7 @@ public final class EncodedSet {
                 }
                 try (Scope s = Scope.open()) {
                     Tensor pair = torch.stack(new TensorVector(x, x.flip(2)));
-                    Tensor enc = ae.encode(pair).mul(Tensors.s(latentScale));
+                    Tensor enc = m.encodeImages(pair);
                     z.add(s.keep(enc.select(0, 0).clone()));
                     zf.add(s.keep(enc.select(0, 1).clone()));
                 }
@@ -109,19 +128,30 @@ public final class EncodedSet {
         out.put("flipped", flipped);
         out.put("tokens", text.tokens());
         out.put("mask", text.mask());
-        SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "autoencoder", ae.name(), "text_encoder", te.name()));
-        return new EncodedSet(kept, keptCaptions, latents, flipped, text.tokens(), text.mask(), skipped);
+        SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "autoencoder", m.autoencoder.name(), "text_encoder", te.name()));
+        return new EncodedSet(kept, keptCaptions, latents, flipped, text.tokens(), text.mask(), te.encode(List.of("")), skipped);
     }
 
     /** Rows {@code idx} with per-row flips: latents {@code [B, C, h, w]}, tokens, mask. */
     public Tensor[] batch(long[] idx, boolean[] flip) {
+        return batch(idx, flip, null);
+    }
+
+    /**
+     * Rows {@code idx} with per-row flips, and the empty prompt in place of the caption where
+     * {@code dropCaption} says so: latents {@code [B, C, h, w]}, tokens {@code [B, T, D]}, mask {@code [B, T]}.
+     */
+    public Tensor[] batch(long[] idx, boolean[] flip, boolean[] dropCaption) {
         Tensor i = Tensors.fromFloats(toFloats(idx), idx.length).to(torch.ScalarType.Long);
+        long[] textRows = idx.clone();
+        if (dropCaption != null) for (int k = 0; k < textRows.length; k++) if (dropCaption[k]) textRows[k] = size();
+        Tensor ti = Tensors.fromFloats(toFloats(textRows), idx.length).to(torch.ScalarType.Long);
         Tensor a = latents.index_select(0, i), b = flipped.index_select(0, i);
         float[] f = new float[idx.length];
         for (int k = 0; k < f.length; k++) f[k] = flip != null && flip[k] ? 1 : 0;
         Tensor w = Tensors.fromFloats(f, idx.length, 1, 1, 1);
         Tensor z = a.mul(w.neg().add(Tensors.s(1))).add(b.mul(w));
-        return new Tensor[] {z, tokens.index_select(0, i), mask.index_select(0, i)};
+        return new Tensor[] {z, tokens.index_select(0, ti), mask.index_select(0, ti)};
     }
 
     private static float[] toFloats(long[] v) {

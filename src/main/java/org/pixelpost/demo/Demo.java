@@ -16,19 +16,20 @@ import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.data.EmojiDataset;
 import org.pixelpost.data.ImageCaptionSet;
-import org.pixelpost.diffusion.NoiseSchedule;
-import org.pixelpost.diffusion.Sampler;
-import org.pixelpost.eval.Metrics;
+import org.pixelpost.schedule.NoiseSchedule;
+import org.pixelpost.pipeline.Sampler;
+import org.pixelpost.metrics.Metrics;
 import org.pixelpost.io.AtomicFiles;
 import org.pixelpost.io.Images;
-import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.Autoencoders;
 import org.pixelpost.tensor.Engine;
+import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.TrainConfig;
-import org.pixelpost.train.Trainer;
+import org.pixelpost.train.TrainRun;
 
 /**
  * The paper's experiments end to end on the embedded default: emoji data, a base text-to-image
@@ -38,7 +39,7 @@ import org.pixelpost.train.Trainer;
  */
 public final class Demo {
     /** What the demo tells its caller. */
-    public interface Listener extends Trainer.Listener {
+    public interface Listener extends TrainRun.Listener {
         void stage(String name);
     }
 
@@ -195,12 +196,12 @@ public final class Demo {
     private void train(ObjectNode c, Path run) throws IOException {
         if (Files.isDirectory(run.resolve("checkpoints"))) c.put("resume", "latest");
         try {
-            new Trainer(TrainConfig.from(c), listener).run();
+            new TrainRun(TrainConfig.from(c), listener).run();
         } catch (IOException e) {
             // an earlier attempt stopped before its first checkpoint: start it again
             if (e.getMessage() != null && e.getMessage().contains("no checkpoint to resume from")) {
                 c.remove("resume");
-                new Trainer(TrainConfig.from(c), listener).run();
+                new TrainRun(TrainConfig.from(c), listener).run();
             } else {
                 throw e;
             }
@@ -221,7 +222,7 @@ public final class Demo {
         List<ImageCaptionSet.Item> items = EmojiDataset.spread(train.items(), plan.pairPrompts());
         StringBuilder jsonl = new StringBuilder();
         try (TextToImageModel m = TextToImageModel.load(base)) {
-            Sampler sampler = new Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, m.imageSize, m.latentScale);
+            Sampler sampler = m.sampler();
             int k = plan.samplesPerPrompt();
             for (int i = 0; i < items.size(); i++) {
                 ImageCaptionSet.Item it = items.get(i);
@@ -290,7 +291,7 @@ public final class Demo {
                 continue;
             }
             try (TextToImageModel m = TextToImageModel.load(e.getValue()); Scope s = Scope.open()) {
-                Sampler sampler = new Sampler(m.denoiser, m.autoencoder, m.textEncoder, m.scheduler, m.imageSize, m.latentScale);
+                Sampler sampler = m.sampler();
                 List<String> prompts = new ArrayList<>();
                 List<Long> seeds = new ArrayList<>();
                 for (int sd = 0; sd < plan.evalSeeds(); sd++)
@@ -344,17 +345,19 @@ public final class Demo {
     /** Mean pixel MSE of {@code D(predicted z_0)} against the held-out images (with their captions), at a few timesteps. */
     private static ObjectNode denoiseError(TextToImageModel m, Tensor images, List<String> captions) {
         ObjectNode j = JSON.createObjectNode();
-        NoiseSchedule s = m.scheduler.schedule();
+        NoiseSchedule s = m.noiseSchedule();
         try (Scope sc = Scope.open(); var g = Tensors.noGrad()) {
-            Tensor z = m.autoencoder.encode(images).mul(Tensors.s(m.latentScale));
-            Engine.seed(4242);
-            Tensor eps = torch.randn_like(z);
+            Tensor z = m.encodeImages(images);
+            Tensor eps;
+            try (Generator gen = Generator.seeded(4242)) {
+                eps = gen.randnLike(z);
+            }
             org.pixelpost.model.text.TextEncoder.Encoded text = m.textEncoder.encode(captions);
             for (int t : new int[] {100, 300, 500, 700, 900}) {
                 Tensor tt = torch.full(new long[] {z.size(0)}, new org.bytedeco.pytorch.Scalar(t)).to(torch.ScalarType.Long);
                 Tensor zT = s.addNoise(z, eps, tt);
-                Tensor x0 = s.sample(m.denoiser.predictionType(), m.denoiser.forward(zT, tt, text.tokens(), text.mask()), zT, tt);
-                Tensor img = Tensors.clamp(m.autoencoder.decode(x0.div(Tensors.s(m.latentScale))), 0, 1);
+                Tensor x0 = s.sample(m.predictionType(), m.denoiser.forward(zT, tt, text.tokens(), text.mask()), zT, tt);
+                Tensor img = Tensors.clamp(m.decodeLatents(x0), 0, 1);
                 j.put(Integer.toString(t), Tensors.item(img.sub(images).square().mean()));
             }
         }

@@ -3,7 +3,7 @@ package org.pixelpost.objective;
 import java.util.function.UnaryOperator;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
-import org.pixelpost.diffusion.NoiseSchedule;
+import org.pixelpost.schedule.NoiseSchedule;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -29,7 +29,7 @@ public final class Objectives {
     public static Tensor predictedLatent(PixelDecode mode, NoiseSchedule s, Tensor z, Tensor zT, Tensor epsHat, Tensor t) {
         return switch (mode) {
             case T -> s.addNoise(z, epsHat, t);                                                   // sqrt(a) z + sqrt(1-a) epsHat
-            case X0 -> s.sample(org.pixelpost.diffusion.PredictionType.EPSILON, epsHat, zT, t);   // (z_t - sqrt(1-a) epsHat) / sqrt(a)
+            case X0 -> s.sample(org.pixelpost.schedule.PredictionType.EPSILON, epsHat, zT, t);   // (z_t - sqrt(1-a) epsHat) / sqrt(a)
         };
     }
 

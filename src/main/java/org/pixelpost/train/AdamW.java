@@ -10,7 +10,7 @@ import org.pixelpost.tensor.Tensors;
  * Adam with decoupled weight decay (Loshchilov and Hutter): {@code p -= lr (mHat / (sqrt(vHat) +
  * eps) + wd p)}. The moments are plain named tensors, so they checkpoint like the weights.
  */
-public final class AdamW {
+public final class AdamW implements AutoCloseable {
     private final Map<String, Tensor> params;
     private final Map<String, Tensor> m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
     private final double beta1, beta2, eps, weightDecay;
@@ -77,6 +77,15 @@ public final class AdamW {
             v.forEach((k, t) -> t.copy_(require(s, "v." + k)));
         }
         step = (long) Tensors.item(require(s, "step"));
+    }
+
+    /** Frees the moments' native memory. */
+    @Override
+    public void close() {
+        m.values().forEach(Tensor::releaseReference);
+        v.values().forEach(Tensor::releaseReference);
+        m.clear();
+        v.clear();
     }
 
     private static Tensor require(Map<String, Tensor> s, String k) {

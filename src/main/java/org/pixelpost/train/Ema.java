@@ -6,7 +6,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.tensor.Tensors;
 
 /** An exponential moving average of the weights: {@code ema = decay ema + (1 - decay) p} after each step. */
-public final class Ema {
+public final class Ema implements AutoCloseable {
     private final Map<String, Tensor> params, shadow = new LinkedHashMap<>();
     private final double decay;
 
@@ -30,6 +30,13 @@ public final class Ema {
 
     public Map<String, Tensor> weights() {
         return shadow;
+    }
+
+    /** Frees the averaged weights' native memory. */
+    @Override
+    public void close() {
+        shadow.values().forEach(Tensor::releaseReference);
+        shadow.clear();
     }
 
     public void load(Map<String, Tensor> w) {

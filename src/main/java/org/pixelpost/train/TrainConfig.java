@@ -12,6 +12,13 @@ import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 import java.util.List;
 import java.util.Set;
+import org.pixelpost.model.denoiser.Denoiser;
+import org.pixelpost.objective.Dpo;
+import org.pixelpost.objective.Objective;
+import org.pixelpost.objective.PixelDecode;
+import org.pixelpost.objective.PixelTerm;
+import org.pixelpost.objective.Sft;
+import org.pixelpost.objective.Simpo;
 
 /**
  * Everything a training run needs. The JSON keys are the field names in snake_case and each field
@@ -49,6 +56,7 @@ public record TrainConfig(
     @Doc("EMA decay of the weights (0: no EMA)") double emaDecay,
     @Doc("bf16 autocast for the forward passes") boolean bf16,
     @Doc("random horizontal flips") boolean flip,
+    @Doc("probability that a caption is replaced by the empty prompt, which trains the unconditional prediction guidance needs") double captionDropout,
     @Doc("write a checkpoint every N steps (0: only at the end)") int checkpointEvery,
     @Doc("checkpoints to keep") int keepCheckpoints,
     @Doc("latest, or a checkpoint folder, to continue from") String resume,
@@ -77,7 +85,7 @@ public record TrainConfig(
 
     public static TrainConfig defaults() {
         return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1,
-            2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, true, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
+            2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
             "skip", 0);
     }
 
@@ -100,13 +108,51 @@ public record TrainConfig(
         }
     }
 
+    /** The objectives a config can name; the one place a name becomes a type. */
+    public enum Kind {
+        SFT, DPO, SIMPO;
+
+        static Kind of(String name) {
+            for (Kind k : values()) if (k.name().equalsIgnoreCase(name)) return k;
+            throw new IllegalArgumentException("objective '" + name + "' is not sft, dpo or simpo");
+        }
+    }
+
+    public Kind kind() {
+        return Kind.of(objective);
+    }
+
+    /** Whether the objective needs a frozen reference model. */
+    public boolean needsReference() {
+        return kind() == Kind.DPO;
+    }
+
     public boolean preference() {
-        return !objective.equals("sft");
+        return kind() != Kind.SFT;
+    }
+
+    public PixelTerm pixelTerm() {
+        return new PixelTerm(pixelWeight, PixelDecode.of(pixelDecode), pixelFraction, pixelCrop, pixelCropMargin, decoderChunk);
+    }
+
+    /** The objective this config names, over {@code reference} where it needs one. */
+    public Objective buildObjective(Denoiser reference) {
+        return switch (kind()) {
+            case SFT -> new Sft(latentWeight, pixelTerm());
+            case DPO -> new Dpo(reference, beta, latentWeight, pixelTerm());
+            case SIMPO -> new Simpo(beta, gamma, latentWeight, pixelTerm());
+        };
+    }
+
+    /** The trainer's options for a run of {@code total} steps. */
+    public Trainer.Options trainerOptions(long total) {
+        return new Trainer.Options(total, gradAccum, lr, adamBeta1, adamBeta2, adamEps, weightDecay, warmupSteps,
+            lrSchedule.equals("cosine"), maxGradNorm, emaDecay, bf16, maxNonfinite, seed);
     }
 
     TrainConfig validated() {
-        if (!Set.of("sft", "dpo", "simpo").contains(objective)) throw new IllegalArgumentException("objective '" + objective + "' is not sft, dpo or simpo");
-        org.pixelpost.objective.PixelDecode.of(pixelDecode);
+        kind();
+        PixelDecode.of(pixelDecode);
         if (!Set.of("constant", "cosine").contains(lrSchedule)) throw new IllegalArgumentException("lr_schedule '" + lrSchedule + "' is not constant or cosine");
         if (!Set.of("skip", "fail").contains(onBadImage)) throw new IllegalArgumentException("on_bad_image '" + onBadImage + "' is not skip or fail");
         if (init == null) throw new IllegalArgumentException("--init (model folder to start from) is required");
@@ -117,6 +163,7 @@ public record TrainConfig(
         if (steps < 1 && epochs < 1) throw new IllegalArgumentException("steps or epochs must be positive");
         if (pixelFraction <= 0 || pixelFraction > 1) throw new IllegalArgumentException("pixel_fraction must be in (0, 1]");
         if (emaDecay < 0 || emaDecay >= 1) throw new IllegalArgumentException("ema_decay must be in [0, 1)");
+        if (!(captionDropout >= 0 && captionDropout <= 1)) throw new IllegalArgumentException("caption_dropout must be in [0, 1]");
         return this;
     }
 }

@@ -8,7 +8,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.junit.jupiter.api.Test;
 import org.pixelpost.TestData;
-import org.pixelpost.diffusion.NoiseSchedule;
+import org.pixelpost.schedule.NoiseSchedule;
 import org.pixelpost.model.autoencoder.TinyAutoencoder;
 import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;

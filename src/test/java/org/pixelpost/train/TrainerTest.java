@@ -15,7 +15,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.TestData;
-import org.pixelpost.model.TextToImageModel;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Engine;
 
 class TrainerTest {
@@ -40,8 +40,8 @@ class TrainerTest {
         return j;
     }
 
-    static Trainer.Summary train(ObjectNode j) throws Exception {
-        return new Trainer(TrainConfig.from(j), new Trainer.Listener() {
+    static TrainRun.Summary train(ObjectNode j) throws Exception {
+        return new TrainRun(TrainConfig.from(j), new TrainRun.Listener() {
             @Override public void step(long step, long total, Map<String, Double> terms) {}
             @Override public void message(String text) {}
         }).run();
@@ -89,7 +89,7 @@ class TrainerTest {
             assertTrue(files.anyMatch(f -> f.getFileName().toString().startsWith("events.out.tfevents.")));
         }
         try (TextToImageModel m = TextToImageModel.load(shared.resolve("seed-a/model"))) {
-            assertEquals(4_030_400, m.denoiser.parameterCount());
+            assertEquals(4_030_400, m.denoiser.module().parameterCount());
         }
     }
 

@@ -1,5 +1,7 @@
 package org.pixelpost.eval.study;
 
+import org.pixelpost.pipeline.SampleFolder;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -26,16 +28,9 @@ public final class Studies {
     record Sample(String prompt, long seed, Path file) {}
 
     static List<Sample> samples(Path dir) throws IOException {
-        Path settings = dir.resolve("settings.json");
-        if (!Files.isRegularFile(settings)) throw new BadFileException(dir, "not a folder written by pixelpost sample (no settings.json)");
-        JsonNode j = StudyStore.JSON.readTree(settings.toFile());
         List<Sample> out = new ArrayList<>();
-        for (JsonNode i : j.path("images")) {
-            Path f = dir.resolve(i.get("file").asText());
-            if (!Files.isRegularFile(f)) throw new BadFileException(f, "listed in settings.json but missing");
-            out.add(new Sample(i.get("prompt").asText(), i.get("seed").asLong(), f.toAbsolutePath()));
-        }
-        if (out.isEmpty()) throw new BadFileException(settings, "lists no images");
+        for (SampleFolder.Image i : SampleFolder.read(dir).images())
+            out.add(new Sample(i.prompt(), i.seed(), dir.resolve(i.file()).toAbsolutePath()));
         return out;
     }
 

@@ -1,7 +1,7 @@
 package org.pixelpost.model.autoencoder;
 
 import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.model.Module;
+import org.pixelpost.nn.Module;
 
 /**
  * A frozen image autoencoder. Callers speak one convention: images are {@code [B, 3, H, W]} RGB
@@ -9,7 +9,7 @@ import org.pixelpost.model.Module;
  * Each implementation maps these to its native range and latent scale, so no caller hard-codes
  * {@code 0.18215} or {@code [-1, 1]}.
  */
-public interface Autoencoder {
+public interface Autoencoder extends AutoCloseable {
     /** How the decoder's own output is ranged. */
     enum PixelRange { ZERO_ONE, MINUS_ONE_ONE }
 
@@ -36,6 +36,13 @@ public interface Autoencoder {
     Module encoder();
 
     Module decoder();
+
+    /** Frees the weights' native memory; the autoencoder is unusable afterwards. */
+    @Override
+    default void close() {
+        encoder().close();
+        decoder().close();
+    }
 
     default long parameterCount() {
         return encoder().parameterCount() + decoder().parameterCount();

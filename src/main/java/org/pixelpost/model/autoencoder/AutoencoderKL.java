@@ -16,11 +16,12 @@ import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.KeyLayout;
 import org.pixelpost.io.SafeTensors;
-import org.pixelpost.model.Layers;
-import org.pixelpost.model.Layers.Conv2d;
-import org.pixelpost.model.Layers.GroupNorm;
-import org.pixelpost.model.Layers.Linear;
-import org.pixelpost.model.Module;
+import org.pixelpost.nn.Layers;
+import org.pixelpost.nn.Layers.Conv2d;
+import org.pixelpost.nn.Layers.GroupNorm;
+import org.pixelpost.nn.Module;
+import org.pixelpost.nn.blocks.Attention;
+import org.pixelpost.nn.blocks.ResnetBlock2D;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -73,68 +74,26 @@ public final class AutoencoderKL implements Autoencoder {
 
     static final double EPS = 1e-6;
 
-    /** GroupNorm -> SiLU -> conv, twice, plus a 1x1 shortcut where the width changes. */
-    static final class Resnet extends Module {
-        final GroupNorm norm1, norm2;
-        final Conv2d conv1, conv2, shortcut;
-
-        Resnet(int in, int out, int groups) {
-            norm1 = add("norm1", new GroupNorm(groups, in, EPS));
-            conv1 = add("conv1", Conv2d.k3(in, out));
-            norm2 = add("norm2", new GroupNorm(groups, out, EPS));
-            conv2 = add("conv2", Conv2d.k3(out, out));
-            shortcut = in != out ? add("conv_shortcut", Conv2d.k1(in, out, true)) : null;
-        }
-
-        Tensor forward(Tensor x) {
-            Tensor h = conv1.forward(torch.silu(norm1.forward(x)));
-            h = conv2.forward(torch.silu(norm2.forward(h)));
-            return (shortcut == null ? x : shortcut.forward(x)).add(h);
-        }
-    }
-
-    /** Single-head self-attention over all positions, with a residual. */
-    static final class Attention extends Module {
-        final GroupNorm norm;
-        final Linear q, k, v, out;
-
-        Attention(int c, int groups) {
-            norm = add("group_norm", new GroupNorm(groups, c, EPS));
-            q = add("to_q", new Linear(c, c));
-            k = add("to_k", new Linear(c, c));
-            v = add("to_v", new Linear(c, c));
-            out = add("to_out.0", new Linear(c, c));
-        }
-
-        Tensor forward(Tensor x) {
-            long b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-            Tensor s = norm.forward(x).view(b, c, h * w).transpose(1, 2).unsqueeze(1); // [B, 1, HW, C]
-            Tensor a = torch.scaled_dot_product_attention(q.forward(s), k.forward(s), v.forward(s));
-            Tensor o = out.forward(a.squeeze(1)).transpose(1, 2).reshape(b, c, h, w);
-            return x.add(o);
-        }
-    }
-
     static final class MidBlock extends Module {
-        final Resnet r0, r1;
+        final ResnetBlock2D r0, r1;
         final Attention attn;
 
         MidBlock(int c, int groups, boolean attention) {
-            r0 = add("resnets.0", new Resnet(c, c, groups));
-            attn = attention ? add("attentions.0", new Attention(c, groups)) : null;
-            r1 = add("resnets.1", new Resnet(c, c, groups));
+            r0 = add("resnets.0", new ResnetBlock2D(c, c, 0, groups, EPS));
+            attn = attention ? add("attentions.0", Attention.spatial(c, groups, EPS)) : null;
+            r1 = add("resnets.1", new ResnetBlock2D(c, c, 0, groups, EPS));
         }
 
         Tensor forward(Tensor x) {
             x = r0.forward(x);
-            if (attn != null) x = attn.forward(x);
+            if (attn != null) x = attn.forwardSpatial(x);
             return r1.forward(x);
         }
     }
 
     static final class Encoder extends Module {
         final Conv2d convIn, convOut;
-        final List<List<Resnet>> blocks = new ArrayList<>();
+        final List<List<ResnetBlock2D>> blocks = new ArrayList<>();
         final List<Conv2d> down = new ArrayList<>();
         final MidBlock mid;
         final GroupNorm normOut;
@@ -144,9 +103,9 @@ public final class AutoencoderKL implements Autoencoder {
             convIn = add("conv_in", Conv2d.k3(c.inChannels, ch.get(0)));
             int prev = ch.get(0);
             for (int i = 0; i < ch.size(); i++) {
-                List<Resnet> rs = new ArrayList<>();
+                List<ResnetBlock2D> rs = new ArrayList<>();
                 for (int j = 0; j < c.layersPerBlock; j++)
-                    rs.add(add("down_blocks." + i + ".resnets." + j, new Resnet(j == 0 ? prev : ch.get(i), ch.get(i), c.normNumGroups)));
+                    rs.add(add("down_blocks." + i + ".resnets." + j, new ResnetBlock2D(j == 0 ? prev : ch.get(i), ch.get(i), 0, c.normNumGroups, EPS)));
                 blocks.add(rs);
                 down.add(i < ch.size() - 1 ? add("down_blocks." + i + ".downsamplers.0.conv", new Conv2d(ch.get(i), ch.get(i), 3, 2, 0, true)) : null);
                 prev = ch.get(i);
@@ -159,7 +118,7 @@ public final class AutoencoderKL implements Autoencoder {
         Tensor forward(Tensor x) {
             x = convIn.forward(x);
             for (int i = 0; i < blocks.size(); i++) {
-                for (Resnet r : blocks.get(i)) x = r.forward(x);
+                for (ResnetBlock2D r : blocks.get(i)) x = r.forward(x);
                 // diffusers pads right and bottom by one before the stride-2 conv
                 if (down.get(i) != null) x = down.get(i).forward(torch.constant_pad_nd(x, new long[] {0, 1, 0, 1}));
             }
@@ -171,7 +130,7 @@ public final class AutoencoderKL implements Autoencoder {
     static final class Decoder extends Module {
         final Conv2d convIn, convOut;
         final MidBlock mid;
-        final List<List<Resnet>> blocks = new ArrayList<>();
+        final List<List<ResnetBlock2D>> blocks = new ArrayList<>();
         final List<Conv2d> up = new ArrayList<>();
         final GroupNorm normOut;
 
@@ -182,9 +141,9 @@ public final class AutoencoderKL implements Autoencoder {
             mid = add("mid_block", new MidBlock(rev.get(0), c.normNumGroups, c.midBlockAddAttention));
             int prev = rev.get(0);
             for (int i = 0; i < rev.size(); i++) {
-                List<Resnet> rs = new ArrayList<>();
+                List<ResnetBlock2D> rs = new ArrayList<>();
                 for (int j = 0; j <= c.layersPerBlock; j++)
-                    rs.add(add("up_blocks." + i + ".resnets." + j, new Resnet(j == 0 ? prev : rev.get(i), rev.get(i), c.normNumGroups)));
+                    rs.add(add("up_blocks." + i + ".resnets." + j, new ResnetBlock2D(j == 0 ? prev : rev.get(i), rev.get(i), 0, c.normNumGroups, EPS)));
                 blocks.add(rs);
                 up.add(i < rev.size() - 1 ? add("up_blocks." + i + ".upsamplers.0.conv", Conv2d.k3(rev.get(i), rev.get(i))) : null);
                 prev = rev.get(i);
@@ -196,7 +155,7 @@ public final class AutoencoderKL implements Autoencoder {
         Tensor forward(Tensor z) {
             Tensor x = mid.forward(convIn.forward(z));
             for (int i = 0; i < blocks.size(); i++) {
-                for (Resnet r : blocks.get(i)) x = r.forward(x);
+                for (ResnetBlock2D r : blocks.get(i)) x = r.forward(x);
                 if (up.get(i) != null) x = up.get(i).forward(Layers.upsample2x(x));
             }
             return convOut.forward(torch.silu(normOut.forward(x)));

@@ -8,12 +8,12 @@ import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.KeyLayout;
-import org.pixelpost.model.Layers;
-import org.pixelpost.model.Layers.Conv2d;
-import org.pixelpost.model.Layers.GroupNorm;
-import org.pixelpost.model.Layer;
-import org.pixelpost.model.Module;
-import org.pixelpost.model.Sequential;
+import org.pixelpost.nn.Layers;
+import org.pixelpost.nn.Layers.Conv2d;
+import org.pixelpost.nn.Layers.GroupNorm;
+import org.pixelpost.nn.Layer;
+import org.pixelpost.nn.Module;
+import org.pixelpost.nn.Sequential;
 import org.pixelpost.tensor.Tensors;
 
 /**

@@ -1,22 +1,36 @@
 package org.pixelpost.model.denoiser;
 
 import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.diffusion.PredictionType;
-import org.pixelpost.model.Module;
+import org.pixelpost.nn.Module;
 
-/** A latent denoiser conditioned on a timestep and text tokens. */
-public interface Denoiser {
+/**
+ * A latent denoiser conditioned on a timestep and text tokens: the contract the pipeline, the
+ * objectives and the trainer see (DiT now; any other backbone implements the same). How its
+ * output is read (noise, v or the clean sample) is the scheduler's {@code prediction_type}, the one
+ * place that says it.
+ */
+public interface Denoiser extends AutoCloseable {
     /**
      * @param zT noisy latents {@code [B, C, H, W]}
      * @param t timesteps {@code [B]} (integer or float)
      * @param textTokens per-token text features {@code [B, T, D]}
      * @param textMask {@code [B, T]}, true (or 1) where a token takes part
-     * @return the model output {@code [B, C, H, W]}, read as {@link #predictionType()} says
+     * @return the model output {@code [B, C, H, W]}
      */
     Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask);
 
-    PredictionType predictionType();
-
-    /** The parameters, for optimizers, EMA and checkpoints. */
+    /** The parameter tree, for optimizers, EMA, checkpoints and adapters. */
     Module module();
+
+    /** The class name written into model folders, by which {@link Denoisers} builds it again. */
+    String className();
+
+    /** The configuration as it is written to {@code config.json}. */
+    com.fasterxml.jackson.databind.node.ObjectNode configJson();
+
+    /** Writes {@code config.json} and the weights into {@code dir}. */
+    void save(java.nio.file.Path dir) throws java.io.IOException;
+
+    @Override
+    void close();
 }

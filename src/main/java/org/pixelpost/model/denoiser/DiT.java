@@ -13,15 +13,16 @@ import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
-import org.pixelpost.diffusion.PredictionType;
 import org.pixelpost.io.AtomicFiles;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.SafeTensors;
-import org.pixelpost.model.Layers.Conv2d;
-import org.pixelpost.model.Layers.LayerNorm;
-import org.pixelpost.model.Layers.Linear;
-import org.pixelpost.model.Module;
+import org.pixelpost.nn.Layers.Conv2d;
+import org.pixelpost.nn.Layers.LayerNorm;
+import org.pixelpost.nn.Layers.Linear;
+import org.pixelpost.nn.Module;
+import org.pixelpost.nn.blocks.Attention;
+import org.pixelpost.nn.blocks.Embeddings;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -33,24 +34,46 @@ import org.pixelpost.tensor.Tensors;
  */
 public final class DiT extends Module implements Denoiser {
     public record Config(int inChannels, int outChannels, int sampleSize, int patchSize, int hiddenSize, int depth,
-                         int numHeads, double mlpRatio, int captionChannels, PredictionType predictionType) {
+                         int numHeads, double mlpRatio, int captionChannels) {
         public Config {
             if (hiddenSize % numHeads != 0) throw new IllegalArgumentException("hidden size " + hiddenSize + " is not divisible by " + numHeads + " heads");
             if (sampleSize % patchSize != 0) throw new IllegalArgumentException("sample size " + sampleSize + " is not divisible by patch " + patchSize);
             if (hiddenSize % 4 != 0) throw new IllegalArgumentException("hidden size must be divisible by 4 for 2D sin-cos positions");
+            if (outChannels != inChannels && outChannels != 2 * inChannels)
+                throw new IllegalArgumentException("out channels " + outChannels + " must be in channels " + inChannels + " or twice that (learned variance)");
+        }
+
+        /** Twice the input channels out: the second half is DiT's learned variance, split off in {@link DiT#forward}. */
+        public boolean learnSigma() {
+            return outChannels == 2 * inChannels;
+        }
+
+        /** The same layout with another width, depth and head count (for narrow test models). */
+        public Config narrowed(int hidden, int layers, int heads, int sample) {
+            return new Config(inChannels, outChannels, sample, patchSize, hidden, layers, heads, mlpRatio, captionChannels);
+        }
+
+        /** The same model over another text encoder's token width. */
+        public Config withCaptionChannels(int channels) {
+            return new Config(inChannels, outChannels, sampleSize, patchSize, hiddenSize, depth, numHeads, mlpRatio, channels);
+        }
+
+        /** The same model over another autoencoder's latent channels and size; learned variance stays as it was. */
+        public Config withLatent(int channels, int size) {
+            return new Config(channels, learnSigma() ? 2 * channels : channels, size, patchSize, hiddenSize, depth, numHeads, mlpRatio, captionChannels);
         }
 
         /** Named sizes: the CPU-sized default and the published DiT sizes in PixArt's text-to-image form. */
         public static Config named(String name) {
             return switch (name.toLowerCase(java.util.Locale.ROOT)) {
                 // 8x8x32 latents (TAEF2 at 64x64), MiniLM tokens: trainable on a laptop CPU
-                case "tiny" -> new Config(32, 32, 8, 2, 192, 6, 6, 4.0, 384, PredictionType.EPSILON);
-                case "small" -> new Config(32, 32, 8, 1, 256, 8, 8, 4.0, 384, PredictionType.EPSILON);
+                case "tiny" -> new Config(32, 32, 8, 2, 192, 6, 6, 4.0, 384);
+                case "small" -> new Config(32, 32, 8, 1, 256, 8, 8, 4.0, 384);
                 // 512px SD latents (64x64x4), T5-XXL tokens (4096), learned variance (8 output channels)
-                case "s/2" -> new Config(4, 8, 64, 2, 384, 12, 6, 4.0, 4096, PredictionType.EPSILON);
-                case "b/2" -> new Config(4, 8, 64, 2, 768, 12, 12, 4.0, 4096, PredictionType.EPSILON);
-                case "l/2" -> new Config(4, 8, 64, 2, 1024, 24, 16, 4.0, 4096, PredictionType.EPSILON);
-                case "xl/2" -> new Config(4, 8, 64, 2, 1152, 28, 16, 4.0, 4096, PredictionType.EPSILON);
+                case "s/2" -> new Config(4, 8, 64, 2, 384, 12, 6, 4.0, 4096);
+                case "b/2" -> new Config(4, 8, 64, 2, 768, 12, 12, 4.0, 4096);
+                case "l/2" -> new Config(4, 8, 64, 2, 1024, 24, 16, 4.0, 4096);
+                case "xl/2" -> new Config(4, 8, 64, 2, 1152, 28, 16, 4.0, 4096);
                 default -> throw new IllegalArgumentException("unknown DiT size '" + name + "'; known: " + names());
             };
         }
@@ -64,15 +87,14 @@ public final class DiT extends Module implements Denoiser {
             j.put("_class_name", "DiT").put("in_channels", inChannels).put("out_channels", outChannels)
                 .put("sample_size", sampleSize).put("patch_size", patchSize).put("hidden_size", hiddenSize)
                 .put("depth", depth).put("num_heads", numHeads).put("mlp_ratio", mlpRatio)
-                .put("caption_channels", captionChannels).put("prediction_type", predictionType.configName);
+                .put("caption_channels", captionChannels);
             return j;
         }
 
         public static Config fromJson(JsonNode j) {
             return new Config(j.get("in_channels").asInt(), j.get("out_channels").asInt(), j.get("sample_size").asInt(),
                 j.get("patch_size").asInt(), j.get("hidden_size").asInt(), j.get("depth").asInt(), j.get("num_heads").asInt(),
-                j.path("mlp_ratio").asDouble(4.0), j.get("caption_channels").asInt(),
-                PredictionType.of(j.path("prediction_type").asText("epsilon")));
+                j.path("mlp_ratio").asDouble(4.0), j.get("caption_channels").asInt());
         }
     }
 
@@ -98,15 +120,16 @@ public final class DiT extends Module implements Denoiser {
         for (int i = 0; i < c.depth; i++) blocks.add(add("blocks." + i, new Block(d, c.numHeads, c.mlpRatio)));
         finalLayer = add("final_layer", new FinalLayer(d, c.patchSize, c.outChannels));
         int grid = c.sampleSize / c.patchSize;
-        pos = sinCos2d(d, grid);
+        pos = Embeddings.sinCos2d(d, grid);
         pos.retainReference();
         initialize();
     }
 
     static final int FREQ_DIM = 256;
 
-    @Override public PredictionType predictionType() { return config.predictionType; }
     @Override public Module module() { return this; }
+    @Override public String className() { return "DiT"; }
+    @Override public ObjectNode configJson() { return config.toJson(); }
     public Config config() { return config; }
 
     /** Self-attention, cross-attention and MLP, each modulated by the shared timestep projection. */
@@ -142,20 +165,13 @@ public final class DiT extends Module implements Denoiser {
         }
 
         Tensor selfAttention(Tensor x) {
-            long b = x.size(0), n = x.size(1), d = x.size(2);
-            Tensor qkvh = qkv.forward(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
-            Tensor o = torch.scaled_dot_product_attention(qkvh.select(0, 0), qkvh.select(0, 1), qkvh.select(0, 2));
-            return proj.forward(o.transpose(1, 2).reshape(b, n, d));
+            TensorVector qkvs = qkv.forward(x).chunk(3, 2);                                    // 3 x [B, N, d]
+            return proj.forward(Attention.multiHead(qkvs.get(0), qkvs.get(1), qkvs.get(2), heads, null));
         }
 
         Tensor crossAttention(Tensor x, Tensor y, Tensor mask) {
-            long b = x.size(0), n = x.size(1), d = x.size(2), tk = y.size(1);
-            Tensor qh = q.forward(x).reshape(b, n, heads, d / heads).transpose(1, 2);
-            Tensor kvh = kv.forward(y).reshape(b, tk, 2, heads, d / heads).permute(2, 0, 3, 1, 4);
-            Tensor attnMask = mask == null ? null : mask.to(torch.ScalarType.Bool).view(b, 1, 1, tk);
-            Tensor o = torch.scaled_dot_product_attention(qh, kvh.select(0, 0), kvh.select(0, 1), Tensors.opt(attnMask),
-                0.0, false, new org.bytedeco.pytorch.DoubleOptional(), false);
-            return crossProj.forward(o.transpose(1, 2).reshape(b, n, d));
+            TensorVector kvs = kv.forward(y).chunk(2, 2);                                      // 2 x [B, T, d]
+            return crossProj.forward(Attention.multiHead(q.forward(x), kvs.get(0), kvs.get(1), heads, mask));
         }
     }
 
@@ -188,42 +204,15 @@ public final class DiT extends Module implements Denoiser {
         if (h * p != config.sampleSize || w * p != config.sampleSize)
             throw new IllegalArgumentException("latent " + Tensors.describe(zT) + " does not match sample size " + config.sampleSize);
         Tensor x = patch.forward(zT).flatten(2, 3).transpose(1, 2).add(pos.to(zT.scalar_type())); // [B, N, d]
-        Tensor tEmb = tMlp2.forward(torch.silu(tMlp0.forward(timestepEmbedding(t, FREQ_DIM).to(zT.scalar_type()))));
-        Tensor t6 = tBlock.forward(torch.silu(tEmb));
-        Tensor y = yFc2.forward(torch.gelu(yFc1.forward(textTokens), "tanh"));
-        for (Block blk : blocks) x = blk.forward(x, y, textMask, t6);
+        Tensor tFreq = Embeddings.timestep(t, FREQ_DIM, true, 0).to(zT.scalar_type());       // [B, 256]
+        Tensor tEmb = tMlp2.forward(torch.silu(tMlp0.forward(tFreq)));                       // [B, d]
+        Tensor t6 = tBlock.forward(torch.silu(tEmb));                                        // [B, 6d]
+        Tensor y = yFc2.forward(torch.gelu(yFc1.forward(textTokens), "tanh"));               // [B, T, d]
+        for (Block blk : blocks) x = blk.forward(x, y, textMask, t6);                        // [B, N, d]
         x = finalLayer.forward(x, tEmb);                                                     // [B, N, p*p*c]
-        return x.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p);
-    }
-
-    /** Sinusoidal features of the timestep: {@code [cos(t f_i), sin(t f_i)]}, {@code f_i = 10000^(-i/half)}. */
-    static Tensor timestepEmbedding(Tensor t, int dim) {
-        int half = dim / 2;
-        Tensor freqs = torch.arange(new org.bytedeco.pytorch.Scalar(half)).to(torch.ScalarType.Float)
-            .mul(Tensors.s(-Math.log(10000) / half)).exp();
-        Tensor args = t.to(torch.ScalarType.Float).unsqueeze(1).mul(freqs.unsqueeze(0));
-        return torch.cat(new TensorVector(args.cos(), args.sin()), 1);
-    }
-
-    /**
-     * Fixed 2D sin-cos positions {@code [1, grid*grid, d]}: the first half of the channels encodes
-     * the column, the second the row, each as {@code [sin, cos]}, in the order of the reference code.
-     */
-    static Tensor sinCos2d(int d, int grid) {
-        float[] out = new float[grid * grid * d];
-        int quarter = d / 4;
-        for (int r = 0; r < grid; r++)
-            for (int c = 0; c < grid; c++) {
-                int base = (r * grid + c) * d;
-                for (int i = 0; i < quarter; i++) {
-                    double omega = 1.0 / Math.pow(10000, (double) i / quarter);
-                    out[base + i] = (float) Math.sin(c * omega);
-                    out[base + quarter + i] = (float) Math.cos(c * omega);
-                    out[base + 2 * quarter + i] = (float) Math.sin(r * omega);
-                    out[base + 3 * quarter + i] = (float) Math.cos(r * omega);
-                }
-            }
-        return Tensors.fromFloats(out, 1, (long) grid * grid, d);
+        Tensor out = x.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p); // [B, c, H, W]
+        // learned variance: the second half of the channels is the variance, which DDIM does not use
+        return config.learnSigma() ? out.narrow(1, 0, config.inChannels) : out;              // [B, C, H, W]
     }
 
     /** PixArt's initialisation: Xavier linears, N(0, 0.02) embedders, zero cross-attention output and final layer. */
@@ -250,6 +239,7 @@ public final class DiT extends Module implements Denoiser {
     }
 
     /** Writes {@code config.json} and {@code model.safetensors} into {@code dir}. */
+    @Override
     public void save(Path dir) throws IOException {
         Files.createDirectories(dir);
         SafeTensors.write(dir.resolve("model.safetensors"), parameters(), Map.of("format", "pt", "model", "DiT"));

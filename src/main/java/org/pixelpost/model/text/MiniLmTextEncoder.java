@@ -24,6 +24,8 @@ import org.pixelpost.tensor.Tensors;
  */
 public final class MiniLmTextEncoder implements TextEncoder {
     public static final String NAME = "all-minilm-l6-v2-q";
+    /** The class name model folders record. */
+    public static final String CLASS_NAME = "MiniLM";
     private static final String MODEL = "/all-minilm-l6-v2-q.onnx", TOKENIZER = "/all-minilm-l6-v2-q-tokenizer.json";
 
     private final OrtEnvironment env;
@@ -61,6 +63,7 @@ public final class MiniLmTextEncoder implements TextEncoder {
     }
 
     @Override public String name() { return NAME; }
+    @Override public String className() { return CLASS_NAME; }
     @Override public int dim() { return 384; }
     @Override public int maxTokens() { return maxTokens; }
 

@@ -10,6 +10,11 @@ public interface TextEncoder extends AutoCloseable {
 
     String name();
 
+    /** The class name model folders record, by which {@link TextEncoders} builds it again. */
+    default String className() {
+        return name();
+    }
+
     /** Feature size per token. */
     int dim();
 

@@ -13,8 +13,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.pixelpost.diffusion.NoiseSchedule;
-import org.pixelpost.diffusion.PredictionType;
+import org.pixelpost.schedule.NoiseSchedule;
 import org.pixelpost.model.text.MiniLmTextEncoder;
 import org.pixelpost.model.text.TextEncoder;
 import org.pixelpost.tensor.Engine;
@@ -24,7 +23,7 @@ import org.pixelpost.tensor.Tensors;
 class DiTTest {
     /** A few thousand parameters: 4x4 latents of 4 channels, 16-dim text. */
     static DiT.Config micro() {
-        return new DiT.Config(4, 4, 4, 2, 32, 2, 2, 2.0, 16, PredictionType.EPSILON);
+        return new DiT.Config(4, 4, 4, 2, 32, 2, 2, 2.0, 16);
     }
 
     @Test
@@ -119,7 +118,7 @@ class DiTTest {
     void tinyDiTOverfitsEightLatentsWithText() {
         Engine.seed(7);
         // wider than the 2*2*32 = 128 numbers each token carries, or it cannot even pass the noise through
-        DiT m = new DiT(new DiT.Config(32, 32, 8, 2, 192, 3, 6, 4.0, 384, PredictionType.EPSILON));
+        DiT m = new DiT(new DiT.Config(32, 32, 8, 2, 192, 3, 6, 4.0, 384));
         NoiseSchedule schedule = NoiseSchedule.sd();
         List<String> captions = List.of("grinning face", "dog face", "red heart", "slice of pizza", "rocket", "rainbow", "sunflower", "thumbs up");
         Tensor z, y, mask, evalT, evalEps;

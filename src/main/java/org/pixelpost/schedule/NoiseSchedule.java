@@ -1,4 +1,4 @@
-package org.pixelpost.diffusion;
+package org.pixelpost.schedule;
 
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;

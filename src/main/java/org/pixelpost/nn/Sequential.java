@@ -1,4 +1,4 @@
-package org.pixelpost.model;
+package org.pixelpost.nn;
 
 import java.util.ArrayList;
 import java.util.List;

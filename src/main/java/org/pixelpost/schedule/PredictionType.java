@@ -1,4 +1,4 @@
-package org.pixelpost.diffusion;
+package org.pixelpost.schedule;
 
 /** What the denoiser outputs, named as in the reference library's {@code prediction_type}. */
 public enum PredictionType {

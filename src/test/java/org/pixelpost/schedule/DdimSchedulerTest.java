@@ -1,4 +1,4 @@
-package org.pixelpost.diffusion;
+package org.pixelpost.schedule;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -38,7 +38,7 @@ class DdimSchedulerTest {
         DdimScheduler s = new DdimScheduler(config);
         s.setTimesteps(10);
         Tensor sample = deterministic(false);
-        for (long t : s.timesteps()) sample = s.step(model(sample, t), t, sample, 0.0).prevSample();
+        for (long t : s.timesteps()) sample = s.step(model(sample, t), t, sample).prevSample();
         return sample;
     }
 
@@ -76,7 +76,7 @@ class DdimSchedulerTest {
         int tStart = 8;
         Tensor sample = s.schedule().addNoise(deterministic(false), deterministic(true),
             torch.full(new long[] {4}, new org.bytedeco.pytorch.Scalar(ts[tStart])).to(torch.ScalarType.Long));
-        for (int i = tStart; i < ts.length; i++) sample = s.step(model(sample, ts[i]), ts[i], sample, 0.0).prevSample();
+        for (int i = tStart; i < ts.length; i++) sample = s.step(model(sample, ts[i]), ts[i], sample).prevSample();
         assertSumMean(sample, 354.5418, 0.4616);
     }
 

@@ -1,4 +1,4 @@
-package org.pixelpost.model;
+package org.pixelpost.nn;
 
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
@@ -15,7 +15,7 @@ public final class Layers {
         }
     }
 
-    public static final class Conv2d extends Module implements Layer {
+    public static class Conv2d extends Module implements Layer {
         public final Tensor weight, bias;
         private final long stride, padding;
 
@@ -44,7 +44,7 @@ public final class Layers {
         }
     }
 
-    public static final class Linear extends Module implements Layer {
+    public static class Linear extends Module implements Layer {
         public final Tensor weight, bias;
 
         public Linear(long in, long out, boolean bias) {

@@ -1,4 +1,4 @@
-package org.pixelpost.train;
+package org.pixelpost.objective;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -8,19 +8,19 @@ import java.util.function.UnaryOperator;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.junit.jupiter.api.Test;
-import org.pixelpost.diffusion.NoiseSchedule;
-import org.pixelpost.diffusion.PredictionType;
-import org.pixelpost.model.Module;
+import org.pixelpost.schedule.NoiseSchedule;
+import org.pixelpost.schedule.PredictionType;
+import org.pixelpost.nn.Module;
 import org.pixelpost.model.denoiser.DiT;
 import org.pixelpost.model.denoiser.Denoiser;
-import org.pixelpost.objective.PixelDecode;
 import org.pixelpost.tensor.Engine;
+import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
-class StepsTest {
+class ObjectiveStepsTest {
     static DiT.Config micro() {
-        return new DiT.Config(4, 4, 4, 2, 32, 2, 2, 2.0, 16, PredictionType.EPSILON);
+        return new DiT.Config(4, 4, 4, 2, 32, 2, 2, 2.0, 16);
     }
 
     /** A denoiser that remembers what it was given. */
@@ -39,13 +39,17 @@ class StepsTest {
             return inner.forward(z, tt, tokens, mask);
         }
 
-        @Override public PredictionType predictionType() { return inner.predictionType(); }
         @Override public Module module() { return inner.module(); }
+        @Override public String className() { return inner.className(); }
+        @Override public com.fasterxml.jackson.databind.node.ObjectNode configJson() { return inner.configJson(); }
+        @Override public void save(java.nio.file.Path dir) {}
+        @Override public void close() {}
     }
 
-    static Steps.Options options(boolean dpo, double mu) {
-        UnaryOperator<Tensor> decode = z -> torch.tanh(z).mul(Tensors.s(0.5)).add(Tensors.s(0.5)); // a stand-in decoder
-        return new Steps.Options(NoiseSchedule.sd(), decode, 1, mu, PixelDecode.T, 1, 0, 1, 0, dpo, 2500, 0);
+    static final UnaryOperator<Tensor> DECODE = z -> torch.tanh(z).mul(Tensors.s(0.5)).add(Tensors.s(0.5)); // a stand-in decoder
+
+    static StepContext ctx(Denoiser model, long seed) {
+        return new StepContext(model, NoiseSchedule.sd(), PredictionType.EPSILON, DECODE, Generator.seeded(seed));
     }
 
     @Test
@@ -62,7 +66,7 @@ class StepsTest {
         try (Scope s = Scope.open()) {
             Tensor zW = torch.randn(3, 4, 4, 4), zL = torch.randn(3, 4, 4, 4), tokens = torch.randn(3, 5, 16);
             Tensor mask = torch.ones(3, 5).to(torch.ScalarType.Bool);
-            Steps.Result r = Steps.preference(rec, reference, options(true, 8), zW, zL, tokens, mask);
+            Loss r = new Dpo(reference, 2500, 1, PixelTerm.of(8)).loss(ctx(rec, 11), Batch.pairs(zW, zL, tokens, mask));
             assertEquals(Math.log(2), r.terms().get("latent_loss"), 1e-6);
             assertEquals(Math.log(2), r.terms().get("pixel_loss"), 1e-6);
             assertEquals(Math.log(2) * 9, r.terms().get("loss"), 1e-5); // L_latent + mu L_pixel with mu = 8
@@ -89,13 +93,13 @@ class StepsTest {
         }
         DiT reference = new DiT(micro());
         reference.load(model.snapshot(), java.nio.file.Path.of("snapshot"));
-        UnaryOperator<Tensor> decode = z -> torch.tanh(z).mul(Tensors.s(0.5)).add(Tensors.s(0.5));
-        Steps.Options crop = new Steps.Options(NoiseSchedule.sd(), decode, 1, 8, PixelDecode.T, 1, 2, 1, 0, true, 2500, 0);
+        Dpo crop = new Dpo(reference, 2500, 1, new PixelTerm(8, PixelDecode.T, 1, 2, 1, 0));
+        StepContext c = ctx(model, 12);
         try (Scope s = Scope.open()) {
             Tensor zW = torch.randn(3, 4, 4, 4), zL = torch.randn(3, 4, 4, 4), tokens = torch.randn(3, 5, 16);
             Tensor mask = torch.ones(3, 5).to(torch.ScalarType.Bool);
             for (int k = 0; k < 4; k++) {
-                Steps.Result r = Steps.preference(model, reference, crop, zW, zL, tokens, mask);
+                Loss r = crop.loss(c, Batch.pairs(zW, zL, tokens, mask));
                 assertEquals(Math.log(2), r.terms().get("pixel_loss"), 1e-6, "the same crop for model and reference");
             }
         }
@@ -111,15 +115,16 @@ class StepsTest {
         try (Scope s = Scope.open()) {
             Tensor z = torch.randn(4, 4, 4, 4), tokens = torch.randn(4, 5, 16);
             Tensor mask = torch.ones(4, 5).to(torch.ScalarType.Bool);
-            // winner == loser: identical errors, loss ln 2 exactly
-            Steps.Result same = Steps.preference(model, null, options(false, 0), z, z, tokens, mask);
-            assertEquals(Math.log(2), same.terms().get("loss"), 1e-6);
+            // winner == loser: the same errors up to float32 summation order (rows of one batch can round
+            // differently, ~1e-7, which beta 2500 scales to a margin of ~1e-4), so the loss is ln 2
+            Simpo simpo = new Simpo(2500, 0, 1, PixelTerm.off());
+            Loss same = simpo.loss(ctx(model, 13), Batch.pairs(z, z, tokens, mask));
+            assertEquals(Math.log(2), same.terms().get("loss"), 1e-3);
+            assertEquals(0.0, same.terms().get("margin"), 2e-3);
             // swapping winner and loser mirrors the margin
             Tensor other = torch.randn(4, 4, 4, 4);
-            Engine.seed(3);
-            Steps.Result a = Steps.preference(model, null, options(false, 0), z, other, tokens, mask);
-            Engine.seed(3);
-            Steps.Result b = Steps.preference(model, null, options(false, 0), other, z, tokens, mask);
+            Loss a = simpo.loss(ctx(model, 3), Batch.pairs(z, other, tokens, mask));
+            Loss b = simpo.loss(ctx(model, 3), Batch.pairs(other, z, tokens, mask));
             assertEquals(a.terms().get("margin"), -b.terms().get("margin"), 1e-4);
             assertEquals(a.terms().get("model_w"), b.terms().get("model_l"), 1e-6);
             // the pair with the lower winner error has the lower loss
@@ -135,12 +140,12 @@ class StepsTest {
         try (Scope s = Scope.open()) {
             Tensor z = torch.randn(4, 4, 4, 4), tokens = torch.randn(4, 5, 16);
             Tensor mask = torch.ones(4, 5).to(torch.ScalarType.Bool);
-            Steps.Result r = Steps.sft(model, options(false, 8), z, tokens, mask);
+            Loss r = new Sft(1, PixelTerm.of(8)).loss(ctx(model, 14), Batch.of(z, tokens, mask));
             // a zero-initialised model predicts zero noise: latent term = E[eps^2] ~ 1
             assertEquals(1.0, r.terms().get("latent"), 0.2);
             assertEquals(r.terms().get("latent") + 8 * r.terms().get("pixel"), r.terms().get("loss"), 1e-4);
-            Steps.Options half = new Steps.Options(NoiseSchedule.sd(), options(false, 8).decode(), 1, 8, PixelDecode.T, 0.5, 0, 1, 0, false, 0, 0);
-            assertEquals(2, Steps.pixelRows(half, 4).length);
+            PixelTerm half = new PixelTerm(8, PixelDecode.T, 0.5, 0, 1, 0);
+            assertEquals(2, PixelTarget.rows(ctx(model, 15), half, 4).length);
         }
     }
 }

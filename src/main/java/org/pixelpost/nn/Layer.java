@@ -1,4 +1,4 @@
-package org.pixelpost.model;
+package org.pixelpost.nn;
 
 import org.bytedeco.pytorch.Tensor;
 

@@ -1,4 +1,4 @@
-package org.pixelpost.diffusion;
+package org.pixelpost.schedule;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -10,6 +10,7 @@ import java.util.Set;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.BadFileException;
+import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -160,13 +161,20 @@ public final class DdimScheduler {
         return (bp / b) * (1f - a / ap);
     }
 
-    public Step step(Tensor modelOutput, long t, Tensor sample, double eta) {
-        return step(modelOutput, t, sample, eta, false, null);
+    /** A deterministic step ({@code eta = 0}). */
+    public Step step(Tensor modelOutput, long t, Tensor sample) {
+        return step(modelOutput, t, sample, 0, false, null);
+    }
+
+    /** A step whose noise ({@code eta > 0}) is drawn from {@code gen}. */
+    public Step step(Tensor modelOutput, long t, Tensor sample, double eta, Generator gen) {
+        Tensor noise = eta > 0 ? gen.randnLike(modelOutput) : null;
+        return step(modelOutput, t, sample, eta, false, noise);
     }
 
     /**
-     * One reverse step from {@code t}. With {@code eta > 0} fresh noise is drawn from libtorch's
-     * generator unless {@code varianceNoise} is given.
+     * One reverse step from {@code t}. With {@code eta > 0}, {@code varianceNoise} (shaped like the
+     * sample) is the fresh noise of the step.
      */
     public Step step(Tensor modelOutput, long t, Tensor sample, double eta, boolean useClippedModelOutput, Tensor varianceNoise) {
         if (numInferenceSteps == 0) throw new IllegalStateException("call setTimesteps before step");
@@ -195,8 +203,8 @@ public final class DdimScheduler {
         Tensor direction = eps.mul(Tensors.s(Math.sqrt(1 - ap - std * std)));
         Tensor prevSample = x0.mul(Tensors.s(Math.sqrt(ap))).add(direction);
         if (eta > 0) {
-            Tensor noise = varianceNoise != null ? varianceNoise : torch.randn_like(modelOutput);
-            prevSample = prevSample.add(noise.mul(Tensors.s(std)));
+            if (varianceNoise == null) throw new IllegalArgumentException("a stochastic step (eta " + eta + ") needs its noise");
+            prevSample = prevSample.add(varianceNoise.mul(Tensors.s(std)));
         }
         return new Step(prevSample, x0);
     }

@@ -1,4 +1,4 @@
-package org.pixelpost.eval;
+package org.pixelpost.metrics;
 
 import java.util.ArrayList;
 import java.util.List;

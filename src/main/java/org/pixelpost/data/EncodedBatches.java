@@ -1,0 +1,93 @@
+package org.pixelpost.data;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.objective.Batch;
+import org.pixelpost.tensor.Generator;
+
+/**
+ * Batches drawn from encoded sets: each epoch is a permutation seeded by (seed, epoch), each
+ * sample's flip and caption dropout by (seed, position in the run), so a step's data depends on
+ * the seed and the step alone.
+ */
+public final class EncodedBatches implements Batches {
+    private final EncodedSet winners, losers;
+    private final int batchSize, gradAccum;
+    private final long seed;
+    private final boolean flip;
+    private final double captionDropout;
+    private final Map<Long, long[]> orders = new HashMap<>();
+
+    /**
+     * @param losers null for captioned images (SFT); the losers of {@code winners}' pairs otherwise
+     * @param captionDropout the probability that a sample's caption is replaced by the empty prompt,
+     *     which trains the unconditional prediction that classifier-free guidance extrapolates from
+     */
+    public EncodedBatches(EncodedSet winners, EncodedSet losers, int batchSize, int gradAccum, long seed, boolean flip,
+                          double captionDropout) {
+        if (losers != null && losers.size() != winners.size())
+            throw new IllegalArgumentException(winners.size() + " winners but " + losers.size() + " losers");
+        if (batchSize < 1 || gradAccum < 1) throw new IllegalArgumentException("batch size and accumulation must be positive");
+        if (!(captionDropout >= 0 && captionDropout <= 1)) throw new IllegalArgumentException("caption dropout " + captionDropout + " is not in [0, 1]");
+        this.winners = winners;
+        this.losers = losers;
+        this.batchSize = batchSize;
+        this.gradAccum = gradAccum;
+        this.seed = seed;
+        this.flip = flip;
+        this.captionDropout = captionDropout;
+    }
+
+    @Override
+    public long size() {
+        return winners.size();
+    }
+
+    @Override
+    public Batch get(long step, int micro) {
+        long first = (step - 1) * batchSize * (long) gradAccum + (long) micro * batchSize;
+        long[] idx = new long[batchSize];
+        boolean[] flips = new boolean[batchSize], drop = new boolean[batchSize];
+        for (int k = 0; k < batchSize; k++) {
+            long pos = first + k;
+            idx[k] = order(pos);
+            flips[k] = flip && new Random(Generator.mix(seed ^ 0xF11BL, pos)).nextBoolean();
+            drop[k] = captionDropout > 0 && new Random(Generator.mix(seed ^ 0xCA9D0L, pos)).nextDouble() < captionDropout;
+        }
+        return batch(idx, flips, drop);
+    }
+
+    /** The whole set in order, {@code batchSize} at a time, without flips or dropout (for validation). */
+    public List<Batch> inOrder() {
+        List<Batch> out = new ArrayList<>();
+        for (long first = 0; first < size(); first += batchSize) {
+            int b = (int) Math.min(batchSize, size() - first);
+            out.add(batch(java.util.stream.LongStream.range(first, first + b).toArray(), null, null));
+        }
+        return out;
+    }
+
+    private Batch batch(long[] idx, boolean[] flips, boolean[] drop) {
+        Tensor[] w = winners.batch(idx, flips, drop);
+        if (losers == null) return Batch.of(w[0], w[1], w[2]);
+        return Batch.pairs(w[0], losers.batch(idx, flips, drop)[0], w[1], w[2]);
+    }
+
+    /** The sample at position {@code pos} of the run: epochs are permutations seeded by (seed, epoch). */
+    long order(long pos) {
+        long n = size(), epoch = pos / n;
+        long[] perm = orders.computeIfAbsent(epoch, e -> {
+            List<Long> l = new ArrayList<>();
+            for (long i = 0; i < n; i++) l.add(i);
+            Collections.shuffle(l, new Random(Generator.mix(seed, e)));
+            return l.stream().mapToLong(Long::longValue).toArray();
+        });
+        if (orders.size() > 4) orders.keySet().removeIf(e -> e < epoch - 1);
+        return perm[(int) (pos % n)];
+    }
+}

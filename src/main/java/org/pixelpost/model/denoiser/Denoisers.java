@@ -1,0 +1,51 @@
+package org.pixelpost.model.denoiser;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.TreeMap;
+import org.pixelpost.io.BadFileException;
+
+/** Builds a denoiser from a folder by the class name its {@code config.json} (or the model index) gives. */
+public final class Denoisers {
+    private Denoisers() {}
+
+    /** Loads a denoiser folder. */
+    @FunctionalInterface
+    public interface Loader {
+        Denoiser load(Path dir) throws IOException;
+    }
+
+    /** Class name -> loader: adding a denoiser kind is one line here. */
+    private static final Map<String, Loader> REGISTRY = new TreeMap<>(Map.of(
+        "DiT", DiT::load));
+
+    public static java.util.Set<String> known() {
+        return REGISTRY.keySet();
+    }
+
+    /**
+     * Loads {@code dir} as {@code className}; a null class name is read from {@code dir/config.json}'s
+     * {@code _class_name}.
+     */
+    public static Denoiser load(Path dir, String className) throws IOException {
+        String cls = className;
+        if (cls == null) {
+            Path cfg = dir.resolve("config.json");
+            if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a denoiser folder");
+            JsonNode j;
+            try {
+                j = new ObjectMapper().readTree(cfg.toFile());
+            } catch (IOException e) {
+                throw new BadFileException(cfg, "malformed JSON (" + e.getMessage() + ")");
+            }
+            cls = j.path("_class_name").asText("DiT");
+        }
+        Loader l = REGISTRY.get(cls);
+        if (l == null) throw new BadFileException(dir, "denoiser class '" + cls + "' is not built here; known: " + known());
+        return l.load(dir);
+    }
+}

@@ -1,0 +1,62 @@
+package org.pixelpost.pipeline;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.model.text.TextEncoder;
+import org.pixelpost.sampling.DdimLoop;
+import org.pixelpost.sampling.Denoise;
+import org.pixelpost.sampling.Guidance;
+import org.pixelpost.tensor.Generator;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * Text-to-image sampling with DDIM and classifier-free guidance (the empty prompt is the
+ * unconditional input). Each image starts from noise drawn by a generator seeded with its own
+ * seed, so an image depends on its seed alone, not on its batch; nothing touches the process's
+ * generator.
+ */
+public final class Sampler {
+    public record Settings(int steps, double guidance, double eta) {
+        public Settings {
+            if (steps <= 0) throw new IllegalArgumentException("--steps must be positive");
+            if (!(eta >= 0) || Double.isInfinite(eta)) throw new IllegalArgumentException("--eta must be a number >= 0");
+            if (!Double.isFinite(guidance)) throw new IllegalArgumentException("--guidance must be a finite number");
+        }
+    }
+
+    private final TextToImageModel m;
+
+    Sampler(TextToImageModel m) {
+        this.m = m;
+    }
+
+    /** Starting noise {@code [N, C, h, w]}, one image per seed. */
+    public Tensor initialNoise(long[] seeds) {
+        List<Tensor> z = new ArrayList<>();
+        int s = m.latentSize();
+        for (long seed : seeds)
+            try (Generator g = Generator.seeded(seed)) {
+                z.add(g.randn(1, m.autoencoder.latentChannels(), s, s));
+            }
+        return torch.cat(new TensorVector(z.toArray(new Tensor[0])), 0);
+    }
+
+    /** Images {@code [N, 3, H, W]} in [0, 1], image k for {@code prompts[k]} from noise seeded by {@code seeds[k]}. */
+    public Tensor sample(List<String> prompts, long[] seeds, Settings s, DdimLoop.Progress progress) {
+        if (seeds.length != prompts.size()) throw new IllegalArgumentException(seeds.length + " seeds for " + prompts.size() + " prompts");
+        try (Scope scope = Scope.open(); var g = Tensors.noGrad(); Generator stepNoise = Generator.seeded(seeds[0] ^ 0x5DEECE66DL)) {
+            int n = prompts.size();
+            List<String> all = new ArrayList<>();
+            if (s.guidance() > 1) for (int i = 0; i < n; i++) all.add("");
+            all.addAll(prompts);
+            TextEncoder.Encoded text = m.textEncoder.encode(all);                         // [2N or N, T, D]
+            Denoise denoise = Guidance.classifierFree(m.denoiser::forward, text.tokens(), text.mask(), s.guidance());
+            Tensor z = DdimLoop.sample(m.scheduler, s.steps(), denoise, initialNoise(seeds), s.eta(), stepNoise, progress);
+            return scope.keep(Tensors.clamp(m.decodeLatents(z), 0, 1));                    // [N, 3, H, W]
+        }
+    }
+}

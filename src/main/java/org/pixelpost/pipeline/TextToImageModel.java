@@ -1,0 +1,169 @@
+package org.pixelpost.pipeline;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.model.autoencoder.Autoencoder;
+import org.pixelpost.model.autoencoder.Autoencoders;
+import org.pixelpost.model.denoiser.DiT;
+import org.pixelpost.model.denoiser.Denoiser;
+import org.pixelpost.model.denoiser.Denoisers;
+import org.pixelpost.model.text.MiniLmTextEncoder;
+import org.pixelpost.model.text.TextEncoder;
+import org.pixelpost.model.text.TextEncoders;
+import org.pixelpost.schedule.DdimScheduler;
+import org.pixelpost.schedule.NoiseSchedule;
+import org.pixelpost.schedule.PredictionType;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * A text-to-image latent diffusion model: a {@link Denoiser}, an {@link Autoencoder}, a
+ * {@link TextEncoder} and a scheduler configuration, composed. It is the one place that converts
+ * between images and the model's latent space ({@link #encodeImages}, {@link #decodeLatents}) and
+ * the one place that says how the denoiser's output is read ({@link #predictionType}, from the
+ * scheduler). On disk it is a folder laid out like a diffusers pipeline: {@code model_index.json}
+ * naming each component's class, {@code denoiser/}, {@code scheduler/scheduler_config.json}.
+ */
+public final class TextToImageModel implements AutoCloseable {
+    public final Denoiser denoiser;
+    public final Autoencoder autoencoder;
+    public final TextEncoder textEncoder;
+    public final DdimScheduler.Config scheduler;
+    /** How the autoencoder is found again: a name ({@code taef2}) or a path. */
+    public final String autoencoderSpec;
+    public final int imageSize;
+    /** Diffusion runs on {@code latentScale * autoencoder latent}, so latents are near unit variance. */
+    public final double latentScale;
+
+    public TextToImageModel(Denoiser denoiser, Autoencoder autoencoder, String autoencoderSpec, TextEncoder textEncoder,
+                            DdimScheduler.Config scheduler, int imageSize, double latentScale) {
+        if (imageSize % autoencoder.downsampling() != 0)
+            throw new IllegalArgumentException("image size " + imageSize + " is not a multiple of the autoencoder's " + autoencoder.downsampling());
+        if (!(latentScale > 0) || Double.isInfinite(latentScale)) throw new IllegalArgumentException("latent scale " + latentScale + " must be a positive number");
+        this.denoiser = denoiser;
+        this.autoencoder = autoencoder;
+        this.autoencoderSpec = autoencoderSpec;
+        this.textEncoder = textEncoder;
+        this.scheduler = scheduler;
+        this.imageSize = imageSize;
+        this.latentScale = latentScale;
+    }
+
+    /** The scheduler of SD-class models: scaled_linear 0.00085..0.012, steps offset 1, no clipping. */
+    public static DdimScheduler.Config defaultScheduler() {
+        return DdimScheduler.Config.defaults().withBetas(0.00085, 0.012, "scaled_linear").withClipSample(false)
+            .withSetAlphaToOne(false).withStepsOffset(1);
+    }
+
+    /** A new, randomly initialised model of a named DiT size over an autoencoder, with the embedded text encoder. */
+    public static TextToImageModel create(String size, String autoencoderSpec, int imageSize, double latentScale) throws IOException {
+        Autoencoder ae = Autoencoders.load(autoencoderSpec);
+        TextEncoder te = new MiniLmTextEncoder();
+        DiT.Config c = DiT.Config.named(size).withLatent(ae.latentChannels(), imageSize / ae.downsampling()).withCaptionChannels(te.dim());
+        return new TextToImageModel(new DiT(c), ae, autoencoderSpec, te, defaultScheduler(), imageSize, latentScale);
+    }
+
+    /** How the denoiser's output is read: the scheduler's {@code prediction_type}. */
+    public PredictionType predictionType() {
+        return scheduler.predictionType();
+    }
+
+    /** The forward process the model was trained with. */
+    public NoiseSchedule noiseSchedule() {
+        return scheduler.schedule();
+    }
+
+    /** Latent size (height and width) at the model's image size. */
+    public int latentSize() {
+        return imageSize / autoencoder.downsampling();
+    }
+
+    /** Images {@code [B, 3, H, W]} in [0, 1] to model latents {@code [B, C, h, w]}. */
+    public Tensor encodeImages(Tensor images) {
+        return autoencoder.encode(images).mul(Tensors.s(latentScale));
+    }
+
+    /** Model latents to images in [0, 1], not clamped (gradients flow through, for the pixel term). */
+    public Tensor decodeLatents(Tensor latents) {
+        return autoencoder.decode(latents.div(Tensors.s(latentScale)));
+    }
+
+    /** Names the latent space (autoencoder, image size, scale), for caches of encoded images. */
+    public String latentSpaceKey() {
+        return autoencoder.name() + "|" + imageSize + "|" + latentScale;
+    }
+
+    /** Guided DDIM sampling with this model. */
+    public Sampler sampler() {
+        return new Sampler(this);
+    }
+
+    public static TextToImageModel load(Path dir) throws IOException {
+        Path index = dir.resolve("model_index.json");
+        if (!Files.isRegularFile(index)) throw new BadFileException(dir, "not a model folder (no model_index.json)");
+        JsonNode j;
+        try {
+            j = new ObjectMapper().readTree(index.toFile());
+        } catch (IOException e) {
+            throw new BadFileException(index, "malformed JSON (" + e.getMessage() + ")");
+        }
+        String aeSpec = j.path("autoencoder").asText("taef2");
+        Path rel = dir.resolve(aeSpec);
+        Autoencoder ae = Autoencoders.load(Files.exists(rel) && !aeSpec.isEmpty() ? rel.toString() : aeSpec);
+        Denoiser denoiser = Denoisers.load(dir.resolve("denoiser"), componentClass(j.path("denoiser"), "DiT"));
+        TextEncoder te = null;
+        try {
+            te = TextEncoders.load(componentClass(j.path("text_encoder"), MiniLmTextEncoder.CLASS_NAME), dir, j, index);
+            Path sched = dir.resolve("scheduler/scheduler_config.json");
+            DdimScheduler.Config sc = Files.isRegularFile(sched) ? DdimScheduler.Config.read(sched) : defaultScheduler();
+            return new TextToImageModel(denoiser, ae, aeSpec, te, sc, j.path("image_size").asInt(64), j.path("latent_scale").asDouble(1.0));
+        } catch (IOException | RuntimeException e) {
+            denoiser.close();
+            if (te != null) te.close();
+            throw e;
+        }
+    }
+
+    /** A component's class from its index entry: diffusers' {@code ["library", "Class"]}, or a plain name. */
+    private static String componentClass(JsonNode entry, String fallback) {
+        if (entry.isArray() && entry.size() == 2) return entry.get(1).asText();
+        if (entry.isTextual()) return entry.asText();
+        return fallback;
+    }
+
+    /** Writes the whole folder under a temporary name and renames it into place. */
+    public void save(Path dir) throws IOException {
+        Path abs = dir.toAbsolutePath();
+        Files.createDirectories(abs.getParent());
+        Path tmp = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+        AtomicFiles.deleteTree(tmp);
+        denoiser.save(tmp.resolve("denoiser"));
+        Files.createDirectories(tmp.resolve("scheduler"));
+        ObjectMapper om = new ObjectMapper();
+        AtomicFiles.writeString(tmp.resolve("scheduler/scheduler_config.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(scheduler.toJson()));
+        ObjectNode idx = om.createObjectNode();
+        idx.put("_class_name", "PixelPostTextToImage");
+        idx.putArray("denoiser").add("pixelpost").add(denoiser.className());
+        idx.putArray("text_encoder").add("pixelpost").add(textEncoder.className());
+        idx.put("autoencoder", autoencoderSpec).put("max_tokens", textEncoder.maxTokens())
+            .put("image_size", imageSize).put("latent_scale", latentScale);
+        AtomicFiles.writeString(tmp.resolve("model_index.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(idx));
+        Path old = abs.resolveSibling("." + abs.getFileName() + ".old-" + ProcessHandle.current().pid());
+        if (Files.exists(abs)) Files.move(abs, old);
+        Files.move(tmp, abs);
+        AtomicFiles.deleteTree(old);
+    }
+
+    @Override
+    public void close() {
+        textEncoder.close();
+        denoiser.close();
+        autoencoder.close();
+    }
+}

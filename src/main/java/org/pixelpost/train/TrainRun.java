@@ -1,0 +1,224 @@
+package org.pixelpost.train;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.data.EncodedBatches;
+import org.pixelpost.data.EncodedSet;
+import org.pixelpost.data.ImageCaptionSet;
+import org.pixelpost.data.PreferencePairSet;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.Images;
+import org.pixelpost.model.denoiser.Denoiser;
+import org.pixelpost.model.denoiser.Denoisers;
+import org.pixelpost.objective.Batch;
+import org.pixelpost.pipeline.Sampler;
+import org.pixelpost.pipeline.TextToImageModel;
+import org.pixelpost.tensor.Engine;
+
+/**
+ * A training run in a folder, as {@code pixelpost train} runs it: the {@link TrainConfig} turned
+ * into a model, batches, an objective and options for the {@link Trainer}, and the run folder
+ * around it ({@code config.json}, {@code metrics.jsonl}, TensorBoard events, sample grids,
+ * {@code checkpoints/}, and the final {@code model/}).
+ */
+public final class TrainRun {
+    /** What a run tells its caller while it goes. */
+    public interface Listener {
+        void step(long step, long total, Map<String, Double> terms);
+
+        void message(String text);
+    }
+
+    /** The outcome: where the final model is, the last step, and the wall time. */
+    public record Summary(Path model, long steps, double seconds, Map<String, Double> lastTerms) {}
+
+    private final TrainConfig c;
+    private final Listener listener;
+    private final Path out;
+
+    public TrainRun(TrainConfig config, Listener listener) {
+        this.c = config;
+        this.listener = listener;
+        this.out = Paths.get(config.out());
+    }
+
+    /** The default folder for encoded data: {@code $PIXELPOST_CACHE} or the user cache. */
+    public static Path cacheDir() {
+        String env = System.getenv("PIXELPOST_CACHE");
+        if (env != null && !env.isBlank()) return Paths.get(env);
+        String xdg = System.getenv("XDG_CACHE_HOME");
+        Path base = xdg != null && !xdg.isBlank() ? Paths.get(xdg) : Paths.get(System.getProperty("user.home"), ".cache");
+        return base.resolve("pixelpost").resolve("encoded");
+    }
+
+    public Summary run() throws IOException {
+        long started = System.nanoTime();
+        Engine.start();
+        Checkpointer checkpoints = new Checkpointer(out.resolve("checkpoints"), c.checkpointEvery(), c.keepCheckpoints());
+        Path resumeFrom = c.resume() == null || c.resume().isBlank() ? null : checkpoints.resolve(c.resume());
+        if (resumeFrom == null && !checkpoints.list().isEmpty())
+            throw new IOException(out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
+        Files.createDirectories(out);
+        AtomicFiles.writeString(out.resolve("config.json"), c.toJson());
+
+        try (TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
+             Denoiser reference = c.needsReference() ? loadReference() : null) {
+            listener.message("encoding data (cached after the first run)");
+            try (Data data = Data.load(c.preference(), Paths.get(c.data()), m, c.onBadImage().equals("fail"));
+                 Data val = c.valData() != null ? Data.load(c.preference(), Paths.get(c.valData()), m, c.onBadImage().equals("fail")) : null) {
+                long perStep = (long) c.batchSize() * c.gradAccum();
+                long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
+                EncodedBatches batches = data.batches(c, c.seed());
+                List<Batch> valBatches = val == null ? null : val.batches(c, 0).inOrder();
+                Files.createDirectories(out);
+                try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
+                     FolderLog log = new FolderLog(valBatches, started)) {
+                    t.checkpointer(checkpoints).listener(log);
+                    if (resumeFrom != null) {
+                        t.resume(resumeFrom);
+                        truncateMetrics(t.step());
+                        listener.message("resumed from " + resumeFrom + " at step " + t.step());
+                    } else {
+                        Files.deleteIfExists(out.resolve("metrics.jsonl"));
+                    }
+                    Map<String, Double> last = t.run();
+                    // the final model folder: EMA weights where there are, otherwise the trained ones
+                    t.applyEma();
+                    Path finalModel = out.resolve("model");
+                    m.save(finalModel);
+                    return new Summary(finalModel, t.step(), (System.nanoTime() - started) / 1e9, last);
+                }
+            }
+        }
+    }
+
+    private Denoiser loadReference() throws IOException {
+        Denoiser r = Denoisers.load(Paths.get(c.reference() != null ? c.reference() : c.init()).resolve("denoiser"), null);
+        r.module().freeze();
+        return r;
+    }
+
+    /** The run folder's logs: metrics averaged over each logging window, TensorBoard, validation and sample grids. */
+    private final class FolderLog implements Trainer.Listener, AutoCloseable {
+        private final List<Batch> val;
+        private final long started;
+        private final TensorBoard tb;
+        private final Map<String, Double> window = new LinkedHashMap<>();
+        private int windowSteps;
+
+        FolderLog(List<Batch> val, long started) throws IOException {
+            this.val = val;
+            this.started = started;
+            this.tb = new TensorBoard(out.resolve("tensorboard"));
+        }
+
+        @Override
+        public void step(Trainer t, long step, Map<String, Double> terms) throws IOException {
+            long total = t.options().steps();
+            terms.forEach((k, v) -> window.merge(k, v, Double::sum));
+            windowSteps++;
+            if (step % c.logEvery() == 0 || step == total) {
+                Map<String, Double> mean = new LinkedHashMap<>();
+                int n = windowSteps;
+                window.forEach((k, v) -> mean.put(k, v / n));
+                if (val != null && c.valEvery() > 0 && (step % c.valEvery() == 0 || step == total))
+                    t.evaluate(val, 0x7A11DL).forEach((k, v) -> mean.put("val_" + k, v));
+                writeMetrics(step, mean, started);
+                tb.scalars(step, mean);
+                window.clear();
+                windowSteps = 0;
+            }
+            listener.step(step, total, terms);
+            if (c.sampleEvery() > 0 && (step % c.sampleEvery() == 0 || step == total) && !c.samplePrompts().isEmpty())
+                sample(t.model(), step);
+        }
+
+        @Override
+        public void message(String text) {
+            listener.message(text);
+        }
+
+        @Override
+        public void close() throws IOException {
+            tb.close();
+        }
+    }
+
+    private void sample(TextToImageModel m, long step) throws IOException {
+        long[] seeds = new long[c.samplePrompts().size()];
+        Tensor images = m.sampler().sample(c.samplePrompts(), seeds, new Sampler.Settings(c.sampleSteps(), c.sampleGuidance(), 0), null);
+        List<BufferedImage> tiles = new ArrayList<>();
+        for (int i = 0; i < seeds.length; i++) tiles.add(Images.toImage(images.select(0, i)));
+        Images.writePng(out.resolve("samples").resolve(String.format("step-%06d.png", step)), Images.grid(tiles, Math.min(8, tiles.size()), 2));
+    }
+
+    private void writeMetrics(long step, Map<String, Double> terms, long started) throws IOException {
+        ObjectNode j = new ObjectMapper().createObjectNode();
+        j.put("step", step);
+        j.put("time", Math.round((System.nanoTime() - started) / 1e7) / 100.0);
+        terms.forEach(j::put);
+        j.put("rss_mib", Math.round(org.bytedeco.javacpp.Pointer.physicalBytes() / 1048576.0 * 10) / 10.0);
+        Files.writeString(out.resolve("metrics.jsonl"), j + "\n", StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+    }
+
+    /** After a resume, metrics written past the checkpoint by the interrupted run are dropped. */
+    private void truncateMetrics(long step) throws IOException {
+        Path f = out.resolve("metrics.jsonl");
+        if (!Files.isRegularFile(f)) return;
+        ObjectMapper om = new ObjectMapper();
+        List<String> keep = new ArrayList<>();
+        for (String line : Files.readAllLines(f)) {
+            try {
+                if (om.readTree(line).path("step").asLong() <= step) keep.add(line);
+            } catch (IOException e) {
+                break; // a line cut short by the kill
+            }
+        }
+        AtomicFiles.writeString(f, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
+    }
+
+    /** Encoded training data: captioned images (SFT) or winners and losers with their prompts. */
+    private record Data(EncodedSet winners, EncodedSet losers) implements AutoCloseable {
+        long size() {
+            return winners.size();
+        }
+
+        EncodedBatches batches(TrainConfig c, long seed) {
+            return new EncodedBatches(winners, losers, c.batchSize(), c.gradAccum(), seed, c.flip(), c.captionDropout());
+        }
+
+        static Data load(boolean preference, Path path, TextToImageModel m, boolean failOnBad) throws IOException {
+            Path cache = cacheDir();
+            if (!preference) {
+                ImageCaptionSet set = ImageCaptionSet.load(path);
+                List<Path> files = set.items().stream().map(ImageCaptionSet.Item::file).toList();
+                List<String> caps = set.items().stream().map(ImageCaptionSet.Item::caption).toList();
+                return new Data(EncodedSet.encode(files, caps, m, cache, failOnBad ? EncodedSet.OnBadImage.FAIL : EncodedSet.OnBadImage.SKIP, null), null);
+            }
+            PreferencePairSet pairs = PreferencePairSet.load(path);
+            List<String> prompts = pairs.pairs().stream().map(PreferencePairSet.Pair::prompt).toList();
+            // a pair with an unreadable image cannot be used at all
+            EncodedSet.OnBadImage strict = EncodedSet.OnBadImage.FAIL;
+            EncodedSet w = EncodedSet.encode(pairs.pairs().stream().map(PreferencePairSet.Pair::winner).toList(), prompts, m, cache, strict, null);
+            EncodedSet l = EncodedSet.encode(pairs.pairs().stream().map(PreferencePairSet.Pair::loser).toList(), prompts, m, cache, strict, null);
+            return new Data(w, l);
+        }
+
+        @Override
+        public void close() {
+            winners.close();
+            if (losers != null) losers.close();
+        }
+    }
+}
