@@ -1,0 +1,63 @@
+package org.pixelpost;
+
+import java.util.List;
+import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.model.autoencoder.AutoencoderKL;
+import org.pixelpost.model.denoiser.DiT;
+import org.pixelpost.model.text.TextEncoder;
+import org.pixelpost.pipeline.TextToImageModel;
+import org.pixelpost.tensor.Tensors;
+
+/** Small models built in memory, with no files: what a library user can do from Java alone. */
+public final class InMemory {
+    private InMemory() {}
+
+    /** A text encoder of the caller's own: each word hashed to a fixed pseudo-random vector, one token per word. */
+    public static final class HashingTextEncoder implements TextEncoder {
+        private final int dim, maxTokens;
+
+        public HashingTextEncoder(int dim, int maxTokens) {
+            this.dim = dim;
+            this.maxTokens = maxTokens;
+        }
+
+        @Override public String name() { return "hashing-" + dim; }
+        @Override public int dim() { return dim; }
+        @Override public int maxTokens() { return maxTokens; }
+
+        @Override
+        public Encoded encode(List<String> captions) {
+            int b = captions.size();
+            // every caption has a start token, so the empty prompt has one token too
+            List<String[]> words = captions.stream().map(c -> ("<start> " + c.strip()).split("\\s+")).toList();
+            int t = Math.min(maxTokens, words.stream().mapToInt(w -> w.length).max().orElse(1));
+            float[] tokens = new float[b * t * dim], mask = new float[b * t];
+            for (int i = 0; i < b; i++)
+                for (int j = 0; j < Math.min(t, words.get(i).length); j++) {
+                    java.util.Random r = new java.util.Random(words.get(i)[j].hashCode());
+                    for (int k = 0; k < dim; k++) tokens[(i * t + j) * dim + k] = (float) r.nextGaussian();
+                    mask[i * t + j] = 1;
+                }
+            Tensor m = Tensors.fromFloats(mask, b, t).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
+            return new Encoded(Tensors.fromFloats(tokens, b, t, dim), m);
+        }
+
+        @Override public void close() {}
+    }
+
+    /** A two-level AutoencoderKL (8x8 images to 4x4x4 latents), randomly initialised. */
+    public static AutoencoderKL autoencoder() {
+        return new AutoencoderKL(new AutoencoderKL.Config(3, 3, List.of(16, 16), 1, 4, 8, 1.0, 0.0, true));
+    }
+
+    /** A DiT of a few thousand parameters over {@link #autoencoder()}'s latents. */
+    public static DiT.Config ditConfig(int textDim) {
+        return new DiT.Config(4, 4, 4, 2, 32, 2, 2, 2.0, textDim);
+    }
+
+    /** The whole text-to-image model at 8x8 pixels: DiT, autoencoder, hashing text encoder, SD's scheduler. */
+    public static TextToImageModel model(DiT.Config dit, int textDim) {
+        return new TextToImageModel(new DiT(dit), autoencoder(), "in-memory", new HashingTextEncoder(textDim, 8),
+            TextToImageModel.defaultScheduler(), 8, 1.0);
+    }
+}
