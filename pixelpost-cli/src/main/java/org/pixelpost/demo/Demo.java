@@ -44,7 +44,7 @@ public final class Demo {
     }
 
     /** One post-trained model: its name, group (for seed statistics) and training settings. */
-    record Arm(String name, String group, String objective, double latentWeight, double pixelWeight, String pixelDecode, long seed) {}
+    record Arm(String name, String group, TrainConfig.Kind kind, double latentWeight, double pixelWeight, String pixelDecode, long seed) {}
 
     static final ObjectMapper JSON = new ObjectMapper();
     private final Plan plan;
@@ -52,6 +52,8 @@ public final class Demo {
     private final Path tarball;
     private final Listener listener;
     private final Map<String, Double> stageSeconds = new LinkedHashMap<>();
+    /** The guidance the sweep chose for the base model; every later stage samples with it. */
+    private double guidance;
 
     public Demo(Plan plan, Path out, Path tarball, Listener listener) {
         this.plan = plan;
@@ -66,6 +68,8 @@ public final class Demo {
         Files.createDirectories(out);
         Path data = stage("data", this::data);
         Path base = stage("base model", () -> base(data));
+        JsonNode sweep = stage("guidance sweep", () -> guidanceSweep(base, data));
+        guidance = sweep.get("chosen").asDouble();
         List<Arm> sftArms = sftArms(), prefArms = prefArms();
         stage("SFT runs", () -> {
             for (Arm a : sftArms) postTrain(a, base, data.resolve("sft").toString());
@@ -82,7 +86,7 @@ public final class Demo {
         for (Arm a : prefArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
         Map<String, JsonNode> metrics = stage("evaluation", () -> evaluate(models, data));
         double total = (System.nanoTime() - t0) / 1e9;
-        return stage("report", () -> Report.write(out, plan, headlineSftGroup(), sftArms, prefArms, metrics, stageSeconds, total));
+        return stage("report", () -> Report.write(out, plan, headlineSftGroup(), sftArms, prefArms, metrics, sweep, stageSeconds, total));
     }
 
     interface Stage<T> {
@@ -149,23 +153,23 @@ public final class Demo {
         List<Arm> arms = new ArrayList<>();
         double h = plan.headlineLambda();
         for (int s = 0; s < plan.headlineSeeds(); s++) {
-            arms.add(new Arm("sft-latent-s" + s, "sft-latent", "sft", 1, 0, "t", s));
-            arms.add(new Arm("sft-pixel-l" + fmt(h) + "-s" + s, "sft-pixel-l" + fmt(h), "sft", 1, h, "t", s));
+            arms.add(new Arm("sft-latent-s" + s, "sft-latent", TrainConfig.Kind.SFT, 1, 0, "t", s));
+            arms.add(new Arm("sft-pixel-l" + fmt(h) + "-s" + s, "sft-pixel-l" + fmt(h), TrainConfig.Kind.SFT, 1, h, "t", s));
         }
-        for (double l : plan.lambdas()) if (l != h) arms.add(new Arm("sft-pixel-l" + fmt(l) + "-s0", "sft-pixel-l" + fmt(l), "sft", 1, l, "t", 0));
-        arms.add(new Arm("sft-pixel-only-s0", "sft-pixel-only", "sft", 0, 1, "t", 0));
-        arms.add(new Arm("sft-x0-l" + fmt(h) + "-s0", "sft-x0-l" + fmt(h), "sft", 1, h, "x0", 0));
+        for (double l : plan.lambdas()) if (l != h) arms.add(new Arm("sft-pixel-l" + fmt(l) + "-s0", "sft-pixel-l" + fmt(l), TrainConfig.Kind.SFT, 1, l, "t", 0));
+        arms.add(new Arm("sft-pixel-only-s0", "sft-pixel-only", TrainConfig.Kind.SFT, 0, 1, "t", 0));
+        arms.add(new Arm("sft-x0-l" + fmt(h) + "-s0", "sft-x0-l" + fmt(h), TrainConfig.Kind.SFT, 1, h, "x0", 0));
         return arms;
     }
 
     List<Arm> prefArms() {
         List<Arm> arms = new ArrayList<>();
         for (int s = 0; s < plan.headlineSeeds(); s++) {
-            arms.add(new Arm("dpo-s" + s, "dpo", "dpo", 1, 0, "t", s));
-            arms.add(new Arm("dpo-pixel-s" + s, "dpo-pixel", "dpo", 1, 8, "t", s));
+            arms.add(new Arm("dpo-s" + s, "dpo", TrainConfig.Kind.DPO, 1, 0, "t", s));
+            arms.add(new Arm("dpo-pixel-s" + s, "dpo-pixel", TrainConfig.Kind.DPO, 1, 8, "t", s));
         }
-        arms.add(new Arm("simpo-s0", "simpo", "simpo", 1, 0, "t", 0));
-        arms.add(new Arm("simpo-pixel-s0", "simpo-pixel", "simpo", 1, 8, "t", 0));
+        arms.add(new Arm("simpo-s0", "simpo", TrainConfig.Kind.SIMPO, 1, 0, "t", 0));
+        arms.add(new Arm("simpo-pixel-s0", "simpo-pixel", TrainConfig.Kind.SIMPO, 1, 8, "t", 0));
         return arms;
     }
 
@@ -176,11 +180,11 @@ public final class Demo {
     private void postTrain(Arm a, Path base, String data) throws IOException {
         Path run = out.resolve("runs").resolve(a.name);
         if (Files.isDirectory(run.resolve("model"))) return;
-        boolean pref = !a.objective.equals("sft");
+        boolean pref = a.kind != TrainConfig.Kind.SFT;
         ObjectNode c = config(base, data, run, pref ? plan.prefSteps() : plan.sftSteps(), pref ? plan.prefBatch() : plan.sftBatch(),
             pref ? plan.prefLr() : plan.sftLr(), a.seed);
-        c.put("objective", a.objective).put("latent_weight", a.latentWeight).put("pixel_weight", a.pixelWeight)
-            .put("pixel_decode", a.pixelDecode).put("beta", a.objective.equals("simpo") ? plan.simpoBeta() : plan.beta())
+        c.put("objective", a.kind.name().toLowerCase(java.util.Locale.ROOT)).put("latent_weight", a.latentWeight).put("pixel_weight", a.pixelWeight)
+            .put("pixel_decode", a.pixelDecode).put("beta", a.kind == TrainConfig.Kind.SIMPO ? plan.simpoBeta() : plan.beta())
             .put("checkpoint_every", 0);
         listener.message("run " + a.name);
         train(c, run);
@@ -230,7 +234,7 @@ public final class Demo {
                 long[] seeds = new long[k];
                 for (int j = 0; j < k; j++) seeds[j] = 1000L * i + j;
                 try (Scope s = Scope.open()) {
-                    Tensor imgs = sampler.sample(prompts, seeds, new Sampler.Settings(plan.pairSteps(), plan.guidance(), 0), null);
+                    Tensor imgs = sampler.sample(prompts, seeds, new Sampler.Settings(plan.pairSteps(), guidance, 0), null);
                     Tensor real = Images.load(it.file(), 64).unsqueeze(0).expand(k, 3, 64, 64);
                     double[] d = Metrics.judgeDistance(imgs, real);
                     int best = 0, worst = 0;
@@ -249,6 +253,50 @@ public final class Demo {
         }
         AtomicFiles.writeString(file, jsonl.toString());
         return file;
+    }
+
+    /**
+     * The base model sampled on validation prompts that are not evaluation prompts, at each guidance
+     * of the plan's sweep; the guidance whose samples are closest to the real images (the judge's
+     * distance) is chosen. Cached in {@code guidance/sweep.json}.
+     */
+    private JsonNode guidanceSweep(Path base, Path data) throws IOException {
+        Path file = out.resolve("guidance/sweep.json");
+        if (Files.isRegularFile(file)) return JSON.readTree(file.toFile());
+        java.util.Set<String> evalFiles = new java.util.HashSet<>();
+        for (ImageCaptionSet.Item it : ImageCaptionSet.load(data.resolve("eval")).items()) evalFiles.add(it.file().getFileName().toString());
+        List<ImageCaptionSet.Item> items = ImageCaptionSet.load(data.resolve("val")).items().stream()
+            .filter(it -> !evalFiles.contains(it.file().getFileName().toString())).limit(plan.sweepPrompts()).toList();
+        ObjectNode j = JSON.createObjectNode();
+        ArrayNode rows = j.putArray("rows");
+        double best = Double.POSITIVE_INFINITY, chosen = plan.guidance();
+        try (TextToImageModel m = TextToImageModel.load(base); Scope s = Scope.open()) {
+            List<Tensor> realList = new ArrayList<>();
+            for (ImageCaptionSet.Item it : items) realList.add(Images.load(it.file(), 64));
+            Tensor real = torch.stack(new TensorVector(realList.toArray(new Tensor[0])));
+            List<String> prompts = items.stream().map(ImageCaptionSet.Item::caption).toList();
+            long[] seeds = java.util.stream.LongStream.range(0, prompts.size()).toArray();
+            for (double g : plan.guidanceSweep()) {
+                try (Scope gs = Scope.open()) {
+                    Tensor imgs = m.sampler().sample(prompts, seeds, new Sampler.Settings(plan.evalSteps(), g, 0), null);
+                    saveGrid(out.resolve("guidance").resolve("g" + fmt(g)), imgs, Math.min(8, prompts.size()));
+                    ObjectNode r = imageMetrics(imgs, real, real, null);
+                    r.put("guidance", g);
+                    r.remove("judge_distance");
+                    rows.add(r);
+                    double d = r.get("judge_mean").asDouble();
+                    if (d < best) {
+                        best = d;
+                        chosen = g;
+                    }
+                }
+            }
+        }
+        j.put("chosen", chosen).put("prompts", items.size()).put("criterion", "judge distance to the real images (lower is better)");
+        listener.message(String.format("guidance sweep on %d validation prompts: %.1f is closest to the real images", items.size(), chosen));
+        Files.createDirectories(file.getParent());
+        AtomicFiles.writeString(file, j.toPrettyString());
+        return j;
     }
 
     /** Samples and metrics per model (cached in {@code eval/NAME/metrics.json}), plus the real and TAEF2 rows. */
@@ -303,7 +351,7 @@ public final class Demo {
                 for (int i = 0; i < prompts.size(); i += 32) {
                     int j = Math.min(prompts.size(), i + 32);
                     chunks.add(sampler.sample(prompts.subList(i, j), seeds.subList(i, j).stream().mapToLong(Long::longValue).toArray(),
-                        new Sampler.Settings(plan.evalSteps(), plan.guidance(), 0), null));
+                        new Sampler.Settings(plan.evalSteps(), guidance, 0), null));
                 }
                 Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
                 saveGrid(dir, samples, items.size());

@@ -20,7 +20,7 @@ final class Report {
     private Report() {}
 
     static Path write(Path out, Plan plan, String headline, List<Demo.Arm> sft, List<Demo.Arm> pref, Map<String, JsonNode> metrics,
-                      Map<String, Double> stageSeconds, double totalSeconds) throws IOException {
+                      JsonNode sweep, Map<String, Double> stageSeconds, double totalSeconds) throws IOException {
         Report r = new Report();
         r.h.append("<!doctype html><html><head><meta charset=utf-8><title>PixelPost demo report</title><style>")
             .append("body{font:14px/1.4 system-ui,sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;margin:8px 0 16px}")
@@ -34,6 +34,7 @@ final class Report {
             .append("every post-trained model starts from it with the same data and budget. Lower is better for the judge distance, SWD and ")
             .append("denoising error; sharpness ratios are to the real images (1 is best, more is not better).</p>");
         r.stages(stageSeconds);
+        r.sweep(sweep);
         r.metricsTable("All models", metrics);
         r.headline(metrics, headline, sft, pref);
         r.paired(metrics, headline, sft, pref);
@@ -51,6 +52,25 @@ final class Report {
     private void stages(Map<String, Double> s) {
         h.append("<h2>Stages</h2><table><tr><th>stage</th><th>wall time (this run; cached stages are quick)</th></tr>");
         s.forEach((k, v) -> h.append("<tr><td>").append(esc(k)).append("</td><td>").append(clock(v)).append("</td></tr>"));
+        h.append("</table>");
+    }
+
+    /** The base model's guidance sweep on validation prompts: the metrics per guidance and the choice. */
+    private void sweep(JsonNode sweep) {
+        h.append("<h2 id=guidance>Guidance for the base model, chosen on validation prompts</h2><p>The base model (trained with ")
+            .append("caption dropout, so its unconditional prediction is trained) sampled on ").append(sweep.get("prompts").asInt())
+            .append(" validation prompts that are not evaluation prompts. Chosen: <b>").append(sweep.get("chosen").asDouble())
+            .append("</b>, by ").append(esc(sweep.get("criterion").asText())).append("; every later stage samples with it. ")
+            .append("Sharpness ratios near 1 mean the samples are as detailed as the real images.</p>")
+            .append("<table><tr><th>guidance</th><th>judge distance</th><th>HF energy ratio</th><th>Laplacian var. ratio</th><th>samples</th></tr>");
+        for (JsonNode r : sweep.get("rows")) {
+            double g = r.get("guidance").asDouble();
+            h.append("<tr><td>").append(g).append(g == sweep.get("chosen").asDouble() ? " (chosen)" : "").append("</td><td>")
+                .append(String.format("%.4f", r.get("judge_mean").asDouble())).append("</td><td>")
+                .append(String.format("%.3f", r.get("hf_energy_ratio").asDouble())).append("</td><td>")
+                .append(String.format("%.3f", r.get("laplacian_var_ratio").asDouble())).append("</td><td><img class=pix src=\"guidance/g")
+                .append(Demo.fmt(g)).append("/grid.png\" height=64></td></tr>");
+        }
         h.append("</table>");
     }
 

@@ -28,6 +28,17 @@ class DemoQuickTest {
         String html = Files.readString(report);
         for (String section : new String[] {"Stages", "All models", "Headline", "Head to head", "Samples", "Loss curves", "Settings", "<svg"})
             assertTrue(html.contains(section), "report has " + section);
+        // the guidance sweep: every guidance of the plan sampled and measured, one chosen, shown in the report
+        JsonNode sweep = new ObjectMapper().readTree(out.resolve("guidance/sweep.json").toFile());
+        assertEquals(Plan.quick().guidanceSweep().size(), sweep.get("rows").size());
+        assertTrue(Plan.quick().guidanceSweep().contains(sweep.get("chosen").asDouble()));
+        for (JsonNode r : sweep.get("rows")) {
+            assertTrue(Double.isFinite(r.get("judge_mean").asDouble()));
+            assertNotNull(ImageIO.read(out.resolve("guidance/g" + Demo.fmt(r.get("guidance").asDouble()) + "/grid.png").toFile()));
+        }
+        assertTrue(html.contains("id=guidance") && html.contains("(chosen)"), "report has the guidance sweep");
+        // the base model was trained with caption dropout
+        assertEquals(0.1, new ObjectMapper().readTree(out.resolve("base/config.json").toFile()).get("caption_dropout").asDouble());
         for (Demo.Arm a : demo.sftArms()) {
             assertTrue(Files.isDirectory(out.resolve("runs").resolve(a.name()).resolve("model")), a.name());
             assertNotNull(ImageIO.read(out.resolve("eval").resolve(a.name()).resolve("grid.png").toFile()), a.name());

@@ -21,7 +21,7 @@ class CaptionDropoutTest {
     @Test
     void aTenthOfTheCaptionsBecomeTheEmptyPromptAndTheDrawRepeats() throws Exception {
         Engine.seed(0);
-        List<Path> images = TestData.emojiPngs(dir.resolve("img"));
+        List<Path> images = TestData.emojiPngs(java.nio.file.Files.createDirectories(dir.resolve("img")));
         try (TextToImageModel m = TextToImageModel.create("tiny", TestData.taef2().toString(), 64, 1.0);
              EncodedSet set = EncodedSet.encode(images, TestData.CAPTIONS, m, dir.resolve("cache"), EncodedSet.OnBadImage.FAIL, null)) {
             // MiniLM gives the empty prompt two tokens ([CLS] [SEP]); every caption here has more

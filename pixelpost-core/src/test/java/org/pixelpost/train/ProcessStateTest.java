@@ -56,17 +56,25 @@ class ProcessStateTest {
             assertTrue(torch.equal(before, processGeneratorState()), "the process generator was not advanced or reseeded");
             assertFalse(Autocast.enabled(), "autocast is off again after a bf16 step");
 
-            // a caller that has autocast on itself keeps it, with its own dtype, after a step that uses bf16
-            torch.set_autocast_dtype(DeviceType.CPU, ScalarType.Half);
+            // a caller that has autocast on itself keeps it after a step
             torch.set_autocast_enabled(DeviceType.CPU, true);
             try (Trainer t = new Trainer(m, batches, new Sft(1, PixelTerm.off()), bf16)) {
-                t.trainStep();
+                assertNotNull(t.trainStep());
             } finally {
                 assertTrue(Autocast.enabled());
-                assertEquals(ScalarType.Half, torch.get_autocast_dtype(DeviceType.CPU));
                 torch.set_autocast_enabled(DeviceType.CPU, false);
-                torch.set_autocast_dtype(DeviceType.CPU, ScalarType.BFloat16);
             }
+            // and a region restores every part of the state it changed: enabled, dtype, weight cache
+            torch.set_autocast_dtype(DeviceType.CPU, ScalarType.Half);
+            boolean cache = torch.is_autocast_cache_enabled();
+            try (Autocast a = Autocast.bf16(true)) {
+                assertTrue(Autocast.enabled());
+                assertEquals(ScalarType.BFloat16, torch.get_autocast_dtype(DeviceType.CPU).intern());
+            }
+            assertFalse(Autocast.enabled());
+            assertEquals(ScalarType.Half, torch.get_autocast_dtype(DeviceType.CPU).intern());
+            assertEquals(cache, torch.is_autocast_cache_enabled());
+            torch.set_autocast_dtype(DeviceType.CPU, ScalarType.BFloat16);
         }
     }
 }

@@ -22,6 +22,7 @@ import org.pixelpost.nn.Layers.GroupNorm;
 import org.pixelpost.nn.Module;
 import org.pixelpost.nn.blocks.Attention;
 import org.pixelpost.nn.blocks.ResnetBlock2D;
+import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -190,8 +191,10 @@ public final class AutoencoderKL implements Autoencoder {
 
     public AutoencoderKL(Config config) {
         this.config = config;
-        this.enc = new EncoderHalf(config);
-        this.dec = new DecoderHalf(config);
+        try (Scope s = Scope.open()) { // initialisation temporaries are freed here, the parameters kept
+            this.enc = new EncoderHalf(config);
+            this.dec = new DecoderHalf(config);
+        }
         enc.freeze();
         dec.freeze();
     }
@@ -256,11 +259,16 @@ public final class AutoencoderKL implements Autoencoder {
             if (weights == null) throw new BadFileException(path, "no diffusion_pytorch_model.safetensors (or .bin) in this folder");
         }
         AutoencoderKL ae = new AutoencoderKL(config);
-        Map<String, Tensor> sd = KeyLayout.pick(Checkpoints.read(weights), ae.stateDict().keySet(), layouts(config));
-        Map<String, Tensor> encPart = new java.util.LinkedHashMap<>(), decPart = new java.util.LinkedHashMap<>();
-        sd.forEach((k, t) -> (k.startsWith("encoder.") || k.startsWith("quant_conv.") ? encPart : decPart).put(k, t));
-        ae.enc.load(encPart, weights);
-        ae.dec.load(decPart, weights);
+        try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
+            Map<String, Tensor> sd = KeyLayout.pick(Checkpoints.read(weights), ae.stateDict().keySet(), layouts(config));
+            Map<String, Tensor> encPart = new java.util.LinkedHashMap<>(), decPart = new java.util.LinkedHashMap<>();
+            sd.forEach((k, t) -> (k.startsWith("encoder.") || k.startsWith("quant_conv.") ? encPart : decPart).put(k, t));
+            ae.enc.load(encPart, weights);
+            ae.dec.load(decPart, weights);
+        } catch (IOException | RuntimeException x) {
+            ae.close();
+            throw x;
+        }
         return ae;
     }
 

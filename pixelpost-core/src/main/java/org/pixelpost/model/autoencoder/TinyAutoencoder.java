@@ -14,6 +14,7 @@ import org.pixelpost.nn.Layers.GroupNorm;
 import org.pixelpost.nn.Layer;
 import org.pixelpost.nn.Module;
 import org.pixelpost.nn.Sequential;
+import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -34,8 +35,10 @@ public final class TinyAutoencoder implements Autoencoder {
 
     public TinyAutoencoder(Variant v) {
         this.variant = v;
-        this.encoder = encoder(v.latentChannels, v.midBlockGroupNorm);
-        this.decoder = decoder(v.latentChannels, v.midBlockGroupNorm);
+        try (Scope s = Scope.open()) { // initialisation temporaries are freed here, the parameters kept
+            this.encoder = encoder(v.latentChannels, v.midBlockGroupNorm);
+            this.decoder = decoder(v.latentChannels, v.midBlockGroupNorm);
+        }
         encoder.freeze();
         decoder.freeze();
     }
@@ -83,15 +86,22 @@ public final class TinyAutoencoder implements Autoencoder {
      * last encoder conv, the GroupNorm branch from its keys.
      */
     public static TinyAutoencoder load(String name, Path encoderFile, Path decoderFile) throws IOException {
-        Map<String, Tensor> e = Checkpoints.read(encoderFile);
-        Map<String, Tensor> d = encoderFile.equals(decoderFile) ? e : Checkpoints.read(decoderFile);
-        Tensor out = e.containsKey("14.weight") ? e.get("14.weight") : e.get("encoder.layers.14.weight");
-        if (out == null) throw new BadFileException(encoderFile, "not a TAESD-family encoder (no final conv '14.weight')");
-        boolean gn = e.keySet().stream().anyMatch(k -> k.contains(".pool."));
-        TinyAutoencoder ae = new TinyAutoencoder(new Variant(name, (int) out.size(0), gn));
-        ae.encoder.load(remap(e, ae.encoder, "encoder"), encoderFile);
-        ae.decoder.load(remap(d, ae.decoder, "decoder"), decoderFile);
-        return ae;
+        try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
+            Map<String, Tensor> e = Checkpoints.read(encoderFile);
+            Map<String, Tensor> d = encoderFile.equals(decoderFile) ? e : Checkpoints.read(decoderFile);
+            Tensor out = e.containsKey("14.weight") ? e.get("14.weight") : e.get("encoder.layers.14.weight");
+            if (out == null) throw new BadFileException(encoderFile, "not a TAESD-family encoder (no final conv '14.weight')");
+            boolean gn = e.keySet().stream().anyMatch(k -> k.contains(".pool."));
+            TinyAutoencoder ae = new TinyAutoencoder(new Variant(name, (int) out.size(0), gn));
+            try {
+                ae.encoder.load(remap(e, ae.encoder, "encoder"), encoderFile);
+                ae.decoder.load(remap(d, ae.decoder, "decoder"), decoderFile);
+            } catch (IOException | RuntimeException x) {
+                ae.close();
+                throw x;
+            }
+            return ae;
+        }
     }
 
     /** Original keys ({@code 3.conv.0.weight}), or diffusers' AutoencoderTiny ({@code decoder.layers.2.conv.0.weight}, clamp outside the stack). */

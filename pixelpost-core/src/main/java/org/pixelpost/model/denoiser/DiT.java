@@ -23,6 +23,7 @@ import org.pixelpost.nn.Layers.Linear;
 import org.pixelpost.nn.Module;
 import org.pixelpost.nn.blocks.Attention;
 import org.pixelpost.nn.blocks.Embeddings;
+import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -82,6 +83,21 @@ public final class DiT extends Module implements Denoiser {
             return List.of("tiny", "small", "S/2", "B/2", "L/2", "XL/2");
         }
 
+        /** The parameter count this configuration builds, from the configuration alone (nothing allocated). */
+        public long parameterCount() {
+            long d = hiddenSize, p = patchSize, h = (long) (d * mlpRatio), out = p * p * outChannels;
+            long embed = inChannels * d * p * p + d                                  // x_embedder.proj
+                + FREQ_DIM * d + d + d * d + d                                        // t_embedder.mlp.0, .2
+                + d * 6 * d + 6 * d                                                   // t_block.1
+                + captionChannels * d + d + d * d + d;                                // y_embedder fc1, fc2
+            long block = d * 3 * d + 3 * d + d * d + d                               // attn.qkv, attn.proj
+                + d * d + d + d * 2 * d + 2 * d + d * d + d                           // cross_attn q, kv, proj
+                + d * h + h + h * d + d                                               // mlp.fc1, fc2
+                + 6 * d;                                                              // scale_shift_table
+            long fin = d * out + out + 2 * d;                                         // final_layer.linear, scale_shift_table
+            return embed + depth * block + fin;
+        }
+
         public ObjectNode toJson() {
             ObjectNode j = new ObjectMapper().createObjectNode();
             j.put("_class_name", "DiT").put("in_channels", inChannels).put("out_channels", outChannels)
@@ -111,18 +127,25 @@ public final class DiT extends Module implements Denoiser {
     public DiT(Config c) {
         this.config = c;
         int d = c.hiddenSize;
-        patch = add("x_embedder.proj", new Conv2d(c.inChannels, d, c.patchSize, c.patchSize, 0, true));
-        tMlp0 = add("t_embedder.mlp.0", new Linear(FREQ_DIM, d));
-        tMlp2 = add("t_embedder.mlp.2", new Linear(d, d));
-        tBlock = add("t_block.1", new Linear(d, 6L * d));
-        yFc1 = add("y_embedder.y_proj.fc1", new Linear(c.captionChannels, d));
-        yFc2 = add("y_embedder.y_proj.fc2", new Linear(d, d));
-        for (int i = 0; i < c.depth; i++) blocks.add(add("blocks." + i, new Block(d, c.numHeads, c.mlpRatio)));
-        finalLayer = add("final_layer", new FinalLayer(d, c.patchSize, c.outChannels));
-        int grid = c.sampleSize / c.patchSize;
-        pos = Embeddings.sinCos2d(d, grid);
-        pos.retainReference();
-        initialize();
+        try (Scope s = Scope.open()) { // initialisation temporaries are freed here, the parameters kept
+            patch = add("x_embedder.proj", new Conv2d(c.inChannels, d, c.patchSize, c.patchSize, 0, true));
+            tMlp0 = add("t_embedder.mlp.0", new Linear(FREQ_DIM, d));
+            tMlp2 = add("t_embedder.mlp.2", new Linear(d, d));
+            tBlock = add("t_block.1", new Linear(d, 6L * d));
+            yFc1 = add("y_embedder.y_proj.fc1", new Linear(c.captionChannels, d));
+            yFc2 = add("y_embedder.y_proj.fc2", new Linear(d, d));
+            for (int i = 0; i < c.depth; i++) blocks.add(add("blocks." + i, new Block(d, c.numHeads, c.mlpRatio)));
+            finalLayer = add("final_layer", new FinalLayer(d, c.patchSize, c.outChannels));
+            pos = Embeddings.sinCos2d(d, c.sampleSize / c.patchSize);
+            pos.retainReference();
+            initialize();
+        }
+    }
+
+    @Override
+    public void close() {
+        super.close();
+        if (!pos.isNull()) pos.releaseReference();
     }
 
     static final int FREQ_DIM = 256;
@@ -257,7 +280,12 @@ public final class DiT extends Module implements Denoiser {
         }
         DiT m = new DiT(c);
         Path w = dir.resolve("model.safetensors");
-        m.load(Checkpoints.read(Files.isRegularFile(w) ? w : dir.resolve("model.pth")), w);
+        try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
+            m.load(Checkpoints.read(Files.isRegularFile(w) ? w : dir.resolve("model.pth")), w);
+        } catch (IOException | RuntimeException x) {
+            m.close();
+            throw x;
+        }
         return m;
     }
 

@@ -44,12 +44,17 @@ class DiTTest {
 
     @Test
     void parameterCountsOfTheNamedSizes() {
+        // PixArt-alpha XL/2 as published: 610,856,096 parameters ("0.6B"), counted from the configuration
+        assertEquals(610_856_096L, DiT.Config.named("XL/2").parameterCount());
+        assertEquals(DiT.PUBLISHED.get("xl/2"), DiT.Config.named("XL/2").parameterCount());
+        // the count from the configuration is the count of the model built from it
         Engine.seed(0);
-        try (DiT xl = new DiT(DiT.Config.named("XL/2"))) {
-            // PixArt-alpha XL/2 as published: 610,856,096 parameters ("0.6B")
-            assertEquals(DiT.PUBLISHED.get("xl/2"), xl.parameterCount());
-            assertEquals(610_856_096L, xl.parameterCount());
-        }
+        for (DiT.Config c : List.of(DiT.Config.named("tiny"), DiT.Config.named("small"), DiT.Config.named("S/2"),
+                DiT.Config.named("XL/2").narrowed(64, 2, 4, 8), micro()))
+            try (DiT m = new DiT(c)) {
+                assertEquals(m.parameterCount(), c.parameterCount(), c.toString());
+            }
+        assertEquals(4_030_400L, DiT.Config.named("tiny").parameterCount());
     }
 
     @Test
