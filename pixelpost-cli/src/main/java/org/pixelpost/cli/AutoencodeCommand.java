@@ -10,6 +10,8 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.io.Images;
+import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.OutputDir;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.Autoencoders;
 import org.pixelpost.tensor.Engine;
@@ -40,10 +42,10 @@ final class AutoencodeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (size <= 0 || size % 8 != 0) throw new IllegalArgumentException("--size must be a positive multiple of 8, got " + size);
+        if (size <= 0 || size % 8 != 0) throw new InvalidValueException("--size", size + " is not a positive multiple of 8");
+        OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
         Engine.start();
         Autoencoder ae = Autoencoders.load(autoencoder);
-        Files.createDirectories(out);
         List<Map<String, Object>> results = new ArrayList<>(), errors = new ArrayList<>();
         List<BufferedImage> tiles = new ArrayList<>();
         double sum = 0;
@@ -62,9 +64,10 @@ final class AutoencodeCommand implements Callable<Integer> {
                 results.add(r);
                 sum += psnr;
                 if (!json) System.out.printf("%-40s %6.2f dB%n", file, psnr);
-            } catch (Exception e) {
-                errors.add(Map.of("file", file.toString(), "error", String.valueOf(e.getMessage())));
-                System.err.println("error: " + e.getMessage());
+            } catch (Exception | OutOfMemoryError e) {
+                // a bad image is reported by name; the others still go through
+                errors.add(Map.of("file", file.toString(), "error", Errors.describe(e)));
+                System.err.println("error: " + Errors.describe(e));
             }
         }
         Double mean = results.isEmpty() ? null : round(sum / results.size());

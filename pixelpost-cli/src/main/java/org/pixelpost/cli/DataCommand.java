@@ -4,6 +4,8 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import org.pixelpost.data.EmojiDataset;
 import org.pixelpost.tensor.Engine;
+import org.pixelpost.io.Checks;
+import org.pixelpost.io.OutputDir;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -26,6 +28,8 @@ final class DataCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
+            Checks.atLeast("--limit", limit, 0);
+            OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
             Engine.start();
             Path tgz = tarball != null ? tarball : EmojiDataset.npmPack(out.resolve("download"));
             EmojiDataset.Summary s = EmojiDataset.build(tgz, out, limit);

@@ -18,10 +18,10 @@ public final class Main implements Runnable {
         CommandLine cl = new CommandLine(new Main());
         cl.addSubcommand("train", TrainCommand.create());
         cl.setExecutionExceptionHandler((e, cmd, parse) -> {
-            // Expected failures (bad files, missing weights) get one clear line, not a stack trace.
-            cmd.getErr().println("error: " + e.getMessage());
+            // Expected failures (bad values, bad files, missing weights) get one clear line, not a stack trace.
+            cmd.getErr().println("error: " + Errors.describe(e));
             if (System.getenv("PIXELPOST_DEBUG") != null) e.printStackTrace(cmd.getErr());
-            return 1;
+            return Errors.exitCode(e);
         });
         return cl.execute(args);
     }

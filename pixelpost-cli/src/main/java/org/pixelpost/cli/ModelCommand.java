@@ -8,6 +8,10 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.denoiser.DiT;
+import java.io.IOException;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.Checks;
+import org.pixelpost.io.OutputDir;
 import org.pixelpost.tensor.Engine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -75,15 +79,24 @@ final class ModelCommand implements Runnable {
         @Option(names = "--autoencoder", defaultValue = "taef2", description = "default: ${DEFAULT-VALUE}") String autoencoder;
         @Option(names = "--image-size", defaultValue = "64", description = "default: ${DEFAULT-VALUE}") int imageSize;
         @Option(names = "--latent-scale", defaultValue = "1.0", description = "diffusion runs on scale * latent (default: ${DEFAULT-VALUE})") double latentScale;
-        @Option(names = "--seed", defaultValue = "0") long seed;
-        @Option(names = "--out", required = true) Path out;
+        @Option(names = "--seed", description = "seed of the initial weights (default: a random one, printed)") Long seed;
+        @Option(names = "--out", required = true, description = "the new model folder (must be empty or absent)") Path out;
+        @Option(names = "--overwrite", description = "replace what --out holds") boolean overwrite;
 
         @Override
         public Integer call() throws Exception {
-            Engine.seed(seed);
+            Checks.positive("--latent-scale", latentScale);
+            Checks.atLeast("--image-size", imageSize, 8);
+            DiT.Config.named(size); // an unknown size is refused before anything is written
+            boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
+            long s = seed != null ? seed : new java.security.SecureRandom().nextLong();
+            Engine.seed(s);
             try (TextToImageModel m = TextToImageModel.create(size, autoencoder, imageSize, latentScale)) {
                 m.save(out);
-                System.out.printf("%s DiT (%,d parameters) over %s written to %s%n", size, m.denoiser.module().parameterCount(), autoencoder, out);
+                System.out.printf("%s DiT (%,d parameters) over %s written to %s (seed %d)%n", size, m.denoiser.module().parameterCount(), autoencoder, out, s);
+            } catch (IOException | RuntimeException e) {
+                if (created) AtomicFiles.deleteTree(out); // only a folder this command created
+                throw e;
             }
             return 0;
         }

@@ -3,13 +3,16 @@ package org.pixelpost.cli;
 import java.awt.image.BufferedImage;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.pipeline.SampleFolder;
 import org.pixelpost.pipeline.Sampler;
+import org.pixelpost.io.Checks;
 import org.pixelpost.io.Images;
+import org.pixelpost.io.OutputDir;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Engine;
 import picocli.CommandLine.ArgGroup;
@@ -38,18 +41,35 @@ final class SampleCommand implements Callable<Integer> {
     @Option(names = "--batch", defaultValue = "16", description = "images per denoiser batch (default: ${DEFAULT-VALUE})") int batch;
     @Option(names = "--out", required = true, description = "output folder") Path out;
     @Option(names = "--json", description = "print a JSON summary") boolean json;
+    @Option(names = "--overwrite", description = "write into --out even if it holds files") boolean overwrite;
 
     @Override
     public Integer call() throws Exception {
         List<String> list = prompts.file != null ? readPrompts(prompts.file) : prompts.prompt;
         if (list.isEmpty()) throw new IllegalArgumentException("no prompts given");
-        if (numImages < 1 || batch < 1) throw new IllegalArgumentException("--num-images and --batch must be positive");
+        Checks.atLeast("--steps", steps, 1);
+        Checks.finite("--guidance", guidance);
+        Checks.nonNegative("--eta", eta);
+        Checks.atLeast("--num-images", numImages, 1);
+        Checks.atLeast("--batch", batch, 1);
+        boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
+        List<Path> written = new ArrayList<>();
+        try {
+            return sample(list, written);
+        } catch (IOException | RuntimeException e) {
+            // nothing half-written: the files of this invocation go, and the folder if it made it
+            for (Path f : written) Files.deleteIfExists(f);
+            if (created && OutputDir.isEmpty(out)) Files.deleteIfExists(out);
+            throw e;
+        }
+    }
+
+    private int sample(List<String> list, List<Path> written) throws IOException {
         Engine.start();
         long t0 = System.nanoTime();
         try (TextToImageModel m = TextToImageModel.load(model)) {
             Sampler sampler = m.sampler();
             Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta);
-            Files.createDirectories(out);
             List<String> flat = new ArrayList<>();
             List<long[]> ids = new ArrayList<>();
             for (int p = 0; p < list.size(); p++)
@@ -71,15 +91,18 @@ final class SampleCommand implements Callable<Integer> {
                     long[] id = ids.get(start + k);
                     String name = String.format("%03d-%d.png", id[0], id[1]);
                     BufferedImage img = Images.toImage(images.select(0, k));
+                    written.add(out.resolve(name));
                     Images.writePng(out.resolve(name), img);
                     tiles.add(img);
                     files.add(new SampleFolder.Image(name, flat.get(start + k), seed + id[1]));
                 }
             }
+            written.add(out.resolve("grid.png"));
             Images.writePng(out.resolve("grid.png"), Images.grid(tiles, numImages, 2));
             double secs = (System.nanoTime() - t0) / 1e9;
             SampleFolder s = new SampleFolder(model.toAbsolutePath().toString(), list, steps, guidance, eta, seed, numImages,
                 m.scheduler.toJson(), files, Math.round(secs * 10) / 10.0);
+            written.add(out.resolve(SampleFolder.FILE));
             s.write(out);
             if (json) System.out.println(s.toJson());
             else System.out.printf("%d images in %.1f s -> %s%n", files.size(), secs, out.resolve("grid.png"));

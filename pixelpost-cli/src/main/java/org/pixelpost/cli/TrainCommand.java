@@ -10,8 +10,10 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.train.TrainConfig;
 import org.pixelpost.train.TrainRun;
+import org.pixelpost.train.Trainer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -63,6 +65,7 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         ObjectNode over = TrainConfig.JSON.createObjectNode();
+        java.util.Set<String> fromFlags = new java.util.HashSet<>();
         if (config != null) {
             if (!Files.isRegularFile(config)) throw new IOException(config + ": no such config file");
             JsonNode j;
@@ -78,6 +81,7 @@ final class TrainCommand implements Callable<Integer> {
             OptionSpec o = spec.findOption("--" + kebab(rc.getName()));
             if (o.originalStringValues().isEmpty()) continue;
             String key = snake(rc.getName());
+            fromFlags.add(key);
             Object v = o.getValue();
             Class<?> t = rc.getType();
             if (t == List.class) {
@@ -88,9 +92,25 @@ final class TrainCommand implements Callable<Integer> {
             else if (t == double.class) over.put(key, parseDouble(o, (String) v));
             else over.put(key, (String) v);
         }
-        TrainConfig c = TrainConfig.from(over);
+        TrainConfig c;
+        try {
+            c = TrainConfig.from(over);
+        } catch (InvalidValueException e) {
+            // name where the value came from: the flag, or the key in the config file
+            String where = fromFlags.contains(e.key()) ? "--" + e.key().replace('_', '-')
+                : config != null && over.has(e.key()) ? "\"" + e.key() + "\" in " + config : "--" + e.key().replace('_', '-');
+            throw new InvalidValueException(where, e.getMessage().substring(e.key().length() + 2));
+        }
         ProgressBar[] bar = {null};
-        TrainRun.Summary s = new TrainRun(c, new TrainRun.Listener() {
+        StopOnSignals signals = new StopOnSignals();
+        TrainRun.Summary s;
+        try (signals) {
+            s = new TrainRun(c, new TrainRun.Listener() {
+            @Override
+            public void started(Trainer trainer) {
+                signals.install(trainer); // SIGTERM / Ctrl-C: finish the step, checkpoint, exit
+            }
+
             @Override
             public void step(long step, long total, Map<String, Double> terms) {
                 if (bar[0] == null) bar[0] = new ProgressBar("training"); // timing starts at the first step
@@ -106,6 +126,11 @@ final class TrainCommand implements Callable<Integer> {
                 System.err.println(text);
             }
         }).run();
+        } catch (Trainer.Stopped e) {
+            String how = e.checkpoint != null ? "checkpoint " + e.checkpoint + "; continue with: pixelpost train --config "
+                + Path.of(c.out()).resolve("config.json") + " --resume latest" : "no step was finished, nothing to resume";
+            throw new Errors.Interrupted("stopped by " + e.reason + " after step " + e.step + "; " + how, e.reason.equals("SIGINT") ? 130 : 143);
+        }
         System.out.printf("trained %d steps in %s; model: %s%n", s.steps(), ProgressBar.clock(s.seconds()), s.model());
         return 0;
     }

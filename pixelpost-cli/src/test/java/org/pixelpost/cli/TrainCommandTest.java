@@ -40,10 +40,10 @@ class TrainCommandTest {
         Path cfg = dir.resolve("bad.json");
         Files.writeString(cfg, "{\"pixel_wieght\": 8, \"init\": \"x\", \"data\": \"y\", \"out\": \"z\"}");
         String[] r = AutoencodeCommandTest.run("train", "--config", cfg.toString());
-        assertEquals("1", r[0]);
+        assertEquals("2", r[0], "a usage error");
         assertTrue(r[2].contains("pixel_wieght"), r[2]);
         r = AutoencodeCommandTest.run("train", "--init", "x", "--data", "y", "--out", dir.resolve("o").toString(), "--objective", "ppo");
-        assertEquals("1", r[0]);
+        assertEquals("2", r[0]);
         assertTrue(r[2].contains("ppo"), r[2]);
         r = AutoencodeCommandTest.run("train", "--init", dir.resolve("none").toString(), "--data", "y", "--out", dir.resolve("o").toString(), "--steps", "x");
         assertNotEquals("0", r[0]);

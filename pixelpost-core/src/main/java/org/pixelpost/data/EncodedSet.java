@@ -83,6 +83,11 @@ public final class EncodedSet implements AutoCloseable {
         if (Files.isRegularFile(cache)) {
             try (SafeTensors st = SafeTensors.open(cache)) {
                 List<String> skipped = List.of(st.metadata().getOrDefault("skipped", "").split("\n")).stream().filter(s -> !s.isEmpty()).toList();
+                // the policy holds on every run, not only the one that built the cache
+                if (!skipped.isEmpty() && onBad == OnBadImage.FAIL)
+                    throw new BadFileException(Path.of(skipped.get(0)), "unreadable image" + (skipped.size() > 1 ? " (and " + (skipped.size() - 1) + " more)" : "")
+                        + " with --on-bad-image fail");
+                for (String s : skipped) System.err.println("skipping unreadable image: " + s);
                 List<Path> kept = new ArrayList<>();
                 List<String> keptCaptions = new ArrayList<>();
                 for (int i = 0; i < images.size(); i++)

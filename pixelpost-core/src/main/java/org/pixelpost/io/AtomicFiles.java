@@ -19,7 +19,13 @@ public final class AtomicFiles {
         if (dir != null) Files.createDirectories(dir);
         Path tmp = dir.resolve("." + target.getFileName() + ".tmp-" + ProcessHandle.current().pid());
         try {
-            writer.write(tmp);
+            try {
+                writer.write(tmp);
+            } catch (BadFileException e) {
+                throw e;
+            } catch (IOException e) {
+                throw new BadFileException(target, "cannot write (" + rootCause(e) + ")", e);
+            }
             try {
                 Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } catch (AtomicMoveNotSupportedException e) {
@@ -28,6 +34,14 @@ public final class AtomicFiles {
         } finally {
             Files.deleteIfExists(tmp);
         }
+    }
+
+    /** The innermost message of an I/O failure: the operating system's reason ("No space left on device"). */
+    static String rootCause(Throwable e) {
+        Throwable c = e;
+        while (c.getCause() != null && c.getCause() != c) c = c.getCause();
+        if (c instanceof java.nio.file.FileSystemException f) return OutputDir.reason(f);
+        return c.getMessage() != null ? c.getMessage() : c.getClass().getSimpleName();
     }
 
     /** Deletes a file or a folder with everything in it; nothing if it is not there. */

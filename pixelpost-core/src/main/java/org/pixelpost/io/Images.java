@@ -9,7 +9,10 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Iterator;
 import javax.imageio.ImageIO;
+import javax.imageio.ImageReader;
+import javax.imageio.stream.ImageInputStream;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.tensor.Tensors;
@@ -18,15 +21,39 @@ import org.pixelpost.tensor.Tensors;
 public final class Images {
     private Images() {}
 
+    /**
+     * The largest image, in pixels, that is decoded: 64 megapixels by default ({@code
+     * -Dpixelpost.maxImagePixels=N}). The size is read from the file's header before anything is
+     * decoded, so a small file that claims a huge image (a decompression bomb) is refused without
+     * allocating it.
+     */
+    public static long maxPixels() {
+        return Long.getLong("pixelpost.maxImagePixels", 64L << 20);
+    }
+
     /** Reads PNG or JPEG; transparency is composited on white. */
     public static BufferedImage read(Path file) throws IOException {
+        if (!Files.isRegularFile(file)) throw new BadFileException(file, "no such file");
         BufferedImage src;
-        try {
-            src = Files.isRegularFile(file) ? ImageIO.read(file.toFile()) : null;
-        } catch (IOException | RuntimeException e) {
+        try (ImageInputStream in = ImageIO.createImageInputStream(file.toFile())) {
+            Iterator<ImageReader> readers = in == null ? null : ImageIO.getImageReaders(in);
+            if (readers == null || !readers.hasNext()) throw new BadFileException(file, "not a readable PNG or JPEG image");
+            ImageReader reader = readers.next();
+            try {
+                reader.setInput(in, true, true);
+                long w = reader.getWidth(0), h = reader.getHeight(0);
+                if (w * h > maxPixels())
+                    throw new BadFileException(file, "image of " + w + "x" + h + " pixels is over the limit of " + maxPixels()
+                        + " pixels (-Dpixelpost.maxImagePixels)");
+                src = reader.read(0);
+            } finally {
+                reader.dispose();
+            }
+        } catch (BadFileException e) {
+            throw e;
+        } catch (IOException | RuntimeException | OutOfMemoryError e) {
             throw new BadFileException(file, "cannot decode image (" + e.getMessage() + ")");
         }
-        if (!Files.isRegularFile(file)) throw new BadFileException(file, "no such file");
         if (src == null) throw new BadFileException(file, "not a readable PNG or JPEG image");
         BufferedImage rgb = new BufferedImage(src.getWidth(), src.getHeight(), BufferedImage.TYPE_INT_RGB);
         Graphics2D g = rgb.createGraphics();

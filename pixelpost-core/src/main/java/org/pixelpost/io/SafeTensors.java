@@ -41,9 +41,10 @@ public final class SafeTensors implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     public record Entry(String name, String dtype, long[] shape, long begin, long end) {
+        /** The element count; an overflowing shape throws {@link ArithmeticException}. */
         public long numel() {
             long n = 1;
-            for (long d : shape) n *= d;
+            for (long d : shape) n = Math.multiplyExact(n, d);
             return n;
         }
     }
@@ -210,10 +211,16 @@ public final class SafeTensors implements AutoCloseable {
     /** Writes atomically: a temporary file beside {@code path}, renamed when complete. */
     public static void write(Path path, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
         Engine.start();
+        try (org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) { // contiguous copies are freed when written
+            writeScoped(path, tensors, metadata);
+        }
+    }
+
+    private static void writeScoped(Path path, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
         ObjectNode header = JSON.createObjectNode();
         if (!metadata.isEmpty()) {
             ObjectNode m = header.putObject("__metadata__");
-            metadata.forEach(m::put);
+            new java.util.TreeMap<>(metadata).forEach(m::put); // sorted: the same run writes the same bytes
         }
         List<Tensor> data = new ArrayList<>();
         long offset = 0;

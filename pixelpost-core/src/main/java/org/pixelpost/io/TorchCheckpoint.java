@@ -77,7 +77,11 @@ public final class TorchCheckpoint {
                 if (!bo.equals("little")) throw new BadFileException(path, "byte order '" + bo + "' is not supported (only little-endian)");
             }
             byte[] pickle = readAll(zip, zip.getEntry(prefix + "data.pkl"), path);
-            return new Unpickler(path, zip, prefix, pickle).run();
+            try {
+                return new Unpickler(path, zip, prefix, pickle).run();
+            } catch (StackOverflowError | ClassCastException | IndexOutOfBoundsException e) {
+                throw new BadFileException(path, "malformed pickle (" + e.getClass().getSimpleName() + ")");
+            }
         }
     }
 
@@ -90,17 +94,21 @@ public final class TorchCheckpoint {
         Object root = load(path);
         if (root instanceof Map<?, ?> m && m.get("state_dict") instanceof Map<?, ?> sd) root = sd;
         Map<String, Tensor> out = new LinkedHashMap<>();
-        flatten("", root, out);
+        flatten(path, "", root, out, 0);
         if (out.isEmpty()) throw new BadFileException(path, "holds no tensors");
         return out;
     }
 
-    private static void flatten(String prefix, Object o, Map<String, Tensor> out) {
+    /** Dicts nested deeper than this are refused (a state dict is a few levels deep). */
+    static final int MAX_DEPTH = 64;
+
+    private static void flatten(Path path, String prefix, Object o, Map<String, Tensor> out, int depth) throws BadFileException {
+        if (depth > MAX_DEPTH) throw new BadFileException(path, "dicts nested more than " + MAX_DEPTH + " levels deep: not a state dict");
         if (o instanceof Tensor t) {
             out.put(prefix, t);
         } else if (o instanceof Map<?, ?> m) {
             for (Map.Entry<?, ?> e : m.entrySet())
-                flatten(prefix.isEmpty() ? String.valueOf(e.getKey()) : prefix + "." + e.getKey(), e.getValue(), out);
+                flatten(path, prefix.isEmpty() ? String.valueOf(e.getKey()) : prefix + "." + e.getKey(), e.getValue(), out, depth + 1);
         }
     }
 
@@ -211,13 +219,11 @@ public final class TorchCheckpoint {
             switch (g.qualified()) {
                 case "collections.OrderedDict" -> { return new LinkedHashMap<>(); }
                 case "torch._utils._rebuild_tensor_v2" -> {
-                    Tensor storage = (Tensor) a.get(0);
-                    long offset = (Long) a.get(1);
-                    long[] size = longs((Tuple) a.get(2)), stride = longs((Tuple) a.get(3));
-                    long needed = offset;
-                    for (int i = 0; i < size.length; i++) if (size[i] > 0) needed += (size[i] - 1) * stride[i];
-                    if (size.length > 0 && java.util.Arrays.stream(size).allMatch(s -> s > 0) && needed >= storage.numel())
-                        throw new BadFileException(path, "tensor view reaches past its storage (" + storage.numel() + " elements)");
+                    if (a.size() < 4 || !(a.get(0) instanceof Tensor storage) || !(a.get(1) instanceof Long offset)
+                        || !(a.get(2) instanceof Tuple sizeT) || !(a.get(3) instanceof Tuple strideT))
+                        throw new BadFileException(path, "malformed tensor record (expected storage, offset, size, stride)");
+                    long[] size = longs(sizeT), stride = longs(strideT);
+                    checkView(storage.numel(), offset, size, stride);
                     return torch.as_strided(storage, size, stride, new org.bytedeco.pytorch.LongOptional(offset)).clone();
                 }
                 case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state" -> { return a.get(0); }
@@ -225,21 +231,48 @@ public final class TorchCheckpoint {
             }
         }
 
+        /** Sizes and strides checked before libtorch sees them: non-negative, and the view inside its storage. */
+        private void checkView(long storageNumel, long offset, long[] size, long[] stride) throws BadFileException {
+            if (size.length != stride.length) throw new BadFileException(path, "tensor has " + size.length + " sizes but " + stride.length + " strides");
+            if (offset < 0) throw new BadFileException(path, "tensor view has a negative offset " + offset);
+            long numel = 1, last = offset;
+            for (int i = 0; i < size.length; i++) {
+                if (size[i] < 0) throw new BadFileException(path, "tensor view has a negative size " + java.util.Arrays.toString(size));
+                if (stride[i] < 0) throw new BadFileException(path, "tensor view has a negative stride " + java.util.Arrays.toString(stride));
+                try {
+                    numel = Math.multiplyExact(numel, size[i]);
+                    if (size[i] > 0) last = Math.addExact(last, Math.multiplyExact(size[i] - 1, stride[i]));
+                } catch (ArithmeticException x) {
+                    throw new BadFileException(path, "tensor view size " + java.util.Arrays.toString(size) + " overflows");
+                }
+            }
+            if (numel > 0 && last >= storageNumel)
+                throw new BadFileException(path, "tensor view reaches past its storage (" + storageNumel + " elements)");
+        }
+
         private Tensor persistentLoad(Object pid) throws IOException {
             if (!(pid instanceof Tuple t) || t.items().size() < 5 || !"storage".equals(t.items().get(0)))
                 throw new BadFileException(path, "unsupported persistent id " + pid);
-            Global type = (Global) t.items().get(1);
+            if (!(t.items().get(1) instanceof Global type) || !(t.items().get(4) instanceof Long numel))
+                throw new BadFileException(path, "malformed storage record " + pid);
             String key = String.valueOf(t.items().get(2));
-            long numel = (Long) t.items().get(4);
             ScalarType dtype = storageType(type.name());
+            if (dtype == null) throw new BadFileException(path, "storage data/" + key + " has an unsupported type '" + type.qualified() + "'");
             Tensor cached = storages.get(key);
             if (cached != null) return cached;
             ZipEntry e = zip.getEntry(prefix + "data/" + key);
             if (e == null) throw new BadFileException(path, "storage data/" + key + " is missing from the archive");
+            // the size is checked against the archive before anything is allocated
+            long elementSize = elementSize(dtype), nbytes;
+            if (numel < 0) throw new BadFileException(path, "storage data/" + key + " claims " + numel + " elements");
+            try {
+                nbytes = Math.multiplyExact(numel, elementSize);
+            } catch (ArithmeticException x) {
+                throw new BadFileException(path, "storage data/" + key + " claims " + numel + " elements, more than any file holds");
+            }
+            if (e.getSize() < 0 || e.getSize() < nbytes || nbytes > Files.size(path) * 1100L)
+                throw new BadFileException(path, "storage data/" + key + " holds " + e.getSize() + " bytes, needs " + nbytes + " (truncated or corrupt)");
             Tensor s = torch.empty(new long[] {numel}, new TensorOptions(dtype), null);
-            long nbytes = s.nbytes();
-            if (e.getSize() >= 0 && e.getSize() < nbytes)
-                throw new BadFileException(path, "storage data/" + key + " holds " + e.getSize() + " bytes, needs " + nbytes + " (truncated)");
             BytePointer dst = new BytePointer(s.data_ptr()).capacity(nbytes);
             byte[] buf = new byte[1 << 20];
             try (InputStream is = zip.getInputStream(e)) {
@@ -255,6 +288,15 @@ public final class TorchCheckpoint {
             }
             storages.put(key, s);
             return s;
+        }
+
+        private static long elementSize(ScalarType t) {
+            return switch (t) {
+                case Double, Long -> 8;
+                case Float, Int -> 4;
+                case Half, BFloat16, Short -> 2;
+                default -> 1;
+            };
         }
 
         private static ScalarType storageType(String name) {
@@ -341,9 +383,12 @@ public final class TorchCheckpoint {
             for (int i = 0; i + 1 < kv.size(); i += 2) m.put(kv.get(i), kv.get(i + 1));
         }
 
-        private static long[] longs(Tuple t) {
+        private long[] longs(Tuple t) throws BadFileException {
             long[] r = new long[t.items().size()];
-            for (int i = 0; i < r.length; i++) r[i] = (Long) t.items().get(i);
+            for (int i = 0; i < r.length; i++) {
+                if (!(t.items().get(i) instanceof Long v)) throw new BadFileException(path, "malformed tensor record: size or stride " + t.items().get(i) + " is not an integer");
+                r[i] = v;
+            }
             return r;
         }
     }

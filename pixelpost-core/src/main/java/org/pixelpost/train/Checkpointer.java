@@ -36,6 +36,7 @@ public record Checkpointer(Path dir, int every, int keep) {
     /** Writes {@code parts} (name -> tensors, as {@code name.safetensors}) and {@code state} as checkpoint {@code step}. */
     public Path save(long step, Map<String, Map<String, Tensor>> parts, ObjectNode state) throws IOException {
         Files.createDirectories(dir);
+        removeRemnants();
         String name = String.format("step-%06d", step);
         Path tmp = dir.resolve("." + name + ".tmp"), fin = dir.resolve(name);
         AtomicFiles.deleteTree(tmp);
@@ -46,8 +47,31 @@ public record Checkpointer(Path dir, int every, int keep) {
         AtomicFiles.deleteTree(fin);
         Files.move(tmp, fin, StandardCopyOption.ATOMIC_MOVE);
         List<Path> all = list();
-        for (int i = 0; i < all.size() - Math.max(1, keep); i++) AtomicFiles.deleteTree(all.get(i));
+        for (int i = 0; i < all.size() - Math.max(1, keep); i++) discard(all.get(i));
         return fin;
+    }
+
+    /**
+     * Removes a checkpoint by renaming it out of the listing first, so a run killed while deleting
+     * never leaves a half-deleted {@code step-N} behind; the hidden remnant goes at the next save.
+     */
+    private void discard(Path ckpt) throws IOException {
+        Path gone = dir.resolve("." + ckpt.getFileName() + ".deleting");
+        AtomicFiles.deleteTree(gone);
+        Files.move(ckpt, gone, StandardCopyOption.ATOMIC_MOVE);
+        AtomicFiles.deleteTree(gone);
+    }
+
+    /** What killed runs left: unfinished writes, unfinished deletions, checkpoints without their state. */
+    private void removeRemnants() throws IOException {
+        try (var s = Files.list(dir)) {
+            for (Path p : s.toList()) {
+                String n = p.getFileName().toString();
+                boolean hidden = n.startsWith(".step-") && (n.endsWith(".tmp") || n.endsWith(".deleting"));
+                boolean incomplete = n.matches("step-\\d+") && Files.isDirectory(p) && !Files.isRegularFile(p.resolve(STATE));
+                if (hidden || incomplete) AtomicFiles.deleteTree(p);
+            }
+        }
     }
 
     /** Complete checkpoints (with their {@code trainer.json}), oldest first. */

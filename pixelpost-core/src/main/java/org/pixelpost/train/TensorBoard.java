@@ -9,6 +9,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.List;
 import java.util.Map;
 import java.util.zip.CRC32C;
 
@@ -46,6 +47,69 @@ public final class TensorBoard implements AutoCloseable {
         bytes(e, 5, summary.toByteArray());
         record(e.toByteArray());
         out.flush();
+    }
+
+    /**
+     * Removes the events after {@code step} from the event files in {@code dir}: what an interrupted
+     * run logged past the checkpoint a resumed run starts from, so the curves do not overlap.
+     */
+    public static void dropAfter(Path dir, long step) throws IOException {
+        if (!Files.isDirectory(dir)) return;
+        List<Path> files;
+        try (var s = Files.list(dir)) {
+            files = s.filter(f -> f.getFileName().toString().startsWith("events.out.tfevents.")).toList();
+        }
+        for (Path f : files) {
+            ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(f)).order(ByteOrder.LITTLE_ENDIAN);
+            ByteArrayOutputStream kept = new ByteArrayOutputStream();
+            boolean dropped = false;
+            while (b.remaining() >= 12) {
+                int start = b.position();
+                long len = b.getLong();
+                b.getInt();
+                if (len < 0 || len > b.remaining() - 4) break; // a record cut short by a kill: dropped
+                byte[] data = new byte[(int) len];
+                b.get(data);
+                b.getInt();
+                Long at = stepOf(data);
+                if (at != null && at > step) dropped = true;
+                else kept.write(b.array(), start, b.position() - start);
+            }
+            if (dropped || b.hasRemaining()) {
+                byte[] bytes = kept.toByteArray();
+                org.pixelpost.io.AtomicFiles.write(f, tmp -> Files.write(tmp, bytes));
+            }
+        }
+    }
+
+    /** The {@code step} field (2) of an Event, or null where it has none. */
+    static Long stepOf(byte[] event) {
+        ByteBuffer b = ByteBuffer.wrap(event).order(ByteOrder.LITTLE_ENDIAN);
+        while (b.hasRemaining()) {
+            long key = readVarint(b);
+            int field = (int) (key >>> 3), wire = (int) (key & 7);
+            switch (wire) {
+                case 0 -> {
+                    long v = readVarint(b);
+                    if (field == 2) return v;
+                }
+                case 1 -> b.position(b.position() + 8);
+                case 2 -> b.position(b.position() + (int) readVarint(b));
+                case 5 -> b.position(b.position() + 4);
+                default -> { return null; }
+            }
+        }
+        return null;
+    }
+
+    private static long readVarint(ByteBuffer b) {
+        long v = 0;
+        for (int shift = 0; b.hasRemaining() && shift < 64; shift += 7) {
+            byte x = b.get();
+            v |= (long) (x & 0x7F) << shift;
+            if ((x & 0x80) == 0) break;
+        }
+        return v;
     }
 
     private void record(byte[] data) throws IOException {

@@ -11,7 +11,8 @@ import java.lang.annotation.Retention;
 import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 import java.util.List;
-import java.util.Set;
+import org.pixelpost.io.Checks;
+import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.model.denoiser.Denoiser;
 import org.pixelpost.objective.Dpo;
 import org.pixelpost.objective.Objective;
@@ -68,6 +69,7 @@ public record TrainConfig(
     @Doc("DDIM steps for validation samples") int sampleSteps,
     @Doc("guidance for validation samples") double sampleGuidance,
     @Doc("skip or fail on unreadable images") String onBadImage,
+    @Doc("skip (with a count) or fail on preference pairs whose winner and loser are the same image") String onBadPair,
     @Doc("seed of the run: data order, noise and timesteps") long seed) {
 
     /** Help text of a field. */
@@ -81,12 +83,13 @@ public record TrainConfig(
         .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
         .enable(SerializationFeature.INDENT_OUTPUT)
         .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
-        .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES);
+        .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+        .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT);
 
     public static TrainConfig defaults() {
         return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1,
             2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
-            "skip", 0);
+            "skip", "skip", 0);
     }
 
     /** Defaults, overlaid with {@code overrides} (snake_case keys); unknown keys are refused by name. */
@@ -95,9 +98,32 @@ public record TrainConfig(
         overrides.fields().forEachRemaining(e -> merged.set(e.getKey(), e.getValue()));
         try {
             return JSON.treeToValue(merged, TrainConfig.class).validated();
+        } catch (com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException e) {
+            throw new InvalidValueException(e.getPropertyName(), "is not a training option");
+        } catch (com.fasterxml.jackson.databind.JsonMappingException e) {
+            String key = e.getPath().isEmpty() ? "config" : e.getPath().get(e.getPath().size() - 1).getFieldName();
+            JsonNode given = key == null ? null : merged.get(key);
+            String what = given == null || given.isNull() ? "null is not allowed" : given + " is not of the right type";
+            String type = typeOf(key);
+            throw new InvalidValueException(key == null ? "config" : key, what + (type == null ? "" : "; " + type + " is required"));
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new IllegalArgumentException("bad training config: " + e.getOriginalMessage());
         }
+    }
+
+    /** What a key's value must be, in words, or null for an unknown key. */
+    private static String typeOf(String key) {
+        if (key == null) return null;
+        for (java.lang.reflect.RecordComponent rc : TrainConfig.class.getRecordComponents()) {
+            if (!rc.getName().replaceAll("([a-z0-9])([A-Z])", "$1_$2").toLowerCase().equals(key)) continue;
+            Class<?> t = rc.getType();
+            if (t == int.class || t == long.class) return "an integer";
+            if (t == double.class) return "a number";
+            if (t == boolean.class) return "true or false";
+            if (t == List.class) return "a list of strings";
+            return "a string";
+        }
+        return null;
     }
 
     public String toJson() {
@@ -114,7 +140,7 @@ public record TrainConfig(
 
         static Kind of(String name) {
             for (Kind k : values()) if (k.name().equalsIgnoreCase(name)) return k;
-            throw new IllegalArgumentException("objective '" + name + "' is not sft, dpo or simpo");
+            throw new InvalidValueException("objective", "'" + name + "' is not sft, dpo or simpo");
         }
     }
 
@@ -153,17 +179,42 @@ public record TrainConfig(
     TrainConfig validated() {
         kind();
         PixelDecode.of(pixelDecode);
-        if (!Set.of("constant", "cosine").contains(lrSchedule)) throw new IllegalArgumentException("lr_schedule '" + lrSchedule + "' is not constant or cosine");
-        if (!Set.of("skip", "fail").contains(onBadImage)) throw new IllegalArgumentException("on_bad_image '" + onBadImage + "' is not skip or fail");
-        if (init == null) throw new IllegalArgumentException("--init (model folder to start from) is required");
-        if (data == null) throw new IllegalArgumentException("--data is required");
-        if (out == null) throw new IllegalArgumentException("--out is required");
-        if (latentWeight == 0 && pixelWeight == 0) throw new IllegalArgumentException("latent_weight and pixel_weight are both 0");
-        if (batchSize < 1 || gradAccum < 1) throw new IllegalArgumentException("batch_size and grad_accum must be positive");
-        if (steps < 1 && epochs < 1) throw new IllegalArgumentException("steps or epochs must be positive");
-        if (pixelFraction <= 0 || pixelFraction > 1) throw new IllegalArgumentException("pixel_fraction must be in (0, 1]");
-        if (emaDecay < 0 || emaDecay >= 1) throw new IllegalArgumentException("ema_decay must be in [0, 1)");
-        if (!(captionDropout >= 0 && captionDropout <= 1)) throw new IllegalArgumentException("caption_dropout must be in [0, 1]");
+        Checks.oneOf("lr_schedule", lrSchedule, "constant", "cosine");
+        Checks.oneOf("on_bad_image", onBadImage, "skip", "fail");
+        Checks.oneOf("on_bad_pair", onBadPair, "skip", "fail");
+        if (init == null) throw new InvalidValueException("init", "is required (the model folder to start from)");
+        if (data == null) throw new InvalidValueException("data", "is required (captions.jsonl folder or pairs.jsonl)");
+        if (out == null) throw new InvalidValueException("out", "is required (the run folder)");
+        Checks.nonNegative("latent_weight", latentWeight);
+        Checks.nonNegative("pixel_weight", pixelWeight);
+        if (latentWeight == 0 && pixelWeight == 0) throw new InvalidValueException("pixel_weight", "latent_weight and pixel_weight are both 0");
+        if (!(pixelFraction > 0 && pixelFraction <= 1)) throw new InvalidValueException("pixel_fraction", pixelFraction + " is out of range; must be in (0, 1]");
+        Checks.atLeast("pixel_crop", pixelCrop, 0);
+        Checks.atLeast("pixel_crop_margin", pixelCropMargin, 0);
+        Checks.atLeast("decoder_chunk", decoderChunk, 0);
+        Checks.positive("beta", beta);
+        Checks.finite("gamma", gamma);
+        Checks.atLeast("epochs", epochs, 0);
+        if (epochs == 0) Checks.atLeast("steps", steps, 1);
+        Checks.atLeast("batch_size", batchSize, 1);
+        Checks.atLeast("grad_accum", gradAccum, 1);
+        Checks.positive("lr", lr);
+        Checks.inHalfOpen("adam_beta1", adamBeta1, 0, 1);
+        Checks.inHalfOpen("adam_beta2", adamBeta2, 0, 1);
+        Checks.positive("adam_eps", adamEps);
+        Checks.nonNegative("weight_decay", weightDecay);
+        Checks.atLeast("warmup_steps", warmupSteps, 0);
+        Checks.nonNegative("max_grad_norm", maxGradNorm);
+        Checks.inHalfOpen("ema_decay", emaDecay, 0, 1);
+        Checks.inRange("caption_dropout", captionDropout, 0, 1);
+        Checks.atLeast("checkpoint_every", checkpointEvery, 0);
+        Checks.atLeast("keep_checkpoints", keepCheckpoints, 1);
+        Checks.atLeast("max_nonfinite", maxNonfinite, 0);
+        Checks.atLeast("log_every", logEvery, 1);
+        Checks.atLeast("val_every", valEvery, 0);
+        Checks.atLeast("sample_every", sampleEvery, 0);
+        Checks.atLeast("sample_steps", sampleSteps, 1);
+        Checks.finite("sample_guidance", sampleGuidance);
         return this;
     }
 }

@@ -18,7 +18,11 @@ import org.pixelpost.data.EncodedSet;
 import org.pixelpost.data.ImageCaptionSet;
 import org.pixelpost.data.PreferencePairSet;
 import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Images;
+import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.OutputDir;
+import org.pixelpost.io.RunLock;
 import org.pixelpost.model.denoiser.Denoiser;
 import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.objective.Batch;
@@ -38,6 +42,9 @@ public final class TrainRun {
         void step(long step, long total, Map<String, Double> terms);
 
         void message(String text);
+
+        /** Training begins (data encoded, model loaded): {@code trainer} takes stop requests from here on. */
+        default void started(Trainer trainer) {}
     }
 
     /** The outcome: where the final model is, the last step, and the wall time. */
@@ -69,30 +76,37 @@ public final class TrainRun {
         Path resumeFrom = c.resume() == null || c.resume().isBlank() ? null : checkpoints.resolve(c.resume());
         if (resumeFrom == null && !checkpoints.list().isEmpty())
             throw new IOException(out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
-        Files.createDirectories(out);
-        AtomicFiles.writeString(out.resolve("config.json"), c.toJson());
-
-        try (TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
+        OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
+        if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
+            throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
+        try (RunLock lock = RunLock.acquire(out); TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
              Denoiser reference = c.needsReference() ? loadReference() : null) {
             listener.message("encoding data (cached after the first run)");
-            try (Data data = Data.load(c.preference(), Paths.get(c.data()), m, c.onBadImage().equals("fail"));
-                 Data val = c.valData() != null ? Data.load(c.preference(), Paths.get(c.valData()), m, c.onBadImage().equals("fail")) : null) {
+            try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
+                 Data val = c.valData() != null ? Data.load(c, Paths.get(c.valData()), m, listener) : null) {
                 long perStep = (long) c.batchSize() * c.gradAccum();
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
                 EncodedBatches batches = data.batches(c, c.seed());
                 List<Batch> valBatches = val == null ? null : val.batches(c, 0).inOrder();
-                Files.createDirectories(out);
-                try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
-                     FolderLog log = new FolderLog(valBatches, started)) {
-                    t.checkpointer(checkpoints).listener(log);
+                try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total))) {
+                    t.checkpointer(checkpoints);
                     if (resumeFrom != null) {
                         t.resume(resumeFrom);
+                        // what the interrupted run logged past its checkpoint goes: metrics and curves do not overlap
                         truncateMetrics(t.step());
+                        TensorBoard.dropAfter(out.resolve("tensorboard"), t.step());
                         listener.message("resumed from " + resumeFrom + " at step " + t.step());
                     } else {
                         Files.deleteIfExists(out.resolve("metrics.jsonl"));
+                        AtomicFiles.deleteTree(out.resolve("tensorboard")); // a run that died before its first checkpoint
                     }
-                    Map<String, Double> last = t.run();
+                    AtomicFiles.writeString(out.resolve("config.json"), c.toJson());
+                    Map<String, Double> last;
+                    try (FolderLog log = new FolderLog(valBatches, started)) {
+                        t.listener(log);
+                        listener.started(t);
+                        last = t.run();
+                    }
                     // the final model folder: EMA weights where there are, otherwise the trained ones
                     t.applyEma();
                     Path finalModel = out.resolve("model");
@@ -100,6 +114,12 @@ public final class TrainRun {
                     return new Summary(finalModel, t.step(), (System.nanoTime() - started) / 1e9, last);
                 }
             }
+        }
+    }
+
+    private static boolean onlyLock(Path dir) throws IOException {
+        try (var s = Files.list(dir)) {
+            return s.allMatch(p -> p.getFileName().toString().equals(RunLock.FILE));
         }
     }
 
@@ -198,21 +218,42 @@ public final class TrainRun {
             return new EncodedBatches(winners, losers, c.batchSize(), c.gradAccum(), seed, c.flip(), c.captionDropout());
         }
 
-        static Data load(boolean preference, Path path, TextToImageModel m, boolean failOnBad) throws IOException {
+        static Data load(TrainConfig c, Path path, TextToImageModel m, Listener listener) throws IOException {
             Path cache = cacheDir();
-            if (!preference) {
+            boolean failOnBad = c.onBadImage().equals("fail");
+            if (!c.preference()) {
                 ImageCaptionSet set = ImageCaptionSet.load(path);
                 List<Path> files = set.items().stream().map(ImageCaptionSet.Item::file).toList();
                 List<String> caps = set.items().stream().map(ImageCaptionSet.Item::caption).toList();
                 return new Data(EncodedSet.encode(files, caps, m, cache, failOnBad ? EncodedSet.OnBadImage.FAIL : EncodedSet.OnBadImage.SKIP, null), null);
             }
-            PreferencePairSet pairs = PreferencePairSet.load(path);
+            PreferencePairSet loaded = PreferencePairSet.load(path);
+            List<PreferencePairSet.Pair> all = loaded.pairs(), usable = new ArrayList<>();
+            List<String> degenerate = new ArrayList<>();
+            for (PreferencePairSet.Pair p : all) {
+                if (sameImage(p.winner(), p.loser())) degenerate.add(p.winner().getFileName() + " = " + p.loser().getFileName());
+                else usable.add(p);
+            }
+            if (!degenerate.isEmpty()) {
+                String what = degenerate.size() + " of " + all.size() + " pairs in " + path + " have the same image as winner and loser "
+                    + "(they carry no preference): " + (degenerate.size() > 3 ? degenerate.subList(0, 3) + "..." : degenerate);
+                if (c.onBadPair().equals("fail")) throw new BadFileException(path, what);
+                listener.message("warning: " + what + "; dropped (--on-bad-pair fail refuses them)");
+                if (usable.isEmpty()) throw new BadFileException(path, "no usable pairs left");
+            }
+            PreferencePairSet pairs = new PreferencePairSet(loaded.file(), usable);
             List<String> prompts = pairs.pairs().stream().map(PreferencePairSet.Pair::prompt).toList();
             // a pair with an unreadable image cannot be used at all
             EncodedSet.OnBadImage strict = EncodedSet.OnBadImage.FAIL;
             EncodedSet w = EncodedSet.encode(pairs.pairs().stream().map(PreferencePairSet.Pair::winner).toList(), prompts, m, cache, strict, null);
             EncodedSet l = EncodedSet.encode(pairs.pairs().stream().map(PreferencePairSet.Pair::loser).toList(), prompts, m, cache, strict, null);
             return new Data(w, l);
+        }
+
+        /** The same file, or two files with the same bytes. */
+        static boolean sameImage(Path a, Path b) throws IOException {
+            if (a.toAbsolutePath().normalize().equals(b.toAbsolutePath().normalize())) return true;
+            return Files.isRegularFile(a) && Files.isRegularFile(b) && Files.mismatch(a, b) == -1;
         }
 
         @Override

@@ -13,6 +13,9 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.data.Batches;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.Checks;
+import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Loss;
 import org.pixelpost.objective.Objective;
@@ -58,6 +61,23 @@ public final class Trainer implements AutoCloseable {
         default void message(String text) {}
     }
 
+    /**
+     * Thrown by {@link #run()} when a stop was requested ({@link #requestStop}): the step in flight was
+     * finished and, where the trainer has a checkpointer, checkpointed.
+     */
+    public static final class Stopped extends RuntimeException {
+        public final long step;
+        public final Path checkpoint;
+        public final String reason;
+
+        Stopped(long step, Path checkpoint, String reason) {
+            super("stopped by " + reason + " after step " + step + (checkpoint == null ? "" : "; checkpoint " + checkpoint));
+            this.step = step;
+            this.checkpoint = checkpoint;
+            this.reason = reason;
+        }
+    }
+
     private final TextToImageModel model;
     private final Batches batches;
     private final Objective objective;
@@ -73,6 +93,7 @@ public final class Trainer implements AutoCloseable {
     private Checkpointer checkpointer;
     private long step;
     private int nonfinite;
+    private volatile String stopRequest;
 
     public Trainer(TextToImageModel model, Batches batches, Objective objective, Options options) {
         this.model = model;
@@ -93,6 +114,11 @@ public final class Trainer implements AutoCloseable {
     public Trainer checkpointer(Checkpointer c) { this.checkpointer = c; return this; }
 
     public long step() { return step; }
+
+    /** Asks {@link #run()} to stop after the step in flight (safe to call from a signal handler's thread). */
+    public void requestStop(String reason) {
+        stopRequest = reason;
+    }
     public Options options() { return o; }
     public TextToImageModel model() { return model; }
     public Objective objective() { return objective; }
@@ -101,6 +127,7 @@ public final class Trainer implements AutoCloseable {
     public Map<String, Double> run() throws IOException {
         Map<String, Double> last = Map.of();
         while (step < o.steps()) {
+            if (stopRequest != null) throw new Stopped(step, checkpointer != null && step > 0 ? checkpoint() : null, stopRequest);
             Map<String, Double> terms = trainStep();
             if (terms == null) continue; // a non-finite step was skipped
             last = terms;
@@ -187,15 +214,32 @@ public final class Trainer implements AutoCloseable {
             Checkpointer.Loaded c = Checkpointer.read(checkpoint, List.of("denoiser", "optimizer", "ema"));
             JsonNode st = c.state();
             if (!c.parts().containsKey("denoiser") || !c.parts().containsKey("optimizer"))
-                throw new org.pixelpost.io.BadFileException(checkpoint, "incomplete checkpoint (denoiser or optimizer state missing)");
-            loadInto(params, c.parts().get("denoiser"), checkpoint);
-            opt.load(c.parts().get("optimizer"));
-            if (ema != null) {
-                if (!c.parts().containsKey("ema")) throw new org.pixelpost.io.BadFileException(checkpoint, "no EMA weights, but the run uses EMA");
-                ema.load(c.parts().get("ema"));
+                throw new BadFileException(checkpoint, "incomplete checkpoint (denoiser or optimizer state missing)");
+            Path stateFile = checkpoint.resolve(Checkpointer.STATE);
+            if (st == null || !st.isObject()) throw new BadFileException(stateFile, "not a JSON object (empty or damaged checkpoint state)");
+            long at, skipped;
+            try {
+                at = Checks.integer("step", st.get("step"), 0);
+                skipped = Checks.integer("nonfinite", st.get("nonfinite"), 0);
+                if (st.has("seed") && Checks.integer("seed", st.get("seed"), Long.MIN_VALUE) != o.seed())
+                    throw new InvalidValueException("seed", st.get("seed") + " differs from this run's seed " + o.seed()
+                        + "; resume with the checkpoint's own config (--config RUN/config.json)");
+            } catch (InvalidValueException e) {
+                throw new BadFileException(stateFile, e.getMessage());
             }
-            step = st.path("step").asLong();
-            nonfinite = st.path("nonfinite").asInt();
+            if (at > o.steps()) throw new BadFileException(stateFile, "step " + at + " is past this run's " + o.steps() + " steps");
+            try {
+                loadInto(params, c.parts().get("denoiser"), checkpoint);
+                opt.load(c.parts().get("optimizer"));
+                if (ema != null) {
+                    if (!c.parts().containsKey("ema")) throw new BadFileException(checkpoint, "no EMA weights, but the run uses EMA");
+                    ema.load(c.parts().get("ema"));
+                }
+            } catch (IllegalArgumentException e) {
+                throw new BadFileException(checkpoint, "does not fit this model (" + e.getMessage() + ")");
+            }
+            step = at;
+            nonfinite = (int) skipped;
         }
     }
 

@@ -89,6 +89,27 @@ class SafeTensorsTest {
     }
 
     @Test
+    void refusesAShapeWhoseElementCountOverflows() throws IOException {
+        Path f = raw("overflow.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}");
+        BadFileException e = assertThrows(BadFileException.class, () -> SafeTensors.open(f));
+        assertTrue(e.getMessage().contains("'a'") && e.getMessage().contains("too large"), e.getMessage());
+    }
+
+    @Test
+    void theSameTensorsAndMetadataWriteTheSameBytes() throws IOException {
+        Map<String, Tensor> t = new java.util.LinkedHashMap<>();
+        t.put("w", Tensors.fromFloats(new float[] {1, 2, 3}, 3));
+        Map<String, String> m1 = new java.util.LinkedHashMap<>(), m2 = new java.util.LinkedHashMap<>();
+        m1.put("format", "pt");
+        m1.put("model", "DiT");
+        m2.put("model", "DiT");
+        m2.put("format", "pt");
+        SafeTensors.write(dir.resolve("a.safetensors"), t, m1);
+        SafeTensors.write(dir.resolve("b.safetensors"), t, m2);
+        assertEquals(-1, Files.mismatch(dir.resolve("a.safetensors"), dir.resolve("b.safetensors")), "metadata order does not change the bytes");
+    }
+
+    @Test
     void refusesOverlappingOffsets() throws IOException {
         Path f = raw("overlap.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
             + "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);

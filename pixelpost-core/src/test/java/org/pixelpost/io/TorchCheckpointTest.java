@@ -98,6 +98,37 @@ class TorchCheckpointTest {
         assertTrue(e.getMessage().contains("data/0"), e.getMessage());
     }
 
+    @Test
+    void craftedPicklesAreRefusedBeforeAnyAllocationOrRecursion() throws IOException {
+        // 100,000 nested dicts: refused by depth, no StackOverflowError
+        Pickle deep = new Pickle().proto();
+        for (int i = 0; i < 100_000; i++) deep.emptyDict().str("k");
+        deep.emptyDict();
+        for (int i = 0; i < 100_000; i++) deep.op('s');
+        deep.stop();
+        BadFileException e = assertThrows(BadFileException.class, () -> TorchCheckpoint.readStateDict(zip("deep.pth", deep.bytes(), Map.of())));
+        assertTrue(e.getMessage().contains("nested"), e.getMessage());
+
+        // a storage that claims 2^40 floats (4 TiB): refused from the archive's size, nothing allocated
+        Pickle huge = new Pickle().proto().emptyDict().mark().str("w");
+        huge.global("torch._utils", "_rebuild_tensor_v2").mark();
+        huge.mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").longN(1L << 40).tuple().op('Q');
+        huge.intN(0).longs(new long[] {4}).longs(new long[] {1}).op(0x89).orderedDict();
+        huge.tuple().reduce().setItems().stop();
+        e = assertThrows(BadFileException.class, () -> TorchCheckpoint.load(zip("huge.pth", huge.bytes(), Map.of("0", floats(new float[] {1, 2, 3, 4})))));
+        assertTrue(e.getMessage().contains("data/0") && e.getMessage().contains("needs"), e.getMessage());
+
+        // a view of size -1, a negative stride, a storage of an unknown type
+        for (long[][] bad : new long[][][] {{{-1}, {1}}, {{2}, {-1}}}) {
+            Pickle p = new Pickle().proto().emptyDict().mark().str("w").tensor("0", "FloatStorage", 4, 0, bad[0], bad[1]).setItems().stop();
+            e = assertThrows(BadFileException.class, () -> TorchCheckpoint.load(zip("view.pth", p.bytes(), Map.of("0", floats(new float[] {1, 2, 3, 4})))));
+            assertTrue(e.getMessage().contains("negative"), e.getMessage());
+        }
+        Pickle odd = new Pickle().proto().emptyDict().mark().str("w").tensor("0", "QuantumStorage", 4, 0, new long[] {4}, new long[] {1}).setItems().stop();
+        e = assertThrows(BadFileException.class, () -> TorchCheckpoint.load(zip("odd.pth", odd.bytes(), Map.of("0", floats(new float[] {1, 2, 3, 4})))));
+        assertTrue(e.getMessage().contains("QuantumStorage"), e.getMessage());
+    }
+
     private Path zip(String name, byte[] pickle, Map<String, byte[]> storages) throws IOException {
         Path f = dir.resolve(name);
         try (ZipOutputStream z = new ZipOutputStream(Files.newOutputStream(f))) {
@@ -155,6 +186,8 @@ class TorchCheckpointTest {
         }
 
         Pickle orderedDict() { return global("collections", "OrderedDict").op(')').reduce(); }
+
+        Pickle longN(long v) { op(0x8a).op(8); for (int i = 0; i < 8; i++) out.write((int) (v >> (8 * i))); return this; }
 
         Pickle longs(long[] v) { mark(); for (long x : v) intN((int) x); return tuple(); }
 

@@ -16,6 +16,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.AtomicFiles;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checkpoints;
+import org.pixelpost.io.Checks;
 import org.pixelpost.io.SafeTensors;
 import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.LayerNorm;
@@ -37,6 +38,8 @@ public final class DiT extends Module implements Denoiser {
     public record Config(int inChannels, int outChannels, int sampleSize, int patchSize, int hiddenSize, int depth,
                          int numHeads, double mlpRatio, int captionChannels) {
         public Config {
+            if (inChannels < 1 || outChannels < 1 || sampleSize < 1 || patchSize < 1 || hiddenSize < 4 || depth < 0 || numHeads < 1
+                || captionChannels < 1 || !(mlpRatio > 0)) throw new IllegalArgumentException("DiT sizes must be positive (channels " + inChannels + "/" + outChannels + ", sample " + sampleSize + ", patch " + patchSize + ", hidden " + hiddenSize + ", depth " + depth + ", heads " + numHeads + ", mlp ratio " + mlpRatio + ", caption " + captionChannels + ")");
             if (hiddenSize % numHeads != 0) throw new IllegalArgumentException("hidden size " + hiddenSize + " is not divisible by " + numHeads + " heads");
             if (sampleSize % patchSize != 0) throw new IllegalArgumentException("sample size " + sampleSize + " is not divisible by patch " + patchSize);
             if (hiddenSize % 4 != 0) throw new IllegalArgumentException("hidden size must be divisible by 4 for 2D sin-cos positions");
@@ -108,9 +111,13 @@ public final class DiT extends Module implements Denoiser {
         }
 
         public static Config fromJson(JsonNode j) {
-            return new Config(j.get("in_channels").asInt(), j.get("out_channels").asInt(), j.get("sample_size").asInt(),
-                j.get("patch_size").asInt(), j.get("hidden_size").asInt(), j.get("depth").asInt(), j.get("num_heads").asInt(),
-                j.path("mlp_ratio").asDouble(4.0), j.get("caption_channels").asInt());
+            int in = (int) Checks.integer("in_channels", j.get("in_channels"), 1);
+            int hidden = (int) Checks.integer("hidden_size", j.get("hidden_size"), 4);
+            return new Config(in, (int) Checks.integer("out_channels", j.get("out_channels"), 1),
+                (int) Checks.integer("sample_size", j.get("sample_size"), 1), (int) Checks.integer("patch_size", j.get("patch_size"), 1),
+                hidden, (int) Checks.integer("depth", j.get("depth"), 0), (int) Checks.integer("num_heads", j.get("num_heads"), 1),
+                Checks.positive("mlp_ratio", j.path("mlp_ratio").asDouble(4.0)),
+                (int) Checks.integer("caption_channels", j.get("caption_channels"), 1));
         }
     }
 

@@ -79,6 +79,10 @@ public final class MiniLmTextEncoder implements TextEncoder {
 
     private synchronized float[][] run(String caption) {
         Encoding e = tokenizer.encode(caption, true, false);
+        // said once per prompt: the result is cached, so this runs once per caption
+        if (e.exceedMaxLength())
+            System.err.println("warning: prompt longer than the text encoder's " + maxTokens + " tokens, truncated: \""
+                + (caption.length() > 80 ? caption.substring(0, 77) + "..." : caption) + "\"");
         long[][] ids = {e.getIds()}, mask = {e.getAttentionMask()}, types = {e.getTypeIds()};
         try (OnnxTensor i = OnnxTensor.createTensor(env, ids); OnnxTensor a = OnnxTensor.createTensor(env, mask);
              OnnxTensor ty = OnnxTensor.createTensor(env, types);
