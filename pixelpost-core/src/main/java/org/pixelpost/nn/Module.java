@@ -32,8 +32,9 @@ public abstract class Module implements AutoCloseable {
         return value;
     }
 
+    /** Registers a child under {@code name}; a null child (an optional part left out) registers nothing. */
     protected <M extends Module> M add(String name, M child) {
-        children.put(name, child);
+        if (child != null) children.put(name, child);
         return child;
     }
 

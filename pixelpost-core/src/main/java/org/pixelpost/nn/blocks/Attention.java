@@ -63,12 +63,17 @@ public final class Attention extends Module {
      * attends (keys masked out where {@code mask [B, T]} is false) and merges back to {@code [B, N, H*D]}.
      */
     public static Tensor multiHead(Tensor q, Tensor k, Tensor v, int heads, Tensor mask) {
+        long b = q.size(0), t = k.size(1);
+        return multiHeadMasked(q, k, v, heads, mask == null ? null : mask.to(torch.ScalarType.Bool).view(b, 1, 1, t));
+    }
+
+    /** As {@link #multiHead}, with a boolean mask broadcastable to {@code [B, H, N, T]} (true where a key is visible). */
+    public static Tensor multiHeadMasked(Tensor q, Tensor k, Tensor v, int heads, Tensor attnMask) {
         long b = q.size(0), n = q.size(1), t = k.size(1), inner = q.size(2), d = inner / heads;
         Tensor qh = q.reshape(b, n, heads, d).transpose(1, 2);                         // [B, H, N, D]
         Tensor kh = k.reshape(b, t, heads, d).transpose(1, 2);                         // [B, H, T, D]
         Tensor vh = v.reshape(b, t, heads, d).transpose(1, 2);                         // [B, H, T, D]
-        Tensor m = mask == null ? null : mask.to(torch.ScalarType.Bool).view(b, 1, 1, t);
-        Tensor o = torch.scaled_dot_product_attention(qh, kh, vh, Tensors.opt(m), 0.0, false, new DoubleOptional(), false);
+        Tensor o = torch.scaled_dot_product_attention(qh, kh, vh, Tensors.opt(attnMask), 0.0, false, new DoubleOptional(), false);
         return o.transpose(1, 2).reshape(b, n, inner);                                 // [B, N, H*D]
     }
 }

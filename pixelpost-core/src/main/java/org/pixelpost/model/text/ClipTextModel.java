@@ -1,0 +1,206 @@
+package org.pixelpost.model.text;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.Checks;
+import org.pixelpost.io.Checkpoints;
+import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.KeyLayout;
+import org.pixelpost.io.SafeTensors;
+import org.pixelpost.nn.Layers.LayerNorm;
+import org.pixelpost.nn.Layers.Linear;
+import org.pixelpost.nn.Module;
+import org.pixelpost.nn.blocks.Attention;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * CLIP's text transformer ({@code CLIPTextModel}), in transformers' key layout: token and position
+ * embeddings, pre-norm layers of causal self-attention and an MLP ({@code quick_gelu} or
+ * {@code gelu}), a final LayerNorm, and the pooled output at the end token.
+ */
+public final class ClipTextModel extends Module {
+    public record Config(int vocabSize, int hiddenSize, int intermediateSize, int numLayers, int numHeads, int maxPositions,
+                         String hiddenAct, double layerNormEps, int eosTokenId) {
+        public Config {
+            if (vocabSize < 1 || hiddenSize < 1 || intermediateSize < 1 || numLayers < 1 || numHeads < 1 || maxPositions < 1)
+                throw new IllegalArgumentException("CLIP text sizes must be positive");
+            if (hiddenSize % numHeads != 0) throw new InvalidValueException("hidden_size", hiddenSize + " is not divisible by " + numHeads + " heads");
+            if (!hiddenAct.equals("quick_gelu") && !hiddenAct.equals("gelu"))
+                throw new InvalidValueException("hidden_act", "'" + hiddenAct + "' is not quick_gelu or gelu");
+        }
+
+        /** ViT-L/14's text model (Stable Diffusion 1.x): 123,060,480 parameters. */
+        public static Config vitL14() {
+            return new Config(49408, 768, 3072, 12, 12, 77, "quick_gelu", 1e-5, 2);
+        }
+
+        public static Config fromJson(JsonNode j) {
+            return new Config((int) Checks.integer("vocab_size", j.get("vocab_size"), 1), (int) Checks.integer("hidden_size", j.get("hidden_size"), 1),
+                (int) Checks.integer("intermediate_size", j.get("intermediate_size"), 1),
+                (int) Checks.integer("num_hidden_layers", j.get("num_hidden_layers"), 1),
+                (int) Checks.integer("num_attention_heads", j.get("num_attention_heads"), 1),
+                j.path("max_position_embeddings").asInt(77), j.path("hidden_act").asText("quick_gelu"), j.path("layer_norm_eps").asDouble(1e-5),
+                j.path("eos_token_id").asInt(2));
+        }
+
+        public ObjectNode toJson() {
+            ObjectNode j = new ObjectMapper().createObjectNode();
+            j.putArray("architectures").add("CLIPTextModel");
+            j.put("model_type", "clip_text_model").put("vocab_size", vocabSize).put("hidden_size", hiddenSize)
+                .put("intermediate_size", intermediateSize).put("num_hidden_layers", numLayers).put("num_attention_heads", numHeads)
+                .put("max_position_embeddings", maxPositions).put("hidden_act", hiddenAct).put("layer_norm_eps", layerNormEps)
+                .put("eos_token_id", eosTokenId);
+            return j;
+        }
+
+        /** The parameter count from the configuration alone. */
+        public long parameterCount() {
+            long d = hiddenSize, f = intermediateSize;
+            long layer = 4 * (d * d + d) + 2 * 2 * d + d * f + f + f * d + d;
+            return (long) vocabSize * d + (long) maxPositions * d + numLayers * layer + 2 * d;
+        }
+    }
+
+    /** One pre-norm layer: causal self-attention, then the MLP, each with a residual. */
+    static final class Layer extends Module {
+        final LayerNorm ln1, ln2;
+        final Linear q, k, v, out, fc1, fc2;
+        final int heads;
+        final boolean quickGelu;
+
+        Layer(Config c) {
+            int d = c.hiddenSize;
+            heads = c.numHeads;
+            quickGelu = c.hiddenAct.equals("quick_gelu");
+            k = add("self_attn.k_proj", new Linear(d, d));
+            v = add("self_attn.v_proj", new Linear(d, d));
+            q = add("self_attn.q_proj", new Linear(d, d));
+            out = add("self_attn.out_proj", new Linear(d, d));
+            ln1 = add("layer_norm1", new LayerNorm(d, c.layerNormEps, true));
+            fc1 = add("mlp.fc1", new Linear(d, c.intermediateSize));
+            fc2 = add("mlp.fc2", new Linear(c.intermediateSize, d));
+            ln2 = add("layer_norm2", new LayerNorm(d, c.layerNormEps, true));
+        }
+
+        Tensor forward(Tensor h, Tensor mask) {
+            Tensor x = ln1.forward(h);                                                        // [B, T, D]
+            h = h.add(out.forward(Attention.multiHeadMasked(q.forward(x), k.forward(x), v.forward(x), heads, mask)));
+            Tensor m = fc1.forward(ln2.forward(h));                                           // [B, T, F]
+            m = quickGelu ? m.mul(torch.sigmoid(m.mul(Tensors.s(1.702)))) : torch.gelu(m);
+            return h.add(fc2.forward(m));                                                     // [B, T, D]
+        }
+    }
+
+    /** The per-layer hidden states ({@code hidden[0]} the embeddings, {@code hidden[i]} layer i's output), the final one normed, and the pooled output. */
+    public record Output(List<Tensor> hidden, Tensor last, Tensor pooled) {}
+
+    private final Config config;
+    private final Tensor tokenEmbedding, positionEmbedding;
+    private final List<Layer> layers = new ArrayList<>();
+    private final LayerNorm finalNorm;
+
+    public ClipTextModel(Config c) {
+        this.config = c;
+        try (Scope s = Scope.open()) {
+            try (var g = Tensors.noGrad()) {
+                tokenEmbedding = param("text_model.embeddings.token_embedding.weight", torch.randn(c.vocabSize, c.hiddenSize).mul(Tensors.s(0.02)));
+                positionEmbedding = param("text_model.embeddings.position_embedding.weight", torch.randn(c.maxPositions, c.hiddenSize).mul(Tensors.s(0.01)));
+            }
+            for (int i = 0; i < c.numLayers; i++) layers.add(add("text_model.encoder.layers." + i, new Layer(c)));
+            finalNorm = add("text_model.final_layer_norm", new LayerNorm(c.hiddenSize, c.layerNormEps, true));
+        }
+    }
+
+    public Config config() {
+        return config;
+    }
+
+    /**
+     * @param ids token ids {@code [B, T]} (int64); @param attentionMask {@code [B, T]} (1 on real tokens) or null
+     *     for none: the causal mask always applies, as in the reference
+     */
+    public Output forward(Tensor ids, Tensor attentionMask) {
+        long b = ids.size(0), t = ids.size(1);
+        if (t > config.maxPositions) throw new IllegalArgumentException(t + " tokens, but the model has " + config.maxPositions + " positions");
+        Tensor pos = torch.arange(new Scalar(t)).to(torch.ScalarType.Long);
+        Tensor h = torch.embedding(tokenEmbedding, ids).add(torch.embedding(positionEmbedding, pos).unsqueeze(0)); // [B, T, D]
+        Tensor causal = torch.ones(t, t).to(torch.ScalarType.Bool).tril();                  // [T, T] true where a key is visible
+        Tensor mask = causal.view(1, 1, t, t);
+        if (attentionMask != null) mask = mask.logical_and(attentionMask.to(torch.ScalarType.Bool).view(b, 1, 1, t)); // [B, 1, T, T]
+        List<Tensor> hidden = new ArrayList<>();
+        hidden.add(h);
+        for (Layer l : layers) {
+            h = l.forward(h, mask);
+            hidden.add(h);
+        }
+        Tensor last = finalNorm.forward(h);                                                  // [B, T, D]
+        // the pooled output sits at the end token: the highest id (SD 1.x's legacy eos id 2), or the first eos id
+        Tensor at = config.eosTokenId == 2 ? ids.argmax(new org.bytedeco.pytorch.LongOptional(-1), false)
+            : ids.eq(new Scalar(config.eosTokenId)).to(torch.ScalarType.Int).argmax(new org.bytedeco.pytorch.LongOptional(-1), false);
+        Tensor pooled = last.index(new org.bytedeco.pytorch.TensorIndexVector(
+            new org.bytedeco.pytorch.TensorIndex(torch.arange(new Scalar(b)).to(torch.ScalarType.Long)),
+            new org.bytedeco.pytorch.TensorIndex(at)));                                     // [B, D]
+        return new Output(hidden, last, pooled);
+    }
+
+    /** The final LayerNorm alone, for hidden states taken before the last layer (clip skip). */
+    public Tensor finalLayerNorm(Tensor h) {
+        return finalNorm.forward(h);
+    }
+
+    public void save(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        SafeTensors.write(dir.resolve("model.safetensors"), parameters(), Map.of("format", "pt"));
+        AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
+    }
+
+    /** A transformers {@code text_encoder/} folder: {@code config.json} and {@code model.safetensors} (or {@code pytorch_model.bin}). */
+    public static ClipTextModel load(Path dir) throws IOException {
+        Path cfg = dir.resolve("config.json");
+        if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a text encoder folder");
+        Config c;
+        try {
+            c = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
+        } catch (IOException | RuntimeException e) {
+            throw new BadFileException(cfg, "unusable CLIP text config (" + e.getMessage() + ")");
+        }
+        Path w = null;
+        for (String name : List.of("model.safetensors", "pytorch_model.bin"))
+            if (Files.isRegularFile(dir.resolve(name))) {
+                w = dir.resolve(name);
+                break;
+            }
+        if (w == null) throw new BadFileException(dir, "no model.safetensors (or pytorch_model.bin) in this folder");
+        ClipTextModel m = new ClipTextModel(c);
+        try (Scope s = Scope.open()) {
+            m.load(KeyLayout.pick(Checkpoints.read(w), m.parameters().keySet(), layouts()), w);
+        } catch (IOException | RuntimeException e) {
+            m.close();
+            throw e;
+        }
+        return m;
+    }
+
+    /** transformers' names, with or without {@code text_model.}, SD single-file's {@code cond_stage_model.transformer.}; the position-id buffer is dropped. */
+    public static List<KeyLayout> layouts() {
+        return List.of(new KeyLayout("transformers", (k, t) -> {
+            String key = k.startsWith("cond_stage_model.transformer.") ? k.substring("cond_stage_model.transformer.".length()) : k;
+            if (key.endsWith("position_ids")) return null;
+            if (!key.startsWith("text_model.")) key = "text_model." + key;
+            return Map.entry(key, t);
+        }));
+    }
+}

@@ -1,0 +1,228 @@
+package org.pixelpost.model.text;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.pixelpost.io.BadFileException;
+
+/**
+ * CLIP's tokenizer: byte-level BPE over lower-cased, whitespace-normalised, HTML-unescaped text,
+ * with {@code <|startoftext|>} and {@code <|endoftext|>} around each prompt, truncated and padded to
+ * the context length (77). Built from a BPE merges list alone (the vocabulary follows from it: the
+ * 256 byte symbols, the same with {@code </w>}, one per merge, the two special tokens) or from a
+ * diffusers {@code tokenizer/} folder ({@code vocab.json} + {@code merges.txt}).
+ */
+public final class ClipTokenizer {
+    public static final String START = "<|startoftext|>", END = "<|endoftext|>";
+    /** The merges of CLIP's {@code bpe_simple_vocab_16e6.txt} that CLIP uses: 49,152 - 256 - 2. */
+    public static final int MERGES = 48894;
+
+    private static final Pattern WORDS = Pattern.compile(
+        "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+",
+        Pattern.CASE_INSENSITIVE | Pattern.UNICODE_CASE | Pattern.UNICODE_CHARACTER_CLASS);
+
+    private final Map<String, Integer> encoder;
+    private final Map<String, Integer> ranks = new HashMap<>();
+    private final String[] byteToChar = new String[256];
+    private final Map<String, String> cache = new ConcurrentHashMap<>();
+    private final int contextLength, startId, endId, padId;
+
+    private ClipTokenizer(Map<String, Integer> encoder, List<String[]> merges, int contextLength, String padToken) {
+        this.encoder = encoder;
+        for (int i = 0; i < merges.size(); i++) ranks.put(merges.get(i)[0] + " " + merges.get(i)[1], i);
+        int[] cs = byteCodes();
+        for (int b = 0; b < 256; b++) byteToChar[b] = new String(Character.toChars(cs[b]));
+        this.contextLength = contextLength;
+        this.startId = id(START);
+        this.endId = id(END);
+        this.padId = padToken == null ? endId : id(padToken);
+    }
+
+    /** CLIP's {@code bytes_to_unicode}: printable bytes map to themselves, the rest to code points from 256 on. */
+    private static int[] byteCodes() {
+        int[] cs = new int[256];
+        boolean[] printable = new boolean[256];
+        for (int b = '!'; b <= '~'; b++) printable[b] = true;
+        for (int b = 0xA1; b <= 0xAC; b++) printable[b] = true;
+        for (int b = 0xAE; b <= 0xFF; b++) printable[b] = true;
+        int n = 0;
+        for (int b = 0; b < 256; b++) cs[b] = printable[b] ? b : 256 + n++;
+        return cs;
+    }
+
+    /** The byte symbols in CLIP's vocabulary order: the printable bytes first, then the others. */
+    private static List<String> byteSymbols() {
+        int[] cs = byteCodes();
+        List<String> out = new ArrayList<>();
+        for (int pass = 0; pass < 2; pass++)
+            for (int b = 0; b < 256; b++) if ((cs[b] == b) == (pass == 0)) out.add(new String(Character.toChars(cs[b])));
+        return out;
+    }
+
+    /** From the lines of a merges file (a first line starting with {@code #} is a header), vocabulary derived. */
+    public static ClipTokenizer fromMerges(List<String> lines, int contextLength) {
+        List<String[]> merges = parseMerges(lines, MERGES);
+        Map<String, Integer> enc = new LinkedHashMap<>();
+        List<String> bytes = byteSymbols();
+        for (String b : bytes) enc.put(b, enc.size());
+        for (String b : bytes) enc.put(b + "</w>", enc.size());
+        for (String[] m : merges) enc.put(m[0] + m[1], enc.size());
+        enc.put(START, enc.size());
+        enc.put(END, enc.size());
+        return new ClipTokenizer(enc, merges, contextLength, null);
+    }
+
+    /** A diffusers {@code tokenizer/} folder: {@code vocab.json}, {@code merges.txt}, optional {@code tokenizer_config.json}. */
+    public static ClipTokenizer load(Path dir) throws IOException {
+        Path vocab = dir.resolve("vocab.json"), mergesFile = dir.resolve("merges.txt");
+        for (Path f : List.of(vocab, mergesFile)) if (!Files.isRegularFile(f)) throw new BadFileException(dir, "no " + f.getFileName() + ": not a CLIP tokenizer folder");
+        Map<String, Integer> enc = new LinkedHashMap<>();
+        ObjectMapper om = new ObjectMapper();
+        try {
+            om.readTree(vocab.toFile()).fields().forEachRemaining(e -> enc.put(e.getKey(), e.getValue().asInt()));
+        } catch (IOException e) {
+            throw new BadFileException(vocab, "malformed JSON (" + e.getMessage() + ")");
+        }
+        int context = 77;
+        String pad = null;
+        Path cfg = dir.resolve("tokenizer_config.json");
+        if (Files.isRegularFile(cfg)) {
+            JsonNode j = om.readTree(cfg.toFile());
+            context = j.path("model_max_length").asInt(77);
+            if (context <= 0 || context > 4096) context = 77;
+            JsonNode p = j.path("pad_token");
+            pad = p.isTextual() ? p.asText() : p.path("content").isTextual() ? p.path("content").asText() : null;
+        }
+        List<String[]> merges = parseMerges(Files.readAllLines(mergesFile, StandardCharsets.UTF_8), Integer.MAX_VALUE);
+        for (String t : List.of(START, END)) if (!enc.containsKey(t)) throw new BadFileException(vocab, "lacks the special token " + t);
+        if (pad != null && !enc.containsKey(pad)) pad = null;
+        return new ClipTokenizer(enc, merges, context, pad);
+    }
+
+    private static List<String[]> parseMerges(List<String> lines, int max) {
+        List<String[]> merges = new ArrayList<>();
+        for (int i = 0; i < lines.size() && merges.size() < max; i++) {
+            String l = lines.get(i);
+            if (i == 0 && (l.startsWith("#") || l.contains("#version"))) continue;
+            if (l.isEmpty()) continue;
+            String[] p = l.split(" ");
+            if (p.length == 2) merges.add(p);
+        }
+        return merges;
+    }
+
+    public int vocabSize() { return encoder.size(); }
+    public int contextLength() { return contextLength; }
+    public int startId() { return startId; }
+    public int endId() { return endId; }
+
+    private int id(String token) {
+        Integer i = encoder.get(token);
+        if (i == null) throw new IllegalArgumentException("token '" + token + "' is not in the vocabulary");
+        return i;
+    }
+
+    /** Lower case, HTML entities unescaped, whitespace collapsed, as CLIP cleans text. */
+    static String clean(String text) {
+        String t = unescapeHtml(unescapeHtml(text)).strip();
+        return t.replaceAll("\\s+", " ").strip().toLowerCase(java.util.Locale.ROOT);
+    }
+
+    private static final Pattern ENTITY = Pattern.compile("&(#[xX][0-9a-fA-F]+|#[0-9]+|[a-zA-Z]+);");
+    private static final Map<String, String> NAMED = Map.of("amp", "&", "lt", "<", "gt", ">", "quot", "\"", "apos", "'", "nbsp", "\u00a0");
+
+    static String unescapeHtml(String s) {
+        Matcher m = ENTITY.matcher(s);
+        StringBuilder b = new StringBuilder();
+        while (m.find()) {
+            String e = m.group(1), r;
+            try {
+                if (e.startsWith("#x") || e.startsWith("#X")) r = new String(Character.toChars(Integer.parseInt(e.substring(2), 16)));
+                else if (e.startsWith("#")) r = new String(Character.toChars(Integer.parseInt(e.substring(1))));
+                else r = NAMED.getOrDefault(e, m.group());
+            } catch (IllegalArgumentException x) {
+                r = m.group();
+            }
+            m.appendReplacement(b, Matcher.quoteReplacement(r));
+        }
+        m.appendTail(b);
+        return b.toString();
+    }
+
+    /** BPE ids of the text, without special tokens and without truncation. */
+    public List<Integer> encodeRaw(String text) {
+        List<Integer> ids = new ArrayList<>();
+        Matcher m = WORDS.matcher(clean(text));
+        while (m.find()) {
+            StringBuilder sym = new StringBuilder();
+            for (byte b : m.group().getBytes(StandardCharsets.UTF_8)) sym.append(byteToChar[b & 0xFF]);
+            for (String piece : bpe(sym.toString()).split(" ")) {
+                Integer id = encoder.get(piece);
+                if (id != null) ids.add(id);
+            }
+        }
+        return ids;
+    }
+
+    /** The result of tokenising one prompt: ids of the context length, and whether the prompt was cut. */
+    public record Tokens(long[] ids, boolean truncated, int length) {}
+
+    /** {@code <|startoftext|>} ids {@code <|endoftext|>}, truncated to the context length and padded. */
+    public Tokens encode(String text) {
+        List<Integer> raw = encodeRaw(text);
+        int room = contextLength - 2;
+        boolean cut = raw.size() > room;
+        long[] ids = new long[contextLength];
+        java.util.Arrays.fill(ids, padId);
+        ids[0] = startId;
+        int n = Math.min(room, raw.size());
+        for (int i = 0; i < n; i++) ids[i + 1] = raw.get(i);
+        ids[n + 1] = endId;
+        return new Tokens(ids, cut, n + 2);
+    }
+
+    /** Byte-pair merges of one word (its symbols space-separated, the last marked {@code </w>}). */
+    String bpe(String word) {
+        String cached = cache.get(word);
+        if (cached != null) return cached;
+        List<String> parts = new ArrayList<>();
+        word.codePoints().forEach(cp -> parts.add(new String(Character.toChars(cp))));
+        parts.set(parts.size() - 1, parts.get(parts.size() - 1) + "</w>");
+        while (parts.size() > 1) {
+            int best = -1, bestRank = Integer.MAX_VALUE;
+            for (int i = 0; i + 1 < parts.size(); i++) {
+                Integer r = ranks.get(parts.get(i) + " " + parts.get(i + 1));
+                if (r != null && r < bestRank) {
+                    bestRank = r;
+                    best = i;
+                }
+            }
+            if (best < 0) break;
+            String a = parts.get(best), bb = parts.get(best + 1);
+            // merge every occurrence of the best pair, left to right, as CLIP's loop does
+            List<String> next = new ArrayList<>();
+            for (int i = 0; i < parts.size(); i++) {
+                if (i + 1 < parts.size() && parts.get(i).equals(a) && parts.get(i + 1).equals(bb)) {
+                    next.add(a + bb);
+                    i++;
+                } else next.add(parts.get(i));
+            }
+            parts.clear();
+            parts.addAll(next);
+        }
+        String out = String.join(" ", parts);
+        if (cache.size() < 100_000) cache.put(word, out);
+        return out;
+    }
+}
