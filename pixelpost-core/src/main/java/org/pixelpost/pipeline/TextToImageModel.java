@@ -105,7 +105,17 @@ public final class TextToImageModel implements AutoCloseable {
     }
 
     public static TextToImageModel load(Path dir) throws IOException {
+        return load(dir, StableDiffusion.LoadOptions.defaults());
+    }
+
+    /**
+     * A model folder (PixelPost's or a diffusers Stable Diffusion folder) or a Stable Diffusion single
+     * file; {@code sd} holds the options that apply to Stable Diffusion checkpoints.
+     */
+    public static TextToImageModel load(Path dir, StableDiffusion.LoadOptions sd) throws IOException {
+        if (Files.isRegularFile(dir)) return StableDiffusion.loadSingleFile(dir, sd);
         Path index = dir.resolve("model_index.json");
+        if (!Files.isDirectory(dir)) throw new BadFileException(dir, "not a model folder (no such folder or file)");
         if (!Files.isRegularFile(index)) throw new BadFileException(dir, "not a model folder (no model_index.json)");
         JsonNode j;
         try {
@@ -113,6 +123,7 @@ public final class TextToImageModel implements AutoCloseable {
         } catch (IOException e) {
             throw new BadFileException(index, "malformed JSON (" + e.getMessage() + ")");
         }
+        if (j.has("unet")) return StableDiffusion.loadFolder(dir, j, sd);
         String aeSpec = j.path("autoencoder").asText("taef2");
         Path rel = dir.resolve(aeSpec);
         Autoencoder ae = Autoencoders.load(Files.exists(rel) && !aeSpec.isEmpty() ? rel.toString() : aeSpec);
@@ -143,6 +154,11 @@ public final class TextToImageModel implements AutoCloseable {
         Files.createDirectories(abs.getParent());
         Path tmp = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
         AtomicFiles.deleteTree(tmp);
+        if (StableDiffusion.isStableDiffusion(this)) {
+            StableDiffusion.saveFolder(this, tmp);
+            replace(abs, tmp);
+            return;
+        }
         denoiser.save(tmp.resolve("denoiser"));
         Files.createDirectories(tmp.resolve("scheduler"));
         ObjectMapper om = new ObjectMapper();
@@ -154,6 +170,11 @@ public final class TextToImageModel implements AutoCloseable {
         idx.put("autoencoder", autoencoderSpec).put("max_tokens", textEncoder.maxTokens())
             .put("image_size", imageSize).put("latent_scale", latentScale);
         AtomicFiles.writeString(tmp.resolve("model_index.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(idx));
+        replace(abs, tmp);
+    }
+
+    /** Puts the finished folder {@code tmp} where {@code abs} is. */
+    private static void replace(Path abs, Path tmp) throws IOException {
         Path old = abs.resolveSibling("." + abs.getFileName() + ".old-" + ProcessHandle.current().pid());
         if (Files.exists(abs)) Files.move(abs, old);
         Files.move(tmp, abs);

@@ -41,7 +41,7 @@ public final class AutoencoderKL implements Autoencoder {
             return new Config(3, 3, List.of(128, 256, 512, 512), 2, 4, 32, 0.18215, 0.0, true);
         }
 
-        static Config fromJson(JsonNode j) {
+        public static Config fromJson(JsonNode j) {
             Config d = sd();
             List<Integer> boc = new ArrayList<>();
             if (j.has("block_out_channels")) j.get("block_out_channels").forEach(n -> boc.add(n.asInt()));
@@ -258,13 +258,20 @@ public final class AutoencoderKL implements Autoencoder {
                 if (Files.isRegularFile(path.resolve(n))) { weights = path.resolve(n); break; }
             if (weights == null) throw new BadFileException(path, "no diffusion_pytorch_model.safetensors (or .bin) in this folder");
         }
-        AutoencoderKL ae = new AutoencoderKL(config);
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
-            Map<String, Tensor> sd = KeyLayout.pick(Checkpoints.read(weights), ae.stateDict().keySet(), layouts(config));
+            return fromState(config, Checkpoints.read(weights), weights);
+        }
+    }
+
+    /** A model of {@code config} with the weights in {@code stored} (any accepted layout; other keys are ignored). */
+    public static AutoencoderKL fromState(Config config, Map<String, Tensor> stored, Path source) throws IOException {
+        AutoencoderKL ae = new AutoencoderKL(config);
+        try {
+            Map<String, Tensor> sd = KeyLayout.pick(stored, ae.stateDict().keySet(), layouts(config));
             Map<String, Tensor> encPart = new java.util.LinkedHashMap<>(), decPart = new java.util.LinkedHashMap<>();
             sd.forEach((k, t) -> (k.startsWith("encoder.") || k.startsWith("quant_conv.") ? encPart : decPart).put(k, t));
-            ae.enc.load(encPart, weights);
-            ae.dec.load(decPart, weights);
+            ae.enc.load(encPart, source);
+            ae.dec.load(decPart, source);
         } catch (IOException | RuntimeException x) {
             ae.close();
             throw x;
@@ -272,8 +279,28 @@ public final class AutoencoderKL implements Autoencoder {
         return ae;
     }
 
+    /** The original LDM name of a diffusers VAE key (for SD single files, with {@code first_stage_model.}). */
+    public static String toLdmKey(String k, int levels) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("^decoder\\.up_blocks\\.(\\d+)\\.(resnets|upsamplers\\.0)\\.(.*)$").matcher(k);
+        if (m.matches()) {
+            int i = levels - 1 - Integer.parseInt(m.group(1));
+            k = m.group(2).equals("resnets") ? "decoder.up." + i + ".block." + m.group(3) : "decoder.up." + i + ".upsample." + m.group(3);
+        }
+        return k.replaceAll("^encoder\\.down_blocks\\.(\\d+)\\.resnets\\.(\\d+)\\.", "encoder.down.$1.block.$2.")
+            .replaceAll("^encoder\\.down_blocks\\.(\\d+)\\.downsamplers\\.0\\.conv\\.", "encoder.down.$1.downsample.conv.")
+            .replaceAll("\\.mid_block\\.resnets\\.0\\.", ".mid.block_1.")
+            .replaceAll("\\.mid_block\\.resnets\\.1\\.", ".mid.block_2.")
+            .replaceAll("\\.mid_block\\.attentions\\.0\\.group_norm\\.", ".mid.attn_1.norm.")
+            .replaceAll("\\.mid_block\\.attentions\\.0\\.to_q\\.", ".mid.attn_1.q.")
+            .replaceAll("\\.mid_block\\.attentions\\.0\\.to_k\\.", ".mid.attn_1.k.")
+            .replaceAll("\\.mid_block\\.attentions\\.0\\.to_v\\.", ".mid.attn_1.v.")
+            .replaceAll("\\.mid_block\\.attentions\\.0\\.to_out\\.0\\.", ".mid.attn_1.proj_out.")
+            .replaceAll("\\.conv_norm_out\\.", ".norm_out.")
+            .replaceAll("\\.conv_shortcut\\.", ".nin_shortcut.");
+    }
+
     /** Accepted layouts: diffusers, diffusers with legacy attention names, original LDM. */
-    static List<KeyLayout> layouts(Config c) {
+    public static List<KeyLayout> layouts(Config c) {
         KeyLayout legacy = KeyLayout.rules("diffusers-legacy-attention", false,
             "\\.attentions\\.0\\.query\\.", ".attentions.0.to_q.",
             "\\.attentions\\.0\\.key\\.", ".attentions.0.to_k.",

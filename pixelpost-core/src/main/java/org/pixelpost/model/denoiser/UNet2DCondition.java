@@ -369,9 +369,16 @@ public final class UNet2DCondition extends Module implements Denoiser {
                 break;
             }
         if (w == null) throw new BadFileException(dir, "no diffusion_pytorch_model.safetensors (or .bin) in this folder");
+        try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
+            return fromState(c, Checkpoints.read(w), w);
+        }
+    }
+
+    /** A U-Net of {@code c} with the weights in {@code stored} (diffusers or LDM names; other keys are ignored). */
+    public static UNet2DCondition fromState(Config c, Map<String, Tensor> stored, Path source) throws IOException {
         UNet2DCondition m = new UNet2DCondition(c);
-        try (Scope s = Scope.open()) {
-            m.load(KeyLayout.pick(Checkpoints.read(w), m.parameters().keySet(), layouts(c)), w);
+        try {
+            m.load(KeyLayout.pick(stored, m.parameters().keySet(), layouts(c)), source);
         } catch (IOException | RuntimeException e) {
             m.close();
             throw e;
@@ -381,7 +388,8 @@ public final class UNet2DCondition extends Module implements Denoiser {
 
     /** Accepted key layouts: diffusers, and the original LDM names (with or without {@code model.diffusion_model.}). */
     public static List<KeyLayout> layouts(Config c) {
-        return List.of(KeyLayout.identity("diffusers"), new KeyLayout("ldm", (k, t) -> {
+        return List.of(new KeyLayout("diffusers", (k, t) -> k.startsWith("model.diffusion_model.") || k.startsWith("first_stage_model.")
+            || k.startsWith("cond_stage_model.") ? null : Map.entry(k, t)), new KeyLayout("ldm", (k, t) -> {
             String key = k.startsWith("model.diffusion_model.") ? k.substring("model.diffusion_model.".length()) : k;
             String m = ldmKey(key, c);
             return m == null ? null : Map.entry(m, t);

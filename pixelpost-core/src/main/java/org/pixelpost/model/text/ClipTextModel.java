@@ -184,9 +184,16 @@ public final class ClipTextModel extends Module {
                 break;
             }
         if (w == null) throw new BadFileException(dir, "no model.safetensors (or pytorch_model.bin) in this folder");
+        try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
+            return fromState(c, Checkpoints.read(w), w);
+        }
+    }
+
+    /** A model of {@code c} with the weights in {@code stored} (transformers' or SD single-file names; other keys are ignored). */
+    public static ClipTextModel fromState(Config c, Map<String, Tensor> stored, Path source) throws IOException {
         ClipTextModel m = new ClipTextModel(c);
-        try (Scope s = Scope.open()) {
-            m.load(KeyLayout.pick(Checkpoints.read(w), m.parameters().keySet(), layouts()), w);
+        try {
+            m.load(KeyLayout.pick(stored, m.parameters().keySet(), layouts()), source);
         } catch (IOException | RuntimeException e) {
             m.close();
             throw e;
@@ -194,13 +201,14 @@ public final class ClipTextModel extends Module {
         return m;
     }
 
-    /** transformers' names, with or without {@code text_model.}, SD single-file's {@code cond_stage_model.transformer.}; the position-id buffer is dropped. */
+    /** The prefix of the text encoder in an SD 1.x single file. */
+    public static final String SINGLE_FILE_PREFIX = "cond_stage_model.transformer.";
+
+    /** transformers' names ({@code text_model.*}) or an SD single file's ({@code cond_stage_model.transformer.text_model.*}); the position-id buffer is dropped. */
     public static List<KeyLayout> layouts() {
-        return List.of(new KeyLayout("transformers", (k, t) -> {
-            String key = k.startsWith("cond_stage_model.transformer.") ? k.substring("cond_stage_model.transformer.".length()) : k;
-            if (key.endsWith("position_ids")) return null;
-            if (!key.startsWith("text_model.")) key = "text_model." + key;
-            return Map.entry(key, t);
-        }));
+        return List.of(
+            new KeyLayout("transformers", (k, t) -> k.startsWith("text_model.") && !k.endsWith("position_ids") ? Map.entry(k, t) : null),
+            new KeyLayout("sd-single-file", (k, t) -> k.startsWith(SINGLE_FILE_PREFIX) && !k.endsWith("position_ids")
+                ? Map.entry(k.substring(SINGLE_FILE_PREFIX.length()), t) : null));
     }
 }

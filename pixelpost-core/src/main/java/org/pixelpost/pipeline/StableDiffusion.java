@@ -1,0 +1,208 @@
+package org.pixelpost.pipeline;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.Checkpoints;
+import org.pixelpost.io.SafeTensors;
+import org.pixelpost.model.autoencoder.AutoencoderKL;
+import org.pixelpost.model.denoiser.UNet2DCondition;
+import org.pixelpost.model.text.ClipTextEncoder;
+import org.pixelpost.model.text.ClipTextModel;
+import org.pixelpost.model.text.ClipTokenizer;
+import org.pixelpost.nn.Module;
+import org.pixelpost.schedule.DdimScheduler;
+import org.pixelpost.schedule.PredictionType;
+import org.pixelpost.tensor.Scope;
+
+/**
+ * Stable Diffusion 1.x / 2.x checkpoints as {@link TextToImageModel}s: a diffusers folder
+ * ({@code model_index.json}, {@code unet/}, {@code vae/}, {@code text_encoder/}, {@code tokenizer/},
+ * {@code scheduler/}) or an original single file ({@code .safetensors} / {@code .ckpt}:
+ * {@code model.diffusion_model.*}, {@code first_stage_model.*},
+ * {@code cond_stage_model.transformer.text_model.*}); both load as the same model, and each is
+ * written from the other.
+ */
+public final class StableDiffusion {
+    private StableDiffusion() {}
+
+    /**
+     * @param clipSkip 1: CLIP's last layer; 2: the one before (see {@link ClipTextEncoder})
+     * @param predictionType null: from the scheduler config (a single file says nothing: epsilon)
+     * @param tokenizer null: the folder's {@code tokenizer/}, or CLIP's own (embedded) for a single file
+     */
+    public record LoadOptions(int clipSkip, PredictionType predictionType, Path tokenizer, Path configs) {
+        public static LoadOptions defaults() {
+            return new LoadOptions(1, null, null, null);
+        }
+
+        /** For single files of another configuration than SD 1.5: the component configs of this diffusers folder. */
+        public LoadOptions withConfigs(Path diffusersFolder) {
+            return new LoadOptions(clipSkip, predictionType, tokenizer, diffusersFolder);
+        }
+    }
+
+    /** Whether the model is an SD-family composition (U-Net, AutoencoderKL, CLIP), written in diffusers' layout. */
+    public static boolean isStableDiffusion(TextToImageModel m) {
+        return m.denoiser instanceof UNet2DCondition && m.autoencoder instanceof AutoencoderKL && m.textEncoder instanceof ClipTextEncoder;
+    }
+
+    /** The DDIM settings of SD 1.x: scaled_linear 0.00085..0.012, steps offset 1, no clipping. */
+    public static DdimScheduler.Config scheduler(PredictionType type) {
+        return TextToImageModel.defaultScheduler().withPredictionType(type == null ? PredictionType.EPSILON : type);
+    }
+
+    static TextToImageModel loadFolder(Path dir, JsonNode index, LoadOptions o) throws IOException {
+        for (String c : List.of("unet", "vae", "text_encoder"))
+            if (!Files.isDirectory(dir.resolve(c)))
+                throw new BadFileException(dir, "a Stable Diffusion folder needs " + c + "/ (model_index.json names it), but it is missing");
+        UNet2DCondition unet = null;
+        AutoencoderKL vae = null;
+        ClipTextModel clip = null;
+        try {
+            unet = UNet2DCondition.load(dir.resolve("unet"));
+            checkFinite(unet, dir.resolve("unet"));
+            vae = AutoencoderKL.load(dir.resolve("vae"));
+            clip = ClipTextModel.load(dir.resolve("text_encoder"));
+            checkFinite(clip, dir.resolve("text_encoder"));
+            ClipTokenizer tok = o.tokenizer != null ? ClipTokenizer.load(o.tokenizer)
+                : Files.isDirectory(dir.resolve("tokenizer")) ? ClipTokenizer.load(dir.resolve("tokenizer")) : ClipTokenizer.embedded();
+            Path sched = dir.resolve("scheduler/scheduler_config.json");
+            DdimScheduler.Config sc = Files.isRegularFile(sched) ? DdimScheduler.Config.read(sched) : scheduler(null);
+            if (o.predictionType != null) sc = sc.withPredictionType(o.predictionType);
+            int size = unet.config().sampleSize() * vae.downsampling();
+            return new TextToImageModel(unet, vae, "vae", new ClipTextEncoder(tok, clip, o.clipSkip), sc, size, 1.0);
+        } catch (IOException | RuntimeException e) {
+            for (AutoCloseable c : new AutoCloseable[] {unet, vae, clip}) closeQuietly(c);
+            throw e;
+        }
+    }
+
+    static TextToImageModel loadSingleFile(Path file, LoadOptions o) throws IOException {
+        UNet2DCondition unet = null;
+        AutoencoderKL vae = null;
+        ClipTextModel clip = null;
+        try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the models
+            Map<String, Tensor> all = Checkpoints.read(file);
+            family(file, all);
+            Path c = o.configs;
+            UNet2DCondition.Config uc = c == null ? UNet2DCondition.Config.sd15() : UNet2DCondition.Config.fromJson(json(c.resolve("unet/config.json")));
+            AutoencoderKL.Config vc = c == null ? AutoencoderKL.Config.sd() : AutoencoderKL.Config.fromJson(json(c.resolve("vae/config.json")));
+            ClipTextModel.Config tc = c == null ? ClipTextModel.Config.vitL14() : ClipTextModel.Config.fromJson(json(c.resolve("text_encoder/config.json")));
+            unet = UNet2DCondition.fromState(uc, all, file);
+            checkFinite(unet, file);
+            vae = AutoencoderKL.fromState(vc, all, file);
+            clip = ClipTextModel.fromState(tc, all, file);
+            checkFinite(clip, file);
+            Path tokDir = o.tokenizer != null ? o.tokenizer : c != null && Files.isDirectory(c.resolve("tokenizer")) ? c.resolve("tokenizer") : null;
+            ClipTokenizer tok = tokDir != null ? ClipTokenizer.load(tokDir) : ClipTokenizer.embedded();
+            Path sched = c == null ? null : c.resolve("scheduler/scheduler_config.json");
+            DdimScheduler.Config sc = sched != null && Files.isRegularFile(sched) ? DdimScheduler.Config.read(sched) : scheduler(null);
+            if (o.predictionType != null) sc = sc.withPredictionType(o.predictionType);
+            int size = uc.sampleSize() * (1 << (vc.blockOutChannels().size() - 1));
+            return new TextToImageModel(unet, vae, "vae", new ClipTextEncoder(tok, clip, o.clipSkip), sc, size, 1.0);
+        } catch (IOException | RuntimeException e) {
+            for (AutoCloseable c : new AutoCloseable[] {unet, vae, clip}) closeQuietly(c);
+            throw e;
+        }
+    }
+
+    private static JsonNode json(Path f) throws IOException {
+        if (!Files.isRegularFile(f)) throw new BadFileException(f, "no such config file");
+        try {
+            return new ObjectMapper().readTree(f.toFile());
+        } catch (IOException e) {
+            throw new BadFileException(f, "malformed JSON (" + e.getMessage() + ")");
+        }
+    }
+
+    /** Refuses single files of other families by their keys, naming what they are. */
+    private static void family(Path file, Map<String, Tensor> all) throws BadFileException {
+        boolean sd1 = false;
+        for (String k : all.keySet()) {
+            if (k.startsWith("conditioner.embedders.")) throw new BadFileException(file, "an SDXL checkpoint (conditioner.embedders.*); SD 1.x single files are supported");
+            if (k.startsWith("cond_stage_model.model."))
+                throw new BadFileException(file, "an SD 2.x checkpoint (OpenCLIP text encoder, cond_stage_model.model.*); convert it to a diffusers folder and load that");
+            if (k.startsWith("model.diffusion_model.")) sd1 = true;
+        }
+        if (!sd1) throw new BadFileException(file, "not a Stable Diffusion single file (no model.diffusion_model.* keys)");
+    }
+
+    /** fp16 exports sometimes hold NaN or infinity: refused by the first tensor that does. */
+    private static void checkFinite(Module m, Path source) throws BadFileException {
+        try (Scope s = Scope.open()) {
+            for (Map.Entry<String, Tensor> e : m.parameters().entrySet())
+                if (!torch.isfinite(e.getValue()).all().item().toBool())
+                    throw new BadFileException(source, "weight " + e.getKey() + " holds NaN or infinite values (a broken fp16 export?)");
+        }
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        try {
+            if (c != null) c.close();
+        } catch (Exception ignored) {
+            // already failing
+        }
+    }
+
+    /** Writes the diffusers layout into {@code dir} (which the caller renames into place). */
+    static void saveFolder(TextToImageModel m, Path dir) throws IOException {
+        UNet2DCondition unet = (UNet2DCondition) m.denoiser;
+        AutoencoderKL vae = (AutoencoderKL) m.autoencoder;
+        ClipTextEncoder te = (ClipTextEncoder) m.textEncoder;
+        unet.save(dir.resolve("unet"));
+        vae.save(dir.resolve("vae"));
+        te.model().save(dir.resolve("text_encoder"));
+        te.tokenizer().save(dir.resolve("tokenizer"));
+        ObjectMapper om = new ObjectMapper();
+        Files.createDirectories(dir.resolve("scheduler"));
+        ObjectNode sc = m.scheduler.toJson();
+        sc.put("_class_name", "DDIMScheduler");
+        AtomicFiles.writeString(dir.resolve("scheduler/scheduler_config.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(sc));
+        ObjectNode idx = om.createObjectNode();
+        idx.put("_class_name", "StableDiffusionPipeline");
+        idx.putArray("unet").add("diffusers").add(UNet2DCondition.CLASS_NAME);
+        idx.putArray("vae").add("diffusers").add("AutoencoderKL");
+        idx.putArray("text_encoder").add("transformers").add(ClipTextEncoder.CLASS_NAME);
+        idx.putArray("tokenizer").add("transformers").add("CLIPTokenizer");
+        idx.putArray("scheduler").add("diffusers").add("DDIMScheduler");
+        idx.putArray("safety_checker").addNull().addNull();
+        idx.putArray("feature_extractor").addNull().addNull();
+        idx.put("requires_safety_checker", false).put("clip_skip", te.clipSkip());
+        AtomicFiles.writeString(dir.resolve("model_index.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(idx));
+    }
+
+    /** The original single-file layout of an SD model: every weight under its LDM name, in one safetensors file. */
+    public static Map<String, Tensor> singleFileState(TextToImageModel m) {
+        if (!isStableDiffusion(m)) throw new IllegalArgumentException("only Stable Diffusion models (U-Net, AutoencoderKL, CLIP) have a single-file layout");
+        UNet2DCondition unet = (UNet2DCondition) m.denoiser;
+        AutoencoderKL vae = (AutoencoderKL) m.autoencoder;
+        ClipTextEncoder te = (ClipTextEncoder) m.textEncoder;
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        unet.parameters().forEach((k, t) -> out.put("model.diffusion_model." + UNet2DCondition.toLdmKey(k, unet.config()), t));
+        int levels = vae.config().blockOutChannels().size();
+        vae.stateDict().forEach((k, t) -> {
+            String l = AutoencoderKL.toLdmKey(k, levels);
+            // LDM keeps the VAE attention projections as 1x1 convolutions
+            boolean attnProj = l.contains(".mid.attn_1.") && !l.contains(".norm.") && t.dim() == 2;
+            out.put("first_stage_model." + l, attnProj ? t.view(t.size(0), t.size(1), 1, 1) : t);
+        });
+        te.model().parameters().forEach((k, t) -> out.put(ClipTextModel.SINGLE_FILE_PREFIX + k, t));
+        return out;
+    }
+
+    /** Writes the single-file layout (atomically). */
+    public static void saveSingleFile(TextToImageModel m, Path file) throws IOException {
+        SafeTensors.write(file, singleFileState(m), Map.of("format", "pt"));
+    }
+}
