@@ -227,6 +227,25 @@ public final class ClipTokenizer {
         return ids;
     }
 
+    /** The text of BPE ids (special tokens dropped, word ends as spaces): byte-level BPE is lossless up to CLIP's cleanup. */
+    public String decode(List<Integer> ids) {
+        Map<Integer, String> inverse = new HashMap<>();
+        encoder.forEach((k, v) -> inverse.put(v, k));
+        Map<Integer, Integer> charToByte = new HashMap<>();
+        for (int b = 0; b < 256; b++) charToByte.put(byteToChar[b].codePointAt(0), b);
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        for (int id : ids) {
+            if (id == startId || id == endId) continue;
+            String t = inverse.get(id);
+            if (t == null) throw new IllegalArgumentException("id " + id + " is not in the vocabulary");
+            boolean end = t.endsWith("</w>");
+            if (end) t = t.substring(0, t.length() - 4);
+            t.codePoints().forEach(cp -> out.write(charToByte.get(cp)));
+            if (end) out.write(' ');
+        }
+        return out.toString(StandardCharsets.UTF_8).strip();
+    }
+
     /** The result of tokenising one prompt: ids of the context length, and whether the prompt was cut. */
     public record Tokens(long[] ids, boolean truncated, int length) {}
 
