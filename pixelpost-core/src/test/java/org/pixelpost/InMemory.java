@@ -45,6 +45,21 @@ public final class InMemory {
         @Override public void close() {}
     }
 
+    /**
+     * A tiny model in Stable Diffusion's layout: the parity fixtures' U-Net (cross-attention width 32)
+     * and VAE (16x16 images to 4x8x8 latents), with a 32-wide CLIP over CLIP's own tokenizer.
+     */
+    public static TextToImageModel tinyStableDiffusion() throws Exception {
+        java.nio.file.Path o = TestData.shared().resolve("oracle");
+        org.pixelpost.tensor.Engine.seed(3);
+        org.pixelpost.model.text.ClipTextModel clip = new org.pixelpost.model.text.ClipTextModel(
+            new org.pixelpost.model.text.ClipTextModel.Config(49408, 32, 64, 2, 4, 77, "quick_gelu", 1e-5, 2));
+        return new TextToImageModel(org.pixelpost.model.denoiser.UNet2DCondition.load(o.resolve("unet_tiny")),
+            AutoencoderKL.load(o.resolve("vae_tiny")), "vae",
+            new org.pixelpost.model.text.ClipTextEncoder(org.pixelpost.model.text.ClipTokenizer.embedded(), clip, 1),
+            org.pixelpost.pipeline.StableDiffusion.scheduler(null), 16, 1.0);
+    }
+
     /** A two-level AutoencoderKL (8x8 images to 4x4x4 latents), randomly initialised. */
     public static AutoencoderKL autoencoder() {
         return new AutoencoderKL(new AutoencoderKL.Config(3, 3, List.of(16, 16), 1, 4, 8, 1.0, 0.0, true));

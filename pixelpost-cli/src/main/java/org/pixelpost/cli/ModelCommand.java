@@ -10,6 +10,12 @@ import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.denoiser.DiT;
 import java.io.IOException;
 import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.model.autoencoder.AutoencoderKL;
+import org.pixelpost.model.denoiser.UNet2DCondition;
+import org.pixelpost.model.text.ClipTextEncoder;
+import org.pixelpost.model.text.ClipTextModel;
+import org.pixelpost.pipeline.StableDiffusion;
 import org.pixelpost.io.Checks;
 import org.pixelpost.io.OutputDir;
 import org.pixelpost.tensor.Engine;
@@ -18,7 +24,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(name = "model", mixinStandardHelpOptions = true, description = "Inspect and create models.",
-    subcommands = {ModelCommand.Info.class, ModelCommand.Create.class})
+    subcommands = {ModelCommand.Info.class, ModelCommand.Create.class, ModelCommand.Convert.class})
 final class ModelCommand implements Runnable {
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
@@ -41,20 +47,34 @@ final class ModelCommand implements Runnable {
             Path dir = Paths.get(name);
             Object config;
             long count;
-            if (Files.isDirectory(dir)) {
+            Map<String, Object> components = new LinkedHashMap<>();
+            if (Files.exists(dir)) {
                 try (TextToImageModel m = TextToImageModel.load(dir)) {
                     config = Json.MAPPER.convertValue(m.denoiser.configJson(), Map.class);
                     count = m.denoiser.module().parameterCount();
-                    o.put("denoiser", m.denoiser.className());
-                    o.put("autoencoder", m.autoencoderSpec);
-                    o.put("text_encoder", m.textEncoder.name());
+                    components.put("denoiser", component(m.denoiser.className(), count));
+                    components.put("autoencoder", component(m.autoencoder.name() + " (" + m.autoencoderSpec + ")", m.autoencoder.parameterCount()));
+                    components.put("text_encoder", component(m.textEncoder.className(),
+                        m.textEncoder instanceof ClipTextEncoder c ? c.model().parameterCount() : null));
                     o.put("image_size", m.imageSize);
+                    o.put("prediction_type", m.predictionType().configName);
                 }
+            } else if (name.equalsIgnoreCase("sd15")) {
+                UNet2DCondition.Config u = UNet2DCondition.Config.sd15();
+                config = Json.MAPPER.convertValue(u.toJson(), Map.class);
+                count = u.parameterCount(); // from the configurations: nothing is allocated but the VAE
+                components.put("denoiser", component(UNet2DCondition.CLASS_NAME, count));
+                try (AutoencoderKL vae = new AutoencoderKL(AutoencoderKL.Config.sd())) {
+                    components.put("autoencoder", component("AutoencoderKL", vae.parameterCount()));
+                }
+                components.put("text_encoder", component(ClipTextEncoder.CLASS_NAME, ClipTextModel.Config.vitL14().parameterCount()));
             } else {
                 DiT.Config c = DiT.Config.named(name);
                 config = Json.MAPPER.convertValue(c.toJson(), Map.class);
                 count = c.parameterCount(); // from the configuration: nothing is allocated
+                components.put("denoiser", component("DiT", count));
             }
+            o.put("components", components);
             o.put("name", name);
             o.put("config", config);
             o.put("parameters", count);
@@ -65,10 +85,52 @@ final class ModelCommand implements Runnable {
             }
             if (json) System.out.println(Json.write(o));
             else {
-                System.out.printf("%s: %,d parameters%n", name, count);
+                System.out.printf("%s: %,d denoiser parameters%n", name, count);
+                components.forEach((k, v) -> {
+                    Map<?, ?> cm = (Map<?, ?>) v;
+                    System.out.printf("  %-13s %-32s %s%n", k, cm.get("class"), cm.get("parameters") == null ? "" : String.format("%,d", (Long) cm.get("parameters")));
+                });
                 if (published != null) System.out.printf("published (PixArt-alpha XL/2): %,d  %s%n", published, published == count ? "(match)" : "(differs)");
                 System.out.println(Json.write(o.get("config")));
             }
+            return 0;
+        }
+    }
+
+    static Map<String, Object> component(String cls, Long parameters) {
+        Map<String, Object> c = new LinkedHashMap<>();
+        c.put("class", cls);
+        c.put("parameters", parameters);
+        return c;
+    }
+
+    @Command(name = "convert", mixinStandardHelpOptions = true,
+        description = {"Convert a Stable Diffusion model between a diffusers folder and an original single file.",
+            "A folder becomes one .safetensors file with the LDM names; a single file becomes a diffusers folder."})
+    static final class Convert implements Callable<Integer> {
+        @Option(names = "--model", required = true, description = "a diffusers SD folder or an SD 1.x single file (.safetensors, .ckpt)") Path model;
+        @Option(names = "--out", required = true, description = "the single file (from a folder) or the new folder (from a file)") Path out;
+        @Option(names = "--configs", description = "a diffusers folder whose component configs describe a single file that is not SD 1.5") Path configs;
+        @Option(names = "--overwrite", description = "replace what --out holds") boolean overwrite;
+
+        @Override
+        public Integer call() throws Exception {
+            Engine.start();
+            StableDiffusion.LoadOptions opts = StableDiffusion.LoadOptions.defaults();
+            if (configs != null) opts = opts.withConfigs(configs);
+            boolean toFile = Files.isDirectory(model);
+            if (toFile) {
+                if (Files.isDirectory(out)) throw new InvalidValueException("--out", out + " is a folder; a single file is written from a folder");
+                if (Files.exists(out) && !overwrite) throw new InvalidValueException("--out", out + " exists; pass --overwrite to replace it");
+            } else {
+                OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
+            }
+            try (TextToImageModel m = TextToImageModel.load(model, opts)) {
+                if (!StableDiffusion.isStableDiffusion(m)) throw new InvalidValueException("--model", model + " is not a Stable Diffusion model");
+                if (toFile) StableDiffusion.saveSingleFile(m, out);
+                else m.save(out);
+            }
+            System.out.printf("%s -> %s%n", model, out);
             return 0;
         }
     }

@@ -10,6 +10,8 @@ import java.util.concurrent.Callable;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.pipeline.SampleFolder;
 import org.pixelpost.pipeline.Sampler;
+import org.pixelpost.pipeline.StableDiffusion;
+import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.io.Checks;
 import org.pixelpost.io.Images;
 import org.pixelpost.io.OutputDir;
@@ -23,7 +25,7 @@ import picocli.CommandLine.Option;
     description = {"Generate images with DDIM and classifier-free guidance.",
         "Writes PROMPT-IMAGE.png files, grid.png (a row per prompt) and settings.json."})
 final class SampleCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "model folder (model_index.json, denoiser/, scheduler/)")
+    @Option(names = "--model", required = true, description = "a model folder (PixelPost's, or a diffusers Stable Diffusion folder) or an SD 1.x single file")
     Path model;
 
     static final class Prompts {
@@ -34,7 +36,11 @@ final class SampleCommand implements Callable<Integer> {
     @ArgGroup(exclusive = true, multiplicity = "1") Prompts prompts;
 
     @Option(names = "--steps", defaultValue = "50", description = "DDIM steps (default: ${DEFAULT-VALUE})") int steps;
-    @Option(names = "--guidance", defaultValue = "4.5", description = "classifier-free guidance scale; <= 1 disables it (default: ${DEFAULT-VALUE})") double guidance;
+    @Option(names = "--guidance", description = "classifier-free guidance scale; <= 1 disables it (default: 7.5 for Stable Diffusion, 4.5 otherwise)") Double guidanceOption;
+    @Option(names = "--negative-prompt", description = "guide away from this prompt instead of the empty one (all prompts)") String negativePrompt;
+    @Option(names = "--size", defaultValue = "0", description = "image height and width in pixels (default: the model's; a U-Net takes any multiple of 64)") int size;
+    @Option(names = "--clip-skip", defaultValue = "1", description = "Stable Diffusion: 1 the last CLIP layer, 2 the one before (default: ${DEFAULT-VALUE})") int clipSkip;
+    double guidance;
     @Option(names = "--eta", defaultValue = "0", description = "DDIM eta: 0 deterministic, 1 DDPM-like (default: ${DEFAULT-VALUE})") double eta;
     @Option(names = "--seed", defaultValue = "0", description = "image i of a prompt starts from noise seeded by seed + i (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--num-images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})") int numImages;
@@ -48,7 +54,9 @@ final class SampleCommand implements Callable<Integer> {
         List<String> list = prompts.file != null ? readPrompts(prompts.file) : prompts.prompt;
         if (list.isEmpty()) throw new IllegalArgumentException("no prompts given");
         Checks.atLeast("--steps", steps, 1);
-        Checks.finite("--guidance", guidance);
+        if (guidanceOption != null) Checks.finite("--guidance", guidanceOption);
+        Checks.atLeast("--size", size, 0);
+        Checks.atLeast("--clip-skip", clipSkip, 1);
         Checks.nonNegative("--eta", eta);
         Checks.atLeast("--num-images", numImages, 1);
         Checks.atLeast("--batch", batch, 1);
@@ -67,9 +75,14 @@ final class SampleCommand implements Callable<Integer> {
     private int sample(List<String> list, List<Path> written) throws IOException {
         Engine.start();
         long t0 = System.nanoTime();
-        try (TextToImageModel m = TextToImageModel.load(model)) {
+        try (TextToImageModel m = TextToImageModel.load(model, new StableDiffusion.LoadOptions(clipSkip, null, null, null))) {
+            guidance = guidanceOption != null ? guidanceOption : StableDiffusion.isStableDiffusion(m) ? 7.5 : 4.5;
+            if (size != 0 && !StableDiffusion.isStableDiffusion(m) && size != m.imageSize)
+                throw new InvalidValueException("--size", size + " differs from the model's " + m.imageSize + " (a DiT samples at its own size)");
+            if (size != 0 && size % 64 != 0 && StableDiffusion.isStableDiffusion(m))
+                throw new InvalidValueException("--size", size + " is not a multiple of 64");
             Sampler sampler = m.sampler();
-            Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta);
+            Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size);
             List<String> flat = new ArrayList<>();
             List<long[]> ids = new ArrayList<>();
             for (int p = 0; p < list.size(); p++)
@@ -85,7 +98,8 @@ final class SampleCommand implements Callable<Integer> {
                 int end = Math.min(flat.size(), start + batch), base = start;
                 // image i of a prompt starts from seed + i, so --batch changes nothing in the images
                 long[] seeds = ids.subList(start, end).stream().mapToLong(id -> seed + id[1]).toArray();
-                Tensor images = sampler.sample(flat.subList(start, end), seeds, settings,
+                List<String> negatives = negativePrompt == null ? null : java.util.Collections.nCopies(end - start, negativePrompt);
+                Tensor images = sampler.sample(flat.subList(start, end), negatives, seeds, settings,
                     (done, n) -> bar.update((long) base * steps + (long) done * (end - base), total, null));
                 for (int k = 0; k < end - start; k++) {
                     long[] id = ids.get(start + k);

@@ -41,13 +41,8 @@ class StableDiffusionTest {
     @TempDir static Path dir;
     static Path folder;
 
-    /** The fixtures' U-Net (cross-attention width 32) and VAE (16x16 images), with a 32-wide CLIP over CLIP's own tokenizer. */
     static TextToImageModel tiny() throws Exception {
-        Path o = TestData.shared().resolve("oracle");
-        Engine.seed(3);
-        ClipTextModel clip = new ClipTextModel(new ClipTextModel.Config(49408, 32, 64, 2, 4, 77, "quick_gelu", 1e-5, 2));
-        return new TextToImageModel(UNet2DCondition.load(o.resolve("unet_tiny")), AutoencoderKL.load(o.resolve("vae_tiny")), "vae",
-            new ClipTextEncoder(ClipTokenizer.embedded(), clip, 1), StableDiffusion.scheduler(null), 16, 1.0);
+        return org.pixelpost.InMemory.tinyStableDiffusion();
     }
 
     @BeforeAll
