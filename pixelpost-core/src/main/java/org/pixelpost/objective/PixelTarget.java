@@ -12,12 +12,12 @@ import org.pixelpost.tensor.Tensors;
  * decoded once.
  */
 record PixelTarget(StepContext ctx, PixelTerm p, Tensor z, Tensor zT, Tensor t, Tensor idx, long[] crop,
-                   UnaryOperator<Tensor> decode, Tensor image) {
+                   UnaryOperator<Tensor> decode, UnaryOperator<Tensor> cropImage, Tensor image) {
     static PixelTarget of(StepContext ctx, PixelTerm p, Tensor z, Tensor zT, Tensor t, long[] rows) {
         Tensor idx = index(rows);
         Tensor zr = z.index_select(0, idx), zTr = zT.index_select(0, idx), tr = t.index_select(0, idx);
         Tensor targetLatent = Objectives.targetLatent(p.decode(), zr, zTr);
-        UnaryOperator<Tensor> decode = ctx.decode();
+        UnaryOperator<Tensor> decode = ctx.decode(), cropImage = UnaryOperator.identity();
         long[] crop = null;
         int c = p.crop();
         long h = z.size(2), w = z.size(3);
@@ -29,23 +29,29 @@ record PixelTarget(StepContext ctx, PixelTerm p, Tensor z, Tensor zT, Tensor t, 
             targetLatent = cropLatent(targetLatent, crop);
             UnaryOperator<Tensor> full = ctx.decode();
             long oy = cy - y0, ox = cx - x0;
-            decode = lat -> {
-                Tensor img = full.apply(lat);
-                long s = img.size(2) / lat.size(2);
+            long cropH = crop[2];
+            cropImage = img -> {
+                long s = img.size(2) / cropH;
                 return img.narrow(2, oy * s, c * s).narrow(3, ox * s, c * s);
             };
+            UnaryOperator<Tensor> cut = cropImage;
+            decode = lat -> cut.apply(full.apply(lat));
         }
         Tensor image;
         try (var g = Tensors.noGrad()) {
             image = decode.apply(targetLatent);
         }
-        return new PixelTarget(ctx, p, zr, zTr, tr, idx, crop, decode, image);
+        return new PixelTarget(ctx, p, zr, zTr, tr, idx, crop, decode, cropImage, image);
     }
 
     /** The per-sample pixel term of a model whose implied noise is {@code epsHat} (all rows of the batch). */
     Tensor term(Tensor epsHat) {
         Tensor pred = Objectives.predictedLatent(p.decode(), ctx.schedule(), z, zT, epsHat.index_select(0, idx), t);
         if (crop != null) pred = cropLatent(pred, crop);
+        if (p.checkpointDecoder()) {
+            UnaryOperator<Tensor> cut = cropImage;
+            return Objectives.pixelRecomputed((r, lat) -> r.apply(x -> cut.apply(x[0]), ctx.decodeRecomputed().apply(r, lat)), image, pred, p.decoderChunk());
+        }
         return Objectives.pixel(decode, image, pred, p.decoderChunk());
     }
 

@@ -56,6 +56,8 @@ public record TrainConfig(
     @Doc("clip the global gradient norm to this (0: off)") double maxGradNorm,
     @Doc("EMA decay of the weights (0: no EMA)") double emaDecay,
     @Doc("bf16 autocast for the forward passes") boolean bf16,
+    @Doc("recompute U-Net blocks and decoder levels in the backward instead of keeping their activations (less memory, more time)") boolean gradientCheckpointing,
+    @Doc("the decoder of the pixel term: vae (the model's own), taesd, or an autoencoder path over the same latents") String pixelDecoder,
     @Doc("random horizontal flips") boolean flip,
     @Doc("probability that a caption is replaced by the empty prompt, which trains the unconditional prediction guidance needs") double captionDropout,
     @Doc("write a checkpoint every N steps (0: only at the end)") int checkpointEvery,
@@ -88,7 +90,7 @@ public record TrainConfig(
 
     public static TrainConfig defaults() {
         return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1,
-            2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
+            2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, false, "vae", true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
             "skip", "skip", 0);
     }
 
@@ -158,7 +160,7 @@ public record TrainConfig(
     }
 
     public PixelTerm pixelTerm() {
-        return new PixelTerm(pixelWeight, PixelDecode.of(pixelDecode), pixelFraction, pixelCrop, pixelCropMargin, decoderChunk);
+        return new PixelTerm(pixelWeight, PixelDecode.of(pixelDecode), pixelFraction, pixelCrop, pixelCropMargin, decoderChunk, gradientCheckpointing);
     }
 
     /** The objective this config names, over {@code reference} where it needs one. */
@@ -185,6 +187,7 @@ public record TrainConfig(
         if (init == null) throw new InvalidValueException("init", "is required (the model folder to start from)");
         if (data == null) throw new InvalidValueException("data", "is required (captions.jsonl folder or pairs.jsonl)");
         if (out == null) throw new InvalidValueException("out", "is required (the run folder)");
+        if (pixelDecoder == null || pixelDecoder.isBlank()) throw new InvalidValueException("pixel_decoder", "is required (vae, taesd or a path)");
         Checks.nonNegative("latent_weight", latentWeight);
         Checks.nonNegative("pixel_weight", pixelWeight);
         if (latentWeight == 0 && pixelWeight == 0) throw new InvalidValueException("pixel_weight", "latent_weight and pixel_weight are both 0");

@@ -23,7 +23,10 @@ import org.pixelpost.io.Images;
 import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.io.OutputDir;
 import org.pixelpost.io.RunLock;
+import org.pixelpost.model.autoencoder.Autoencoder;
+import org.pixelpost.model.autoencoder.Autoencoders;
 import org.pixelpost.model.denoiser.Denoiser;
+import org.pixelpost.model.denoiser.UNet2DCondition;
 import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.pipeline.Sampler;
@@ -88,8 +91,11 @@ public final class TrainRun {
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
                 EncodedBatches batches = data.batches(c, c.seed());
                 List<Batch> valBatches = val == null ? null : val.batches(c, 0).inOrder();
-                try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total))) {
+                if (c.gradientCheckpointing() && m.denoiser instanceof UNet2DCondition u) u.gradientCheckpointing(true);
+                try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
+                     Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
                     t.checkpointer(checkpoints);
+                    if (pixelDecoder != null) t.pixelDecoder(pixelDecoder);
                     if (resumeFrom != null) {
                         t.resume(resumeFrom);
                         // what the interrupted run logged past its checkpoint goes: metrics and curves do not overlap

@@ -16,6 +16,7 @@ import org.pixelpost.data.Batches;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checks;
 import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Loss;
 import org.pixelpost.objective.Objective;
@@ -87,7 +88,7 @@ public final class Trainer implements AutoCloseable {
     private final Ema ema;
     private final LrSchedule lr;
     private final Generator gen;
-    private final StepContext ctx;
+    private StepContext ctx;
     private GradSync gradSync = GradSync.LOCAL;
     private Listener listener = new Listener() {};
     private Checkpointer checkpointer;
@@ -106,12 +107,26 @@ public final class Trainer implements AutoCloseable {
         this.ema = o.emaDecay() > 0 ? new Ema(params, o.emaDecay()) : null;
         this.lr = new LrSchedule(o.lr(), o.warmupSteps(), (int) o.steps(), o.cosine());
         this.gen = Generator.seeded(o.seed());
-        this.ctx = new StepContext(model.denoiser, model.noiseSchedule(), model.predictionType(), model::decodeLatents, gen);
+        this.ctx = new StepContext(model.denoiser, model.noiseSchedule(), model.predictionType(), model::decodeLatents, gen,
+            model::decodeLatentsRecomputed);
     }
 
     public Trainer listener(Listener l) { this.listener = l; return this; }
     public Trainer gradSync(GradSync s) { this.gradSync = s; return this; }
     public Trainer checkpointer(Checkpointer c) { this.checkpointer = c; return this; }
+
+    /**
+     * The pixel term decodes with {@code decoder} instead of the model's own autoencoder (a cheaper
+     * decoder over the same latents, such as TAESD for SD latents).
+     */
+    public Trainer pixelDecoder(Autoencoder decoder) {
+        if (decoder.latentChannels() != model.autoencoder.latentChannels())
+            throw new IllegalArgumentException("pixel decoder " + decoder.name() + " takes " + decoder.latentChannels() + " latent channels, the model has "
+                + model.autoencoder.latentChannels());
+        this.ctx = new StepContext(ctx.model(), ctx.schedule(), ctx.predictionType(), z -> model.decodeLatentsWith(decoder, z), gen,
+            (r, z) -> model.decodeLatentsRecomputedWith(decoder, r, z));
+        return this;
+    }
 
     public long step() { return step; }
 
@@ -157,6 +172,7 @@ public final class Trainer implements AutoCloseable {
                 finite = Double.isFinite(Tensors.item(loss.loss()));
                 if (!finite) break;
                 loss.loss().div(Tensors.s(o.gradAccum())).backward();
+                model.denoiser.finishBackward(); // blocks a checkpointing model recomputes
                 loss.terms().forEach((k, v) -> terms.merge(k, v / o.gradAccum(), Double::sum));
             }
             if (finite) {
@@ -186,7 +202,7 @@ public final class Trainer implements AutoCloseable {
     public Map<String, Double> evaluate(List<Batch> batches, long seed) {
         Map<String, Double> sum = new LinkedHashMap<>();
         try (Scope s = Scope.open(); var g = Tensors.noGrad(); Generator evalGen = Generator.seeded(seed)) {
-            StepContext c = new StepContext(ctx.model(), ctx.schedule(), ctx.predictionType(), ctx.decode(), evalGen);
+            StepContext c = ctx.withGenerator(evalGen);
             for (Batch b : batches) objective.loss(c, b).terms().forEach((k, v) -> sum.merge(k, v, Double::sum));
         }
         sum.replaceAll((k, v) -> v / batches.size());

@@ -28,6 +28,7 @@ import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Dpo;
 import org.pixelpost.objective.Objective;
 import org.pixelpost.objective.PixelTerm;
+import org.pixelpost.objective.PixelDecode;
 import org.pixelpost.objective.Sft;
 import org.pixelpost.objective.Simpo;
 import org.pixelpost.tensor.Engine;
@@ -135,6 +136,46 @@ class StableDiffusionTest {
                     assertFalse(torch.equal(before, m.denoiser.module().parameters().get("conv_in.weight")), obj + " trained");
                 }
             }
+        }
+    }
+
+    /** The loss and every U-Net parameter's gradient of one SFT + pixel step (seeded), with or without checkpointing. */
+    static double[] step(TextToImageModel m, Batch b, boolean checkpoint, List<Tensor> grads) {
+        ((UNet2DCondition) m.denoiser).gradientCheckpointing(checkpoint);
+        try (Generator g = Generator.seeded(21)) {
+            var ctx = new org.pixelpost.objective.StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), m::decodeLatents, g,
+                m::decodeLatentsRecomputed);
+            PixelTerm p = new PixelTerm(4, org.pixelpost.objective.PixelDecode.T, 1, 0, 1, 0, checkpoint);
+            var loss = new Sft(1, p).loss(ctx, b);
+            loss.loss().backward();
+            m.denoiser.finishBackward();
+            for (Tensor t : m.denoiser.module().parameters().values()) {
+                grads.add(t.grad().detach().clone());
+                t.grad().zero_();
+            }
+            return new double[] {loss.terms().get("loss"), loss.terms().get("pixel")};
+        }
+    }
+
+    @Test
+    void gradientCheckpointingGivesTheSameLossAndGradients() throws Exception {
+        try (TextToImageModel m = TextToImageModel.load(folder); Scope s = Scope.open()) {
+            Batch b;
+            try (Generator g = Generator.seeded(5); var ng = Tensors.noGrad()) {
+                var text = m.textEncoder.encode(List.of("a red circle", "a blue square"));
+                b = Batch.of(m.encodeImages(g.rand(2, 3, 16, 16)), text.tokens(), text.mask());
+            }
+            List<Tensor> plain = new java.util.ArrayList<>(), ckpt = new java.util.ArrayList<>();
+            double[] a = step(m, b, false, plain), c = step(m, b, true, ckpt);
+            assertEquals(a[0], c[0], 1e-6, "loss");
+            assertEquals(a[1], c[1], 1e-6, "pixel term");
+            double worst = 0, scale = 0;
+            for (int i = 0; i < plain.size(); i++) {
+                worst = Math.max(worst, Tensors.item(plain.get(i).sub(ckpt.get(i)).abs().max()));
+                scale = Math.max(scale, Tensors.item(plain.get(i).abs().max()));
+            }
+            assertTrue(scale > 0, "gradients flowed");
+            assertTrue(worst <= 1e-5 * scale, "largest gradient difference " + worst + " of " + scale);
         }
     }
 

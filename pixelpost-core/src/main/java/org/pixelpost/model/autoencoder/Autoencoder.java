@@ -2,6 +2,7 @@ package org.pixelpost.model.autoencoder;
 
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.nn.Module;
+import org.pixelpost.nn.Recompute;
 
 /**
  * A frozen image autoencoder. Callers speak one convention: images are {@code [B, 3, H, W]} RGB
@@ -32,6 +33,14 @@ public interface Autoencoder extends AutoCloseable {
 
     /** Model-space latents to images in [0, 1] (not clamped, so gradients stay informative). */
     Tensor decode(Tensor latents);
+
+    /**
+     * {@link #decode} as segments of a {@link Recompute} (gradient checkpointing); returns the number
+     * of the image. By default one segment: the whole decoder.
+     */
+    default int decodeRecomputed(Recompute r, int latents) {
+        return r.apply(x -> decode(x[0]), latents);
+    }
 
     Module encoder();
 

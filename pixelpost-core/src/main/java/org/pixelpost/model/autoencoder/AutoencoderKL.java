@@ -20,6 +20,7 @@ import org.pixelpost.nn.Layers;
 import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.GroupNorm;
 import org.pixelpost.nn.Module;
+import org.pixelpost.nn.Recompute;
 import org.pixelpost.nn.blocks.Attention;
 import org.pixelpost.nn.blocks.ResnetBlock2D;
 import org.pixelpost.tensor.Scope;
@@ -221,6 +222,23 @@ public final class AutoencoderKL implements Autoencoder {
         Tensor z = latents.div(Tensors.s(config.scalingFactor)).add(Tensors.s(config.shiftFactor));
         Tensor x = dec.decoder.forward(dec.postQuant.forward(z));
         return x.add(Tensors.s(1)).mul(Tensors.s(0.5));
+    }
+
+    /** The decoder as segments (input and mid block, each up level, the head): one level's activations at a time. */
+    @Override
+    public int decodeRecomputed(Recompute r, int latents) {
+        Decoder d = dec.decoder;
+        int x = r.apply(in -> d.mid.forward(d.convIn.forward(dec.postQuant.forward(
+            in[0].div(Tensors.s(config.scalingFactor)).add(Tensors.s(config.shiftFactor))))), latents);
+        for (int i = 0; i < d.blocks.size(); i++) {
+            int level = i;
+            x = r.apply(in -> {
+                Tensor h = in[0];
+                for (ResnetBlock2D res : d.blocks.get(level)) h = res.forward(h);
+                return d.up.get(level) != null ? d.up.get(level).forward(Layers.upsample2x(h)) : h;
+            }, x);
+        }
+        return r.apply(in -> d.convOut.forward(torch.silu(d.normOut.forward(in[0]))).add(Tensors.s(1)).mul(Tensors.s(0.5)), x);
     }
 
     /** Every parameter under its diffusers key. */

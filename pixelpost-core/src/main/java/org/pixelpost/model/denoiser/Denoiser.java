@@ -19,6 +19,12 @@ public interface Denoiser extends AutoCloseable {
      */
     Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask);
 
+    /**
+     * Completes a backward the model deferred (gradient checkpointing recomputes its blocks here);
+     * the trainer calls it after each micro-batch's {@code backward()}. Nothing by default.
+     */
+    default void finishBackward() {}
+
     /** The parameter tree, for optimizers, EMA, checkpoints and adapters. */
     Module module();
 

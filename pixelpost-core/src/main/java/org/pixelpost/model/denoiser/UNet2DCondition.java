@@ -26,6 +26,7 @@ import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.GroupNorm;
 import org.pixelpost.nn.Layers.Linear;
 import org.pixelpost.nn.Module;
+import org.pixelpost.nn.Recompute;
 import org.pixelpost.nn.blocks.Embeddings;
 import org.pixelpost.nn.blocks.ResnetBlock2D;
 import org.pixelpost.nn.blocks.Transformer2D;
@@ -308,6 +309,7 @@ public final class UNet2DCondition extends Module implements Denoiser {
      */
     @Override
     public Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
+        if (gradientCheckpointing && org.bytedeco.pytorch.GradMode.is_enabled()) return forwardRecomputed(zT, t, textTokens);
         long b = zT.size(0);
         Tensor tt = t.dim() == 0 || t.size(0) == 1 ? t.reshape(1).expand(b) : t;                    // [B]
         Tensor tFreq = Embeddings.timestep(tt, config.blockOutChannels.get(0), config.flipSinToCos, config.freqShift)
@@ -342,6 +344,72 @@ public final class UNet2DCondition extends Module implements Denoiser {
             }
         }
         return convOut.forward(torch.silu(normOut.forward(x)));                                      // [B, out, H, W]
+    }
+
+    private boolean gradientCheckpointing;
+    private final List<Recompute> pending = new ArrayList<>();
+
+    /**
+     * With gradient checkpointing, a forward that builds a graph keeps only each block's output and
+     * recomputes the block in {@link #finishBackward()}, so one block's activations live at a time.
+     */
+    public UNet2DCondition gradientCheckpointing(boolean on) {
+        this.gradientCheckpointing = on;
+        return this;
+    }
+
+    @Override
+    public void finishBackward() {
+        for (int i = pending.size() - 1; i >= 0; i--) pending.get(i).backward();
+        pending.clear();
+    }
+
+    /** The same forward as segments of a {@link Recompute}: time embedding, conv_in, each resnet/transformer unit, each resampler, the head. */
+    private Tensor forwardRecomputed(Tensor zT, Tensor t, Tensor textTokens) {
+        long b = zT.size(0);
+        Tensor tt = t.dim() == 0 || t.size(0) == 1 ? t.reshape(1).expand(b) : t;
+        Recompute r = new Recompute();
+        int tFreq = r.input(Embeddings.timestep(tt, config.blockOutChannels.get(0), config.flipSinToCos, config.freqShift).to(zT.scalar_type()), false);
+        int ctx = r.input(textTokens, false);
+        int emb = r.apply(x -> timeLinear2.forward(torch.silu(timeLinear1.forward(x[0]))), tFreq);
+        int h = r.apply(x -> convIn.forward(x[0]), r.input(zT, false));
+        List<Integer> skips = new ArrayList<>();
+        skips.add(h);
+        for (DownBlock blk : down) {
+            for (int j = 0; j < blk.resnets.size(); j++) {
+                ResnetBlock2D res = blk.resnets.get(j);
+                Transformer2D attn = blk.attentions.isEmpty() ? null : blk.attentions.get(j);
+                h = r.apply(x -> {
+                    Tensor y = res.forward(x[0], x[1]);
+                    return attn == null ? y : attn.forward(y, x[2]);
+                }, h, emb, ctx);
+                skips.add(h);
+            }
+            if (blk.downsampler != null) {
+                h = r.apply(x -> blk.downsampler.forward(x[0]), h);
+                skips.add(h);
+            }
+        }
+        h = r.apply(x -> midRes1.forward(midAttn.forward(midRes0.forward(x[0], x[1]), x[2]), x[1]), h, emb, ctx);
+        for (UpBlock blk : up) {
+            for (int j = 0; j < blk.resnets.size(); j++) {
+                ResnetBlock2D res = blk.resnets.get(j);
+                Transformer2D attn = blk.attentions.isEmpty() ? null : blk.attentions.get(j);
+                int skip = skips.remove(skips.size() - 1);
+                h = r.apply(x -> {
+                    Tensor y = res.forward(torch.cat(new TensorVector(x[0], x[1]), 1), x[2]);
+                    return attn == null ? y : attn.forward(y, x[3]);
+                }, h, skip, emb, ctx);
+            }
+            if (blk.upsampler != null) {
+                Tensor next = r.value(skips.get(skips.size() - 1));
+                long[] size = {next.size(2), next.size(3)};
+                h = r.apply(x -> blk.upsampler.forward(torch.upsample_nearest2d(x[0], size)), h);
+            }
+        }
+        int out = r.apply(x -> convOut.forward(torch.silu(normOut.forward(x[0]))), h);
+        pending.add(r);
+        return r.output(out);
     }
 
     /** Writes {@code config.json} and {@code diffusion_pytorch_model.safetensors} (the diffusers layout). */
