@@ -15,6 +15,7 @@ import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.AdamW;
+import org.pixelpost.io.Checks;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Loss;
 import org.pixelpost.objective.PixelTerm;
@@ -33,9 +34,28 @@ final class TrainBench implements Callable<Integer> {
     @Option(names = "--iters", defaultValue = "10") int iters;
     @Option(names = "--size", defaultValue = "tiny") String size;
     @Option(names = "--json") boolean json;
+    @Option(names = "--model", defaultValue = "tiny", description = "tiny (the DiT over TAEF2 at 64x64), or sd15-shapes (SD 1.5's U-Net and VAE, random weights)")
+    String model;
+    @Option(names = "--row", defaultValue = "-1", hidden = true) int row;
+    @Option(names = "--warmup", defaultValue = "1", description = "sd15-shapes: untimed steps first (default: ${DEFAULT-VALUE})") int warmup;
+    @Option(names = "--image-size", defaultValue = "512", description = "sd15-shapes: image size (default: ${DEFAULT-VALUE})") int imageSize;
 
     @Override
     public Integer call() throws Exception {
+        if (model.equals("sd15-shapes")) {
+            Checks.atLeast("--iters", iters, 1);
+            if (imageSize % 64 != 0) throw new org.pixelpost.io.InvalidValueException("--image-size", imageSize + " is not a multiple of 64");
+            if (row >= 0) {
+                System.out.println(Json.write(SdTrainBench.one(row, imageSize, iters, warmup)));
+                return 0;
+            }
+            List<Map<String, Object>> rows = SdTrainBench.all(imageSize, iters, warmup);
+            if (json) System.out.println(Json.write(rows));
+            else for (Map<String, Object> r : rows) System.out.printf("%-42s %8s s/step  peak RSS %s MiB%n", r.get("row"),
+                r.getOrDefault("seconds_per_step", "-"), r.getOrDefault("peak_rss_mib", r.getOrDefault("error", "-")));
+            return 0;
+        }
+        if (!model.equals("tiny")) throw new org.pixelpost.io.InvalidValueException("--model", "'" + model + "' is not tiny or sd15-shapes");
         Engine.seed(0);
         try (TextToImageModel m = TextToImageModel.create(size, "taef2", 64, 1.0); Generator gen = Generator.seeded(0);
              AdamW opt = new AdamW(m.denoiser.module().parameters(), 0.9, 0.999, 1e-8, 5e-6)) {

@@ -8,7 +8,11 @@ import org.bytedeco.pytorch.Tensor;
 import org.junit.jupiter.api.Test;
 import org.pixelpost.TestData;
 import org.pixelpost.io.SafeTensors;
+import org.pixelpost.model.denoiser.DiT;
+import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.model.denoiser.UNet2DCondition;
+import org.pixelpost.model.autoencoder.AutoencoderKL;
+import org.pixelpost.model.text.ClipTextEncoder;
 import org.pixelpost.model.text.ClipTextModel;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
@@ -59,6 +63,54 @@ class OracleParityTest {
             ClipTextModel.Output masked = m.forward(in.get("input_ids"), in.get("attention_mask"));
             assertTrue(maxAbsDiff(masked.last(), out.get("masked.last_hidden_state")) < TOL, "masked: " + maxAbsDiff(masked.last(), out.get("masked.last_hidden_state")));
             assertTrue(maxAbsDiff(masked.pooled(), out.get("masked.pooler_output")) < TOL, "masked pooled");
+        }
+    }
+
+    @Test
+    void pixArtFromADiffusersFolderMatchesDiffusers() throws Exception {
+        Path dir = oracle("pixart_tiny");
+        try (DiT m = (DiT) Denoisers.load(dir, null); Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            assertEquals(110_384, m.parameterCount());
+            assertEquals(110_384, m.config().parameterCount());
+            Map<String, Tensor> in = SafeTensors.read(dir.resolve("inputs.safetensors")), out = SafeTensors.read(dir.resolve("outputs.safetensors"));
+            Tensor y = m.forwardWithVariance(in.get("hidden_states"), in.get("timestep"), in.get("encoder_hidden_states"), in.get("encoder_attention_mask"));
+            assertTrue(maxAbsDiff(y, out.get("sample")) < TOL, "masked: " + maxAbsDiff(y, out.get("sample")));
+            Tensor u = m.forwardWithVariance(in.get("hidden_states"), in.get("timestep"), in.get("encoder_hidden_states"), null);
+            assertTrue(maxAbsDiff(u, out.get("sample_nomask")) < TOL, "no mask: " + maxAbsDiff(u, out.get("sample_nomask")));
+            Tensor r = m.forwardWithVariance(in.get("hidden_states_8x12"), in.get("timestep"), in.get("encoder_hidden_states"), in.get("encoder_attention_mask"));
+            assertTrue(maxAbsDiff(r, out.get("sample_8x12")) < TOL, "8x12: " + maxAbsDiff(r, out.get("sample_8x12")));
+            // the denoiser contract keeps the prediction half of the learned-variance output
+            assertTrue(maxAbsDiff(m.forward(in.get("hidden_states"), in.get("timestep"), in.get("encoder_hidden_states"), in.get("encoder_attention_mask")),
+                out.get("sample").narrow(1, 0, 4)) < TOL);
+        }
+    }
+
+    @Test
+    void autoencoderKLMatchesDiffusers() throws Exception {
+        Path dir = oracle("vae_tiny");
+        try (AutoencoderKL vae = AutoencoderKL.load(dir); Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            Map<String, Tensor> in = SafeTensors.read(dir.resolve("inputs.safetensors")), out = SafeTensors.read(dir.resolve("outputs.safetensors"));
+            Tensor z = vae.encode(in.get("image01"));
+            assertTrue(maxAbsDiff(z, out.get("encode_model_space")) < TOL, "encode: " + maxAbsDiff(z, out.get("encode_model_space")));
+            Tensor x = vae.decode(in.get("latents"));
+            assertTrue(maxAbsDiff(x, out.get("decode_01")) < TOL, "decode: " + maxAbsDiff(x, out.get("decode_01")));
+            // the checkpointed decoder computes the same image
+            org.pixelpost.nn.Recompute r = new org.pixelpost.nn.Recompute();
+            Tensor y = r.value(vae.decodeRecomputed(r, r.input(in.get("latents"), false)));
+            assertTrue(maxAbsDiff(y, x) < 1e-6);
+        }
+    }
+
+    @Test
+    void clipSkipTakesTheHiddenStateBeforeTheLastLayerThenTheFinalNorm() throws Exception {
+        Path dir = oracle("clip_text_tiny");
+        try (ClipTextModel m = ClipTextModel.load(dir); Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            Map<String, Tensor> in = SafeTensors.read(dir.resolve("inputs.safetensors")), out = SafeTensors.read(dir.resolve("outputs.safetensors"));
+            ClipTextEncoder skip1 = new ClipTextEncoder(null, m, 1), skip2 = new ClipTextEncoder(null, m, 2);
+            assertTrue(maxAbsDiff(skip1.features(in.get("input_ids")), out.get("last_hidden_state")) < TOL);
+            Tensor expected = m.finalLayerNorm(out.get("hidden_states.1"));
+            assertTrue(maxAbsDiff(skip2.features(in.get("input_ids")), expected) < TOL);
+            assertThrows(IllegalArgumentException.class, () -> new ClipTextEncoder(null, m, 3), "only as many layers as the model has");
         }
     }
 

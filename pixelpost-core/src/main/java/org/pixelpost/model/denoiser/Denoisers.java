@@ -22,7 +22,8 @@ public final class Denoisers {
     /** Class name -> loader: adding a denoiser kind is one line here. */
     private static final Map<String, Loader> REGISTRY = new TreeMap<>(Map.of(
         "DiT", DiT::load,
-        UNet2DCondition.CLASS_NAME, UNet2DCondition::load));
+        UNet2DCondition.CLASS_NAME, UNet2DCondition::load,
+        DiT.PIXART_CLASS, DiT::load));
 
     public static java.util.Set<String> known() {
         return REGISTRY.keySet();

@@ -143,7 +143,9 @@ public final class DiT extends Module implements Denoiser {
             yFc2 = add("y_embedder.y_proj.fc2", new Linear(d, d));
             for (int i = 0; i < c.depth; i++) blocks.add(add("blocks." + i, new Block(d, c.numHeads, c.mlpRatio)));
             finalLayer = add("final_layer", new FinalLayer(d, c.patchSize, c.outChannels));
-            pos = Embeddings.sinCos2d(d, c.sampleSize / c.patchSize);
+            int grid = c.sampleSize / c.patchSize;
+            double interpolation = Math.max(c.sampleSize / 64, 1);
+            pos = Embeddings.sinCos2d(d, grid, grid, 1 / interpolation, 1 / interpolation);
             pos.retainReference();
             initialize();
         }
@@ -228,21 +230,39 @@ public final class DiT extends Module implements Denoiser {
 
     @Override
     public Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
+        Tensor out = forwardWithVariance(zT, t, textTokens, textMask);                       // [B, c, H, W]
+        // learned variance: the second half of the channels is the variance, which DDIM does not use
+        return config.learnSigma() ? out.narrow(1, 0, config.inChannels) : out;              // [B, C, H, W]
+    }
+
+    /**
+     * The full output {@code [B, outChannels, H, W]}, the variance half included where the model
+     * learns one. Latents of other sizes than the model's (multiples of the patch) get positions on
+     * the grid scaled to the model's, as PixArt does for other aspect ratios.
+     */
+    public Tensor forwardWithVariance(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
         long b = zT.size(0);
         int p = config.patchSize, c = config.outChannels;
         long h = zT.size(2) / p, w = zT.size(3) / p;
-        if (h * p != config.sampleSize || w * p != config.sampleSize)
-            throw new IllegalArgumentException("latent " + Tensors.describe(zT) + " does not match sample size " + config.sampleSize);
-        Tensor x = patch.forward(zT).flatten(2, 3).transpose(1, 2).add(pos.to(zT.scalar_type())); // [B, N, d]
-        Tensor tFreq = Embeddings.timestep(t, FREQ_DIM, true, 0).to(zT.scalar_type());       // [B, 256]
+        if (h * p != zT.size(2) || w * p != zT.size(3))
+            throw new IllegalArgumentException("latent " + Tensors.describe(zT) + " is not a multiple of the patch size " + p);
+        Tensor grid = h * p == config.sampleSize && w * p == config.sampleSize ? pos : positions((int) h, (int) w);
+        Tensor tt = t.dim() == 0 || t.size(0) == 1 ? t.reshape(1).expand(b) : t;                 // [B]
+        Tensor x = patch.forward(zT).flatten(2, 3).transpose(1, 2).add(grid.to(zT.scalar_type())); // [B, N, d]
+        Tensor tFreq = Embeddings.timestep(tt, FREQ_DIM, true, 0).to(zT.scalar_type());      // [B, 256]
         Tensor tEmb = tMlp2.forward(torch.silu(tMlp0.forward(tFreq)));                       // [B, d]
         Tensor t6 = tBlock.forward(torch.silu(tEmb));                                        // [B, 6d]
         Tensor y = yFc2.forward(torch.gelu(yFc1.forward(textTokens), "tanh"));               // [B, T, d]
         for (Block blk : blocks) x = blk.forward(x, y, textMask, t6);                        // [B, N, d]
         x = finalLayer.forward(x, tEmb);                                                     // [B, N, p*p*c]
-        Tensor out = x.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p); // [B, c, H, W]
-        // learned variance: the second half of the channels is the variance, which DDIM does not use
-        return config.learnSigma() ? out.narrow(1, 0, config.inChannels) : out;              // [B, C, H, W]
+        return x.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p); // [B, c, H, W]
+    }
+
+    /** 2D sin-cos positions of an {@code h x w} patch grid, scaled to the model's grid (PixArt's base size and interpolation scale). */
+    private Tensor positions(int h, int w) {
+        int base = config.sampleSize / config.patchSize;
+        double interpolation = Math.max(config.sampleSize / 64, 1);
+        return Embeddings.sinCos2d(config.hiddenSize, h, w, base / (double) h / interpolation, base / (double) w / interpolation);
     }
 
     /** PixArt's initialisation: Xavier linears, N(0, 0.02) embedders, zero cross-attention output and final layer. */
@@ -279,6 +299,13 @@ public final class DiT extends Module implements Denoiser {
     public static DiT load(Path dir) throws IOException {
         Path cfg = dir.resolve("config.json");
         if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a DiT folder");
+        JsonNode raw;
+        try {
+            raw = new ObjectMapper().readTree(cfg.toFile());
+        } catch (IOException e) {
+            throw new BadFileException(cfg, "malformed JSON (" + e.getMessage() + ")");
+        }
+        if (PIXART_CLASS.equals(raw.path("_class_name").asText())) return loadPixArt(dir, raw);
         Config c;
         try {
             c = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
@@ -294,6 +321,84 @@ public final class DiT extends Module implements Denoiser {
             throw x;
         }
         return m;
+    }
+
+    /** diffusers' class for PixArt-alpha's transformer. */
+    public static final String PIXART_CLASS = "PixArtTransformer2DModel";
+
+    /**
+     * A diffusers {@code PixArtTransformer2DModel} folder, mapped onto this layout: its fused-free
+     * q/k/v projections are concatenated into {@code attn.qkv} and {@code cross_attn.kv_linear}.
+     */
+    public static DiT loadPixArt(Path dir, JsonNode j) throws IOException {
+        Path cfg = dir.resolve("config.json");
+        Config c;
+        try {
+            if (j.path("use_additional_conditions").asBoolean(false))
+                throw new org.pixelpost.io.InvalidValueException("use_additional_conditions", "true (resolution and aspect-ratio conditions) is not built");
+            if (!j.path("norm_type").asText("ada_norm_single").equals("ada_norm_single"))
+                throw new org.pixelpost.io.InvalidValueException("norm_type", "'" + j.get("norm_type").asText() + "' is not ada_norm_single");
+            int heads = (int) Checks.integer("num_attention_heads", j.get("num_attention_heads"), 1);
+            int hidden = heads * (int) Checks.integer("attention_head_dim", j.get("attention_head_dim"), 1);
+            int in = (int) Checks.integer("in_channels", j.get("in_channels"), 1);
+            int out = j.hasNonNull("out_channels") ? (int) Checks.integer("out_channels", j.get("out_channels"), 1) : in;
+            c = new Config(in, out, (int) Checks.integer("sample_size", j.get("sample_size"), 1), (int) Checks.integer("patch_size", j.get("patch_size"), 1),
+                hidden, (int) Checks.integer("num_layers", j.get("num_layers"), 1), heads, 4.0,
+                (int) Checks.integer("caption_channels", j.get("caption_channels"), 1));
+        } catch (RuntimeException e) {
+            throw new BadFileException(cfg, "unusable PixArt config (" + e.getMessage() + ")");
+        }
+        Path w = dir.resolve("diffusion_pytorch_model.safetensors");
+        if (!Files.isRegularFile(w)) throw new BadFileException(dir, "no diffusion_pytorch_model.safetensors in this folder");
+        DiT m = new DiT(c);
+        try (Scope s = Scope.open()) {
+            m.load(fromPixArtKeys(Checkpoints.read(w), c.depth()), w);
+        } catch (IOException | RuntimeException e) {
+            m.close();
+            throw e;
+        }
+        return m;
+    }
+
+    /** diffusers' PixArt names to the original ones (which this class uses). */
+    static Map<String, Tensor> fromPixArtKeys(Map<String, Tensor> d, int depth) {
+        Map<String, Tensor> o = new LinkedHashMap<>();
+        java.util.function.BiConsumer<String, String> same = (from, to) -> {
+            for (String sfx : List.of(".weight", ".bias")) if (d.containsKey(from + sfx)) o.put(to + sfx, d.get(from + sfx));
+        };
+        same.accept("pos_embed.proj", "x_embedder.proj");
+        same.accept("adaln_single.emb.timestep_embedder.linear_1", "t_embedder.mlp.0");
+        same.accept("adaln_single.emb.timestep_embedder.linear_2", "t_embedder.mlp.2");
+        same.accept("adaln_single.linear", "t_block.1");
+        same.accept("caption_projection.linear_1", "y_embedder.y_proj.fc1");
+        same.accept("caption_projection.linear_2", "y_embedder.y_proj.fc2");
+        for (int i = 0; i < depth; i++) {
+            String f = "transformer_blocks." + i + ".", t = "blocks." + i + ".";
+            for (String sfx : List.of(".weight", ".bias")) {
+                o.put(t + "attn.qkv" + sfx, cat(d, f + "attn1.to_q" + sfx, f + "attn1.to_k" + sfx, f + "attn1.to_v" + sfx));
+                o.put(t + "cross_attn.kv_linear" + sfx, cat(d, f + "attn2.to_k" + sfx, f + "attn2.to_v" + sfx));
+            }
+            same.accept(f + "attn1.to_out.0", t + "attn.proj");
+            same.accept(f + "attn2.to_q", t + "cross_attn.q_linear");
+            same.accept(f + "attn2.to_out.0", t + "cross_attn.proj");
+            same.accept(f + "ff.net.0.proj", t + "mlp.fc1");
+            same.accept(f + "ff.net.2", t + "mlp.fc2");
+            if (d.containsKey(f + "scale_shift_table")) o.put(t + "scale_shift_table", d.get(f + "scale_shift_table"));
+        }
+        if (d.containsKey("scale_shift_table")) o.put("final_layer.scale_shift_table", d.get("scale_shift_table"));
+        same.accept("proj_out", "final_layer.linear");
+        o.values().removeIf(java.util.Objects::isNull); // a part the file lacks is reported as missing by load
+        return o;
+    }
+
+    private static Tensor cat(Map<String, Tensor> d, String... keys) {
+        List<Tensor> parts = new ArrayList<>();
+        for (String k : keys) {
+            Tensor t = d.get(k);
+            if (t == null) return null;
+            parts.add(t);
+        }
+        return torch.cat(new TensorVector(parts.toArray(new Tensor[0])), 0);
     }
 
     /** Copies of the parameters, e.g. for a frozen reference model. */

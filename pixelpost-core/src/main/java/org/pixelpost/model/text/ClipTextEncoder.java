@@ -53,12 +53,16 @@ public final class ClipTextEncoder implements TextEncoder {
         return Tensors.fromFloats(ids, captions.size(), t).to(org.bytedeco.pytorch.global.torch.ScalarType.Long);
     }
 
+    /** The per-token features of token ids {@code [B, T]}: the last layer, or the one {@code clipSkip - 1} before it, final-normed. */
+    public Tensor features(Tensor ids) {
+        ClipTextModel.Output o = model.forward(ids, null);
+        return clipSkip == 1 ? o.last() : model.finalLayerNorm(o.hidden().get(o.hidden().size() - clipSkip));
+    }
+
     @Override
     public Encoded encode(List<String> captions) {
         try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
-            Tensor ids = tokenIds(captions);
-            ClipTextModel.Output o = model.forward(ids, null);
-            Tensor tokens = clipSkip == 1 ? o.last() : model.finalLayerNorm(o.hidden().get(o.hidden().size() - clipSkip));
+            Tensor tokens = features(tokenIds(captions));
             Tensor mask = org.bytedeco.pytorch.global.torch.ones(captions.size(), tokenizer.contextLength()).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
             return new Encoded(s.keep(tokens.contiguous()), s.keep(mask));
         }

@@ -26,23 +26,26 @@ public final class Embeddings {
     }
 
     /**
-     * Fixed 2D sin-cos positions {@code [1, grid*grid, d]}: the first half of the channels encodes
-     * the column, the second the row, each as {@code [sin, cos]}, in the order of the DiT code.
+     * Fixed 2D sin-cos positions {@code [1, h*w, d]} of a patch grid: the first half of the channels
+     * encodes the column, the second the row, each as {@code [sin, cos]}, in the order of the DiT and
+     * PixArt code. A row's position is {@code r * rowScale}, a column's {@code c * colScale} (1 on the
+     * model's own grid; PixArt scales other grids to its base size).
      */
-    public static Tensor sinCos2d(int d, int grid) {
-        float[] out = new float[grid * grid * d];
+    public static Tensor sinCos2d(int d, int h, int w, double rowScale, double colScale) {
+        float[] out = new float[h * w * d];
         int quarter = d / 4;
-        for (int r = 0; r < grid; r++)
-            for (int c = 0; c < grid; c++) {
-                int base = (r * grid + c) * d;
+        for (int r = 0; r < h; r++)
+            for (int c = 0; c < w; c++) {
+                int base = (r * w + c) * d;
+                double pr = r * rowScale, pc = c * colScale;
                 for (int i = 0; i < quarter; i++) {
                     double omega = 1.0 / Math.pow(10000, (double) i / quarter);
-                    out[base + i] = (float) Math.sin(c * omega);
-                    out[base + quarter + i] = (float) Math.cos(c * omega);
-                    out[base + 2 * quarter + i] = (float) Math.sin(r * omega);
-                    out[base + 3 * quarter + i] = (float) Math.cos(r * omega);
+                    out[base + i] = (float) Math.sin(pc * omega);
+                    out[base + quarter + i] = (float) Math.cos(pc * omega);
+                    out[base + 2 * quarter + i] = (float) Math.sin(pr * omega);
+                    out[base + 3 * quarter + i] = (float) Math.cos(pr * omega);
                 }
             }
-        return Tensors.fromFloats(out, 1, (long) grid * grid, d);
+        return Tensors.fromFloats(out, 1, (long) h * w, d);
     }
 }
