@@ -40,6 +40,8 @@ final class SampleCommand implements Callable<Integer> {
     @Option(names = "--negative-prompt", description = "guide away from this prompt instead of the empty one (all prompts)") String negativePrompt;
     @Option(names = "--size", defaultValue = "0", description = "image height and width in pixels (default: the model's; a U-Net takes any multiple of 64)") int size;
     @Option(names = "--clip-skip", defaultValue = "1", description = "Stable Diffusion: 1 the last CLIP layer, 2 the one before (default: ${DEFAULT-VALUE})") int clipSkip;
+    @Option(names = "--weights-dtype", defaultValue = "fp32", description = "fp32, or bf16 to hold the weights in half the memory (default: ${DEFAULT-VALUE})")
+    String weightsDtype;
     double guidance;
     @Option(names = "--eta", defaultValue = "0", description = "DDIM eta: 0 deterministic, 1 DDPM-like (default: ${DEFAULT-VALUE})") double eta;
     @Option(names = "--seed", defaultValue = "0", description = "image i of a prompt starts from noise seeded by seed + i (default: ${DEFAULT-VALUE})") long seed;
@@ -57,6 +59,7 @@ final class SampleCommand implements Callable<Integer> {
         if (guidanceOption != null) Checks.finite("--guidance", guidanceOption);
         Checks.atLeast("--size", size, 0);
         Checks.atLeast("--clip-skip", clipSkip, 1);
+        Checks.oneOf("--weights-dtype", weightsDtype, "fp32", "bf16");
         Checks.nonNegative("--eta", eta);
         Checks.atLeast("--num-images", numImages, 1);
         Checks.atLeast("--batch", batch, 1);
@@ -76,6 +79,7 @@ final class SampleCommand implements Callable<Integer> {
         Engine.start();
         long t0 = System.nanoTime();
         try (TextToImageModel m = TextToImageModel.load(model, new StableDiffusion.LoadOptions(clipSkip, null, null, null))) {
+            if (weightsDtype.equals("bf16")) m.toBf16Weights();
             guidance = guidanceOption != null ? guidanceOption : StableDiffusion.isStableDiffusion(m) ? 7.5 : 4.5;
             if (size != 0 && !StableDiffusion.isStableDiffusion(m) && size != m.imageSize)
                 throw new InvalidValueException("--size", size + " differs from the model's " + m.imageSize + " (a DiT samples at its own size)");

@@ -21,6 +21,7 @@ import org.pixelpost.nn.Recompute;
 import org.pixelpost.schedule.DdimScheduler;
 import org.pixelpost.schedule.NoiseSchedule;
 import org.pixelpost.schedule.PredictionType;
+import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -87,12 +88,41 @@ public final class TextToImageModel implements AutoCloseable {
 
     /** Images {@code [B, 3, H, W]} in [0, 1] to model latents {@code [B, C, h, w]}. */
     public Tensor encodeImages(Tensor images) {
-        return autoencoder.encode(images).mul(Tensors.s(latentScale));
+        ScalarType w = dtypeOf(autoencoder.encoder());
+        return autoencoder.encode(images.to(w)).to(images.scalar_type()).mul(Tensors.s(latentScale));
+    }
+
+    /** The dtype of a module's weights (float32 unless the model was loaded to stay in bf16). */
+    static ScalarType dtypeOf(org.pixelpost.nn.Module m) {
+        for (org.bytedeco.pytorch.Tensor p : m.parameters().values()) return p.scalar_type().intern();
+        return ScalarType.Float;
+    }
+
+    /** The denoiser's output for fp32 latents and text, whatever dtype its weights are in; fp32 out. */
+    public Tensor denoise(Tensor zT, Tensor t, Tensor tokens, Tensor mask) {
+        ScalarType w = dtypeOf(denoiser.module());
+        if (w == ScalarType.Float) return denoiser.forward(zT, t, tokens, mask);
+        return denoiser.forward(zT.to(w), t, tokens.to(w), mask).to(ScalarType.Float);
     }
 
     /** Model latents to images in [0, 1], not clamped (gradients flow through, for the pixel term). */
     public Tensor decodeLatents(Tensor latents) {
-        return autoencoder.decode(latents.div(Tensors.s(latentScale)));
+        ScalarType w = dtypeOf(autoencoder.decoder());
+        Tensor img = autoencoder.decode(latents.div(Tensors.s(latentScale)).to(w));
+        return w == ScalarType.Float ? img : img.to(ScalarType.Float);
+    }
+
+    /**
+     * Converts the weights of the denoiser, autoencoder and (where it has them in libtorch) text
+     * encoder to bf16, halving their memory, for sampling; training keeps fp32 weights (use bf16
+     * autocast there).
+     */
+    public TextToImageModel toBf16Weights() {
+        denoiser.module().to(ScalarType.BFloat16);
+        autoencoder.encoder().to(ScalarType.BFloat16);
+        autoencoder.decoder().to(ScalarType.BFloat16);
+        if (textEncoder instanceof org.pixelpost.model.text.ClipTextEncoder c) c.model().to(ScalarType.BFloat16);
+        return this;
     }
 
     /** {@link #decodeLatents} as segments of a {@link Recompute}, for the pixel term with gradient checkpointing. */

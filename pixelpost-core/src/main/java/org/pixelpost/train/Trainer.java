@@ -103,6 +103,10 @@ public final class Trainer implements AutoCloseable {
         this.o = options;
         this.params = model.denoiser.module().trainableParameters();
         if (params.isEmpty()) throw new IllegalArgumentException("the denoiser has no trainable parameters");
+        for (Map.Entry<String, Tensor> e : params.entrySet())
+            if (e.getValue().scalar_type().intern() != org.bytedeco.pytorch.global.torch.ScalarType.Float)
+                throw new IllegalArgumentException("the denoiser's weights are " + e.getValue().scalar_type().intern() + " (" + e.getKey()
+                    + "); training keeps fp32 weights: load them in fp32 and use bf16 autocast (--bf16)");
         this.opt = new AdamW(params, o.adamBeta1(), o.adamBeta2(), o.adamEps(), o.weightDecay());
         this.ema = o.emaDecay() > 0 ? new Ema(params, o.emaDecay()) : null;
         this.lr = new LrSchedule(o.lr(), o.warmupSteps(), (int) o.steps(), o.cosine());

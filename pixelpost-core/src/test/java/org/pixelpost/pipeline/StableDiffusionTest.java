@@ -109,6 +109,25 @@ class StableDiffusionTest {
     }
 
     @Test
+    void weightsKeptInBf16SampleNearlyTheSameImagesAndRefuseTraining() throws Exception {
+        try (TextToImageModel m = TextToImageModel.load(folder); Scope s = Scope.open()) {
+            Sampler.Settings st = new Sampler.Settings(4, 7.5, 0);
+            Tensor fp32 = m.sampler().sample(List.of("a red circle", "a blue square"), new long[] {1, 2}, st, null);
+            m.toBf16Weights();
+            assertEquals(torch.ScalarType.BFloat16, m.denoiser.module().parameters().get("conv_in.weight").scalar_type().intern());
+            Tensor bf16 = m.sampler().sample(List.of("a red circle", "a blue square"), new long[] {1, 2}, st, null);
+            double diff = Tensors.item(fp32.sub(bf16).abs().mean());
+            assertTrue(diff < 0.02, "mean pixel difference " + diff);
+            Batches none = new Batches() {
+                @Override public Batch get(long step, int micro) { return null; }
+                @Override public long size() { return 1; }
+            };
+            var e = assertThrows(IllegalArgumentException.class, () -> new Trainer(m, none, new Sft(1, PixelTerm.off()), Trainer.Options.defaults()));
+            assertTrue(e.getMessage().contains("fp32"), e.getMessage());
+        }
+    }
+
+    @Test
     void trainsWithEveryObjectiveWithAndWithoutThePixelTerm() throws Exception {
         try (TextToImageModel m = TextToImageModel.load(folder); Denoiser reference = Denoisers.load(folder.resolve("unet"), null)) {
             reference.module().freeze();

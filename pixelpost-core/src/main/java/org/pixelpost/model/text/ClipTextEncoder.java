@@ -64,7 +64,7 @@ public final class ClipTextEncoder implements TextEncoder {
         try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
             Tensor tokens = features(tokenIds(captions));
             Tensor mask = org.bytedeco.pytorch.global.torch.ones(captions.size(), tokenizer.contextLength()).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
-            return new Encoded(s.keep(tokens.contiguous()), s.keep(mask));
+            return new Encoded(s.keep(tokens.to(org.bytedeco.pytorch.global.torch.ScalarType.Float).contiguous()), s.keep(mask));
         }
     }
 
