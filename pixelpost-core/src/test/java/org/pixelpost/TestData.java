@@ -36,6 +36,17 @@ public final class TestData {
         return shared().resolve("weights/taef2");
     }
 
+    /** Copies a folder tree. */
+    public static void copyTree(Path from, Path to) throws IOException {
+        try (var s = Files.walk(from)) {
+            for (Path f : s.toList()) {
+                Path t = to.resolve(from.relativize(f).toString());
+                if (Files.isDirectory(f)) Files.createDirectories(t);
+                else Files.copy(f, t);
+            }
+        }
+    }
+
     /** The package tarball: $PIXELPOST_EMOJI_TGZ, the cache, or {@code npm pack} into the cache. */
     public static synchronized Path emojiTarball() throws IOException, InterruptedException {
         String env = System.getenv("PIXELPOST_EMOJI_TGZ");

@@ -17,7 +17,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Speed and memory figures (not pass/fail).",
-    subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class, TrainBench.class})
+    subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class, TrainBench.class, PixelDecoderBench.class})
 final class BenchCommand implements Runnable {
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 

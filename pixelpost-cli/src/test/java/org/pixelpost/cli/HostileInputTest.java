@@ -171,7 +171,7 @@ class HostileInputTest {
     void craftedModelConfigsGetAClearError(@TempDir Path dir) throws Exception {
         for (String edit : List.of("\"hidden_size\": -192", "no depth")) {
             Path m = dir.resolve("m" + edit.length());
-            copyTree(model, m);
+            TestData.copyTree(model, m);
             Path cfg = m.resolve("denoiser/config.json");
             JsonNode j = Json.MAPPER.readTree(cfg.toFile());
             if (edit.equals("no depth")) ((com.fasterxml.jackson.databind.node.ObjectNode) j).remove("depth");
@@ -235,15 +235,6 @@ class HostileInputTest {
         return all.toArray(String[]::new);
     }
 
-    static void copyTree(Path from, Path to) throws Exception {
-        try (var s = Files.walk(from)) {
-            for (Path f : s.toList()) {
-                Path t = to.resolve(from.relativize(f).toString());
-                if (Files.isDirectory(f)) Files.createDirectories(t);
-                else Files.copy(f, t);
-            }
-        }
-    }
 
     /** A valid PNG signature and IHDR claiming {@code w x h} RGB pixels, a one-row IDAT and IEND. */
     static byte[] pngHeaderOnly(int w, int h) {

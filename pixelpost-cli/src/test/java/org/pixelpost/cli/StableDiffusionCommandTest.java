@@ -54,6 +54,12 @@ class StableDiffusionCommandTest {
         assertEquals(64, ImageIO.read(out.resolve("000-0.png").toFile()).getWidth());
         assertEquals("2", run("sample", "--model", back.toString(), "--prompt", "x", "--size", "100", "--out", dir.resolve("s2").toString())[0]);
 
+        // the pixel-decoder benchmark: the model's own VAE given as "the other decoder" gives the very same gradient
+        r = run("bench", "pixel-decoder", "--model", back.toString(), "--decoder", TestData.shared().resolve("oracle/vae_tiny").toString(),
+            "--draws", "2", "--json");
+        assertEquals("0", r[0], r[2]);
+        assertEquals(1.0, Json.MAPPER.readTree(r[1]).get("gradient_cosine").asDouble(), 1e-3);
+
         Path data = TestData.captionedFolder(dir.resolve("data"), TestData.EMOJI.subList(0, 2), TestData.CAPTIONS.subList(0, 2));
         r = run("train", "--init", back.toString(), "--data", data.toString(), "--out", dir.resolve("run").toString(), "--steps", "2",
             "--batch-size", "2", "--pixel-weight", "2", "--lr", "1e-4");

@@ -183,6 +183,17 @@ public abstract class Module implements AutoCloseable {
         }
     }
 
+    /** {@code m} with {@code state} loaded into it; on failure {@code m} is closed and the error passed on. */
+    public static <M extends Module> M loaded(M m, Map<String, Tensor> state, Path source) throws BadFileException {
+        try {
+            m.load(state, source);
+            return m;
+        } catch (BadFileException | RuntimeException e) {
+            m.close();
+            throw e;
+        }
+    }
+
     /** Frees the parameters' native memory now; the module is unusable afterwards. */
     @Override
     public void close() {

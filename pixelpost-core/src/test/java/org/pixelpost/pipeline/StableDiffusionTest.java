@@ -234,24 +234,11 @@ class StableDiffusionTest {
                 assertFalse(torch.isfinite(u.parameters().get("conv_in.bias")).all().item().toBool(), "fp16 loads into fp32");
             }
             Path nanSd = dir.resolve("nan-sd");
-            HostileCopy.copyTree(folder, nanSd);
+            TestData.copyTree(folder, nanSd);
             Files.copy(nan.resolve("diffusion_pytorch_model.safetensors"), nanSd.resolve("unet/diffusion_pytorch_model.safetensors"),
                 java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             e = assertThrows(BadFileException.class, () -> TextToImageModel.load(nanSd));
             assertTrue(e.getMessage().contains("conv_in.bias") && e.getMessage().contains("NaN"), e.getMessage());
-        }
-    }
-
-    /** Copies a folder tree. */
-    static final class HostileCopy {
-        static void copyTree(Path from, Path to) throws Exception {
-            try (var s = Files.walk(from)) {
-                for (Path f : s.toList()) {
-                    Path t = to.resolve(from.relativize(f).toString());
-                    if (Files.isDirectory(f)) Files.createDirectories(t);
-                    else Files.copy(f, t);
-                }
-            }
         }
     }
 }

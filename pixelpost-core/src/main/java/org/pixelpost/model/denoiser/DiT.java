@@ -312,15 +312,11 @@ public final class DiT extends Module implements Denoiser {
         } catch (IOException | RuntimeException e) {
             throw new BadFileException(cfg, "malformed DiT config (" + e.getMessage() + ")");
         }
-        DiT m = new DiT(c);
         Path w = dir.resolve("model.safetensors");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
-            m.load(Checkpoints.read(Files.isRegularFile(w) ? w : dir.resolve("model.pth")), w);
-        } catch (IOException | RuntimeException x) {
-            m.close();
-            throw x;
+            Map<String, Tensor> stored = Checkpoints.read(Files.isRegularFile(w) ? w : dir.resolve("model.pth"));
+            return loaded(new DiT(c), stored, w);
         }
-        return m;
     }
 
     /** diffusers' class for PixArt-alpha's transformer. */
@@ -350,14 +346,10 @@ public final class DiT extends Module implements Denoiser {
         }
         Path w = dir.resolve("diffusion_pytorch_model.safetensors");
         if (!Files.isRegularFile(w)) throw new BadFileException(dir, "no diffusion_pytorch_model.safetensors in this folder");
-        DiT m = new DiT(c);
-        try (Scope s = Scope.open()) {
-            m.load(fromPixArtKeys(Checkpoints.read(w), c.depth()), w);
-        } catch (IOException | RuntimeException e) {
-            m.close();
-            throw e;
+        try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
+            Map<String, Tensor> stored = Checkpoints.read(w);
+            return loaded(new DiT(c), fromPixArtKeys(stored, c.depth()), w);
         }
-        return m;
     }
 
     /** diffusers' PixArt names to the original ones (which this class uses). */

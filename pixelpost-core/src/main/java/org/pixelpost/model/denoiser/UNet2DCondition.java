@@ -445,13 +445,7 @@ public final class UNet2DCondition extends Module implements Denoiser {
     /** A U-Net of {@code c} with the weights in {@code stored} (diffusers or LDM names; other keys are ignored). */
     public static UNet2DCondition fromState(Config c, Map<String, Tensor> stored, Path source) throws IOException {
         UNet2DCondition m = new UNet2DCondition(c);
-        try {
-            m.load(KeyLayout.pick(stored, m.parameters().keySet(), layouts(c)), source);
-        } catch (IOException | RuntimeException e) {
-            m.close();
-            throw e;
-        }
-        return m;
+        return loaded(m, KeyLayout.pick(stored, m.parameters().keySet(), layouts(c)), source);
     }
 
     /** Accepted key layouts: diffusers, and the original LDM names (with or without {@code model.diffusion_model.}). */

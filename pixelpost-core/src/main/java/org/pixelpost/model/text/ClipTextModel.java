@@ -192,13 +192,7 @@ public final class ClipTextModel extends Module {
     /** A model of {@code c} with the weights in {@code stored} (transformers' or SD single-file names; other keys are ignored). */
     public static ClipTextModel fromState(Config c, Map<String, Tensor> stored, Path source) throws IOException {
         ClipTextModel m = new ClipTextModel(c);
-        try {
-            m.load(KeyLayout.pick(stored, m.parameters().keySet(), layouts()), source);
-        } catch (IOException | RuntimeException e) {
-            m.close();
-            throw e;
-        }
-        return m;
+        return loaded(m, KeyLayout.pick(stored, m.parameters().keySet(), layouts()), source);
     }
 
     /** The prefix of the text encoder in an SD 1.x single file. */
