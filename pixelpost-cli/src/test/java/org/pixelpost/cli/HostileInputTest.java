@@ -119,6 +119,7 @@ class HostileInputTest {
         r = run(concat(a, "--out", dir.resolve("fail").toString(), "--on-bad-image", "fail"));
         assertEquals("1", r[0], "the cached set does not hide the bad image: " + r[2]);
         assertTrue(r[2].contains("broken.png") && r[2].contains("--on-bad-image fail"), r[2]);
+        assertFalse(Files.exists(dir.resolve("fail")), "a run that failed before its first step leaves no folder it made");
     }
 
     @Test

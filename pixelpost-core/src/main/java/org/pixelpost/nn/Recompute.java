@@ -5,6 +5,7 @@ import java.util.List;
 import java.util.function.Function;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.tensor.Autocast;
+import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
 /**
@@ -38,8 +39,9 @@ public final class Recompute {
         Tensor[] in = new Tensor[inputs.length];
         for (int i = 0; i < inputs.length; i++) in[i] = values.get(inputs[i]);
         Tensor out;
-        try (var g = Tensors.noGrad()) {
-            out = fn.apply(in);
+        // a scope of its own: the segment's intermediates are freed now, only its output is kept
+        try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            out = s.keep(fn.apply(in));
         }
         values.add(out);
         needsGrad.add(true); // segments may hold parameters: their outputs always take part in the replay
@@ -69,21 +71,25 @@ public final class Recompute {
             Segment seg = segments.get(s);
             Tensor gOut = grads.get(seg.output);
             if (gOut == null) continue;
-            Tensor[] in = new Tensor[seg.inputs.length];
-            for (int i = 0; i < in.length; i++) {
-                Tensor v = values.get(seg.inputs[i]).detach();
-                in[i] = needsGrad.get(seg.inputs[i]) && v.is_floating_point() ? v.requires_grad_(true) : v;
-            }
-            Tensor out;
-            try (Autocast a = Autocast.bf16(seg.autocast)) {
-                out = seg.fn.apply(in);
-            }
-            if (out.requires_grad()) out.backward(gOut.to(out.scalar_type()), new org.bytedeco.pytorch.BoolOptional(), false, new org.bytedeco.pytorch.TensorArrayRefOptional());
-            for (int i = 0; i < in.length; i++) {
-                int id = seg.inputs[i];
-                if (!in[i].requires_grad() || !in[i].grad().defined()) continue;
-                Tensor gi = in[i].grad().detach();
-                grads.set(id, grads.get(id) == null ? gi : grads.get(id).add(gi));
+            // one segment's graph at a time: its activations are freed when this scope closes
+            try (Scope scope = Scope.open()) {
+                Tensor[] in = new Tensor[seg.inputs.length];
+                for (int i = 0; i < in.length; i++) {
+                    Tensor v = values.get(seg.inputs[i]).detach();
+                    in[i] = needsGrad.get(seg.inputs[i]) && v.is_floating_point() ? v.requires_grad_(true) : v;
+                }
+                Tensor out;
+                try (Autocast a = Autocast.bf16(seg.autocast)) {
+                    out = seg.fn.apply(in);
+                }
+                if (out.requires_grad())
+                    out.backward(gOut.to(out.scalar_type()), new org.bytedeco.pytorch.BoolOptional(), false, new org.bytedeco.pytorch.TensorArrayRefOptional());
+                for (int i = 0; i < in.length; i++) {
+                    int id = seg.inputs[i];
+                    if (!in[i].requires_grad() || !in[i].grad().defined()) continue;
+                    Tensor gi = in[i].grad().detach();
+                    grads.set(id, scope.keep(grads.get(id) == null ? gi : grads.get(id).add(gi)));
+                }
             }
             grads.set(seg.output, null); // done with it
         }

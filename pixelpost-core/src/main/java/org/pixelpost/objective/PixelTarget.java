@@ -38,8 +38,9 @@ record PixelTarget(StepContext ctx, PixelTerm p, Tensor z, Tensor zT, Tensor t, 
             decode = lat -> cut.apply(full.apply(lat));
         }
         Tensor image;
-        try (var g = Tensors.noGrad()) {
-            image = decode.apply(targetLatent);
+        // the decoder's intermediates are freed at once: only the target image is kept
+        try (org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open(); var g = Tensors.noGrad()) {
+            image = s.keep(decode.apply(targetLatent));
         }
         return new PixelTarget(ctx, p, zr, zTr, tr, idx, crop, decode, cropImage, image);
     }

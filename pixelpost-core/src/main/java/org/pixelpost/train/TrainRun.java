@@ -73,13 +73,24 @@ public final class TrainRun {
     }
 
     public Summary run() throws IOException {
+        boolean[] created = {false}, training = {false};
+        try {
+            return run(created, training);
+        } catch (IOException | RuntimeException e) {
+            // a run that failed before its first step leaves nothing behind in a folder it made itself
+            if (created[0] && !training[0]) AtomicFiles.deleteTree(out);
+            throw e;
+        }
+    }
+
+    private Summary run(boolean[] created, boolean[] training) throws IOException {
         long started = System.nanoTime();
         Engine.start();
         Checkpointer checkpoints = new Checkpointer(out.resolve("checkpoints"), c.checkpointEvery(), c.keepCheckpoints());
         Path resumeFrom = c.resume() == null || c.resume().isBlank() ? null : checkpoints.resolve(c.resume());
         if (resumeFrom == null && !checkpoints.list().isEmpty())
             throw new IOException(out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
-        OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
+        created[0] = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
         if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
             throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
         try (RunLock lock = RunLock.acquire(out); TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
@@ -110,6 +121,7 @@ public final class TrainRun {
                     Map<String, Double> last;
                     try (FolderLog log = new FolderLog(valBatches, started)) {
                         t.listener(log);
+                        training[0] = true;
                         listener.started(t);
                         last = t.run();
                     }
