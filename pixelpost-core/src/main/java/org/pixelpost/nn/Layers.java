@@ -27,6 +27,17 @@ public final class Layers {
             this.padding = padding;
         }
 
+        /** A convolution over existing weights (shared, not copied): how an adapter wraps a layer. */
+        protected Conv2d(Conv2d base) {
+            this.weight = param("weight", base.weight);
+            this.bias = base.bias == null ? null : param("bias", base.bias);
+            this.stride = base.stride;
+            this.padding = base.padding;
+        }
+
+        public long stride() { return stride; }
+        public long padding() { return padding; }
+
         /** 3x3, padding 1, stride 1, with bias. */
         public static Conv2d k3(long in, long out) {
             return new Conv2d(in, out, 3, 1, 1, true);
@@ -55,6 +66,12 @@ public final class Layers {
 
         public Linear(long in, long out) {
             this(in, out, true);
+        }
+
+        /** A linear layer over existing weights (shared, not copied): how an adapter wraps a layer. */
+        protected Linear(Linear base) {
+            this.weight = param("weight", base.weight);
+            this.bias = base.bias == null ? null : param("bias", base.bias);
         }
 
         @Override

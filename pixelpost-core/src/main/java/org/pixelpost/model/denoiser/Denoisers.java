@@ -25,6 +25,31 @@ public final class Denoisers {
         UNet2DCondition.CLASS_NAME, UNet2DCondition::load,
         DiT.PIXART_CLASS, DiT::load));
 
+    /**
+     * The same denoiser with its LoRA adapters switched off for each forward: the base model, without
+     * a second copy of its weights (DPO's reference in a LoRA run).
+     */
+    public static Denoiser withoutAdapters(Denoiser d) {
+        return new Denoiser() {
+            @Override
+            public org.bytedeco.pytorch.Tensor forward(org.bytedeco.pytorch.Tensor zT, org.bytedeco.pytorch.Tensor t,
+                                                       org.bytedeco.pytorch.Tensor tokens, org.bytedeco.pytorch.Tensor mask) {
+                org.pixelpost.nn.Lora.enable(d.module(), false);
+                try {
+                    return d.forward(zT, t, tokens, mask);
+                } finally {
+                    org.pixelpost.nn.Lora.enable(d.module(), true);
+                }
+            }
+
+            @Override public org.pixelpost.nn.Module module() { return d.module(); }
+            @Override public String className() { return d.className(); }
+            @Override public com.fasterxml.jackson.databind.node.ObjectNode configJson() { return d.configJson(); }
+            @Override public void save(Path dir) throws IOException { d.save(dir); }
+            @Override public void close() {} // the weights belong to d
+        };
+    }
+
     public static java.util.Set<String> known() {
         return REGISTRY.keySet();
     }
