@@ -30,11 +30,23 @@ public final class OutputDir {
      */
     public static boolean prepare(Path dir, String option, Existing existing, boolean overwrite) throws IOException {
         if (Files.exists(dir) && !Files.isDirectory(dir)) throw new InvalidValueException(option, dir + " is a file, not a folder");
-        boolean created = !Files.exists(dir);
-        if (!created && existing == Existing.MUST_BE_EMPTY && !overwrite && !isEmpty(dir))
+        if (Files.isDirectory(dir) && existing == Existing.MUST_BE_EMPTY && !overwrite && !isEmpty(dir))
             throw new InvalidValueException(option, dir + " already holds files; choose another folder, or pass --overwrite to replace them");
+        boolean created;
         try {
-            Files.createDirectories(dir);
+            Path parent = dir.toAbsolutePath().getParent();
+            if (parent != null) Files.createDirectories(parent);
+        } catch (FileSystemException e) {
+            throw new BadFileException(dir, "cannot create the folder (" + (e instanceof java.nio.file.FileAlreadyExistsException
+                ? "a parent is a file" : reason(e)) + ")");
+        }
+        try {
+            // atomic: of two processes creating the same folder, exactly one learns it made it
+            Files.createDirectory(dir);
+            created = true;
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            if (!Files.isDirectory(dir)) throw new InvalidValueException(option, dir + " is a file, not a folder");
+            created = false;
         } catch (FileSystemException e) {
             throw new BadFileException(dir, "cannot create the folder (" + reason(e) + ")");
         }

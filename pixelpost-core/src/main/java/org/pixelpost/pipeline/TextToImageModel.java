@@ -173,16 +173,18 @@ public final class TextToImageModel implements AutoCloseable {
         String aeSpec = j.path("autoencoder").asText("taef2");
         Path rel = dir.resolve(aeSpec);
         Autoencoder ae = Autoencoders.load(Files.exists(rel) && !aeSpec.isEmpty() ? rel.toString() : aeSpec);
-        Denoiser denoiser = Denoisers.load(dir.resolve("denoiser"), componentClass(j.path("denoiser"), "DiT"));
+        Denoiser denoiser = null;
         TextEncoder te = null;
         try {
+            denoiser = Denoisers.load(dir.resolve("denoiser"), componentClass(j.path("denoiser"), "DiT"));
             te = TextEncoders.load(componentClass(j.path("text_encoder"), MiniLmTextEncoder.CLASS_NAME), dir, j, index);
             Path sched = dir.resolve("scheduler/scheduler_config.json");
             DdimScheduler.Config sc = Files.isRegularFile(sched) ? DdimScheduler.Config.read(sched) : defaultScheduler();
             return new TextToImageModel(denoiser, ae, aeSpec, te, sc, j.path("image_size").asInt(64), j.path("latent_scale").asDouble(1.0));
         } catch (IOException | RuntimeException e) {
-            denoiser.close();
+            if (denoiser != null) denoiser.close();
             if (te != null) te.close();
+            ae.close();
             throw e;
         }
     }

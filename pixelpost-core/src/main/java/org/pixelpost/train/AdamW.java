@@ -73,8 +73,8 @@ public final class AdamW implements AutoCloseable {
 
     public void load(Map<String, Tensor> s) {
         try (var g = Tensors.noGrad()) {
-            m.forEach((k, t) -> t.copy_(require(s, "m." + k)));
-            v.forEach((k, t) -> t.copy_(require(s, "v." + k)));
+            m.forEach((k, t) -> t.copy_(require(s, "m." + k, t)));
+            v.forEach((k, t) -> t.copy_(require(s, "v." + k, t)));
         }
         step = (long) Tensors.item(require(s, "step"));
     }
@@ -91,6 +91,13 @@ public final class AdamW implements AutoCloseable {
     private static Tensor require(Map<String, Tensor> s, String k) {
         Tensor t = s.get(k);
         if (t == null) throw new IllegalArgumentException("optimizer state lacks " + k);
+        return t;
+    }
+
+    private static Tensor require(Map<String, Tensor> s, String k, Tensor like) {
+        Tensor t = require(s, k);
+        if (!java.util.Arrays.equals(Tensors.shape(t), Tensors.shape(like)))
+            throw new IllegalArgumentException("optimizer state " + k + " has shape " + java.util.Arrays.toString(Tensors.shape(t)));
         return t;
     }
 }

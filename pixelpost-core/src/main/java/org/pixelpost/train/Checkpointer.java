@@ -79,7 +79,7 @@ public record Checkpointer(Path dir, int every, int keep) {
         if (!Files.isDirectory(dir)) return List.of();
         try (var s = Files.list(dir)) {
             return s.filter(p -> p.getFileName().toString().matches("step-\\d+") && Files.isRegularFile(p.resolve(STATE)))
-                .sorted(Comparator.comparing(p -> p.getFileName().toString())).toList();
+                .sorted(Comparator.comparingLong(p -> Long.parseLong(p.getFileName().toString().substring(5)))).toList(); // by step, not by name
         }
     }
 

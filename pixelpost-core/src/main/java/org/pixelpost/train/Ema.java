@@ -41,7 +41,12 @@ public final class Ema implements AutoCloseable {
 
     public void load(Map<String, Tensor> w) {
         try (var g = Tensors.noGrad()) {
-            shadow.forEach((k, t) -> t.copy_(w.get(k)));
+            shadow.forEach((k, t) -> {
+                Tensor x = w.get(k);
+                if (x == null || !java.util.Arrays.equals(org.pixelpost.tensor.Tensors.shape(x), org.pixelpost.tensor.Tensors.shape(t)))
+                    throw new IllegalArgumentException("EMA weights lack " + k + " in its shape");
+                t.copy_(x);
+            });
         }
     }
 }

@@ -73,17 +73,18 @@ public final class TrainRun {
     }
 
     public Summary run() throws IOException {
-        boolean[] created = {false}, training = {false};
+        boolean[] created = {false}, locked = {false}, training = {false};
         try {
-            return run(created, training);
+            return run(created, locked, training);
         } catch (IOException | RuntimeException e) {
             // a run that failed before its first step leaves nothing behind in a folder it made itself
-            if (created[0] && !training[0]) AtomicFiles.deleteTree(out);
+            // (and only while it held the folder: a run refused by the lock touches nothing)
+            if (created[0] && locked[0] && !training[0]) AtomicFiles.deleteTree(out);
             throw e;
         }
     }
 
-    private Summary run(boolean[] created, boolean[] training) throws IOException {
+    private Summary run(boolean[] created, boolean[] locked, boolean[] training) throws IOException {
         long started = System.nanoTime();
         Engine.start();
         Checkpointer checkpoints = new Checkpointer(out.resolve("checkpoints"), c.checkpointEvery(), c.keepCheckpoints());
@@ -93,7 +94,7 @@ public final class TrainRun {
         created[0] = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
         if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
             throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
-        try (RunLock lock = RunLock.acquire(out); TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
+        try (RunLock lock = acquire(out, locked); TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
              Denoiser reference = c.needsReference() ? loadReference() : null) {
             listener.message("encoding data (cached after the first run)");
             try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
@@ -133,6 +134,12 @@ public final class TrainRun {
                 }
             }
         }
+    }
+
+    private static RunLock acquire(Path dir, boolean[] locked) throws IOException {
+        RunLock l = RunLock.acquire(dir);
+        locked[0] = true;
+        return l;
     }
 
     private static boolean onlyLock(Path dir) throws IOException {

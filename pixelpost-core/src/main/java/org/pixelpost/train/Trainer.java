@@ -148,7 +148,10 @@ public final class Trainer implements AutoCloseable {
         while (step < o.steps()) {
             if (stopRequest != null) throw new Stopped(step, checkpointer != null && step > 0 ? checkpoint() : null, stopRequest);
             Map<String, Double> terms = trainStep();
-            if (terms == null) continue; // a non-finite step was skipped
+            if (terms == null) { // a non-finite step was skipped; a checkpoint due now is still written
+                if (checkpointer != null && checkpointer.due(step, o.steps())) checkpoint();
+                continue;
+            }
             last = terms;
             listener.step(this, step, terms);
             if (checkpointer != null && checkpointer.due(step, o.steps())) checkpoint();
@@ -174,7 +177,10 @@ public final class Trainer implements AutoCloseable {
                     loss = objective.loss(ctx, batches.get(step, micro));
                 }
                 finite = Double.isFinite(Tensors.item(loss.loss()));
-                if (!finite) break;
+                if (!finite) {
+                    model.denoiser.finishBackward(); // drops what a checkpointing model recorded for this forward
+                    break;
+                }
                 loss.loss().div(Tensors.s(o.gradAccum())).backward();
                 model.denoiser.finishBackward(); // blocks a checkpointing model recomputes
                 loss.terms().forEach((k, v) -> terms.merge(k, v / o.gradAccum(), Double::sum));
@@ -273,6 +279,9 @@ public final class Trainer implements AutoCloseable {
             for (Map.Entry<String, Tensor> e : params.entrySet()) {
                 Tensor v = values.get(e.getKey());
                 if (v == null) throw new IllegalArgumentException((source == null ? "" : source + ": ") + "no value for " + e.getKey());
+                if (!java.util.Arrays.equals(Tensors.shape(v), Tensors.shape(e.getValue())))
+                    throw new IllegalArgumentException(e.getKey() + " has shape " + java.util.Arrays.toString(Tensors.shape(v)) + ", the model "
+                        + java.util.Arrays.toString(Tensors.shape(e.getValue())));
                 e.getValue().copy_(v);
             }
         }

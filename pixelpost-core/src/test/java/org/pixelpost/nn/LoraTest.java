@@ -58,7 +58,11 @@ class LoraTest {
             assertTrue(torch.equal(base, run(u, z, t, ctx)), "adapters off: the base model");
             Lora.enable(u, true);
             Lora.merge(u);
-            assertTrue(Tensors.item(run(u, z, t, ctx).sub(adapted).abs().max()) < 1e-5, "merged equals unmerged");
+            Tensor merged = run(u, z, t, ctx);
+            assertTrue(Tensors.item(merged.sub(adapted).abs().max()) < 1e-5, "merged equals unmerged");
+            // a reference taken after merging is the merged model: its forward leaves the merged adapters off
+            assertTrue(torch.equal(merged, run(Denoisers.withoutAdapters(u), z, t, ctx)));
+            assertTrue(torch.equal(merged, run(u, z, t, ctx)), "the adapters stay off after the reference's forward");
         }
     }
 

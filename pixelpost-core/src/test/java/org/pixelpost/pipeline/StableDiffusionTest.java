@@ -199,6 +199,29 @@ class StableDiffusionTest {
     }
 
     @Test
+    void dpoAndValidationRunWithGradientCheckpointing() throws Exception {
+        try (TextToImageModel m = TextToImageModel.load(folder); Denoiser reference = Denoisers.load(folder.resolve("unet"), null)) {
+            reference.module().freeze();
+            ((UNet2DCondition) m.denoiser).gradientCheckpointing(true);
+            Batch pairs;
+            try (Generator g = Generator.seeded(6); var ng = Tensors.noGrad()) {
+                var text = m.textEncoder.encode(List.of("a red circle", "a blue square"));
+                pairs = Batch.pairs(m.encodeImages(g.rand(2, 3, 16, 16)), m.encodeImages(g.rand(2, 3, 16, 16)), text.tokens(), text.mask());
+            }
+            // the reference's pixel term and validation run without gradients: nothing is recorded for them
+            Dpo dpo = new Dpo(reference, 2500, 1, new PixelTerm(4, PixelDecode.T, 1, 0, 1, 0, true));
+            Batches data = new Batches() {
+                @Override public Batch get(long step, int micro) { return pairs; }
+                @Override public long size() { return 2; }
+            };
+            try (Trainer t = new Trainer(m, data, dpo, Trainer.Options.defaults().withSteps(2).withLr(1e-3))) {
+                assertTrue(Double.isFinite(t.run().get("pixel_loss")));
+                assertTrue(Double.isFinite(t.evaluate(List.of(pairs), 1).get("loss")));
+            }
+        }
+    }
+
+    @Test
     void inputsUsersGetWrongAreRefusedByName() throws Exception {
         // a folder missing a component
         Path broken = dir.resolve("broken");

@@ -39,6 +39,16 @@ class RunFolderTest {
     }
 
     @Test
+    void checkpointsAreOrderedByStepNotByName() throws Exception {
+        Checkpointer c = new Checkpointer(dir.resolve("ck"), 1, 5);
+        Map<String, Map<String, Tensor>> parts = Map.of("denoiser", Map.of("w", Tensors.fromFloats(new float[] {1}, 1)));
+        var state = new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode();
+        c.save(999_999, parts, state.put("step", 999_999));
+        c.save(1_000_000, parts, state.put("step", 1_000_000));
+        assertEquals(c.dir().resolve("step-1000000"), c.resolve("latest"));
+    }
+
+    @Test
     void aResumedRunDropsTheEventsLoggedPastItsCheckpoint() throws Exception {
         Path tb = dir.resolve("tensorboard");
         try (TensorBoard w = new TensorBoard(tb)) {

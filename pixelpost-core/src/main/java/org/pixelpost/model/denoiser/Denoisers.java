@@ -34,11 +34,14 @@ public final class Denoisers {
             @Override
             public org.bytedeco.pytorch.Tensor forward(org.bytedeco.pytorch.Tensor zT, org.bytedeco.pytorch.Tensor t,
                                                        org.bytedeco.pytorch.Tensor tokens, org.bytedeco.pytorch.Tensor mask) {
+                java.util.Map<String, org.pixelpost.nn.Lora.Adapter> adapters = org.pixelpost.nn.Lora.adapters(d.module());
+                java.util.Map<String, Boolean> was = new java.util.HashMap<>();
+                adapters.forEach((k, a) -> was.put(k, a.enabled()));
                 org.pixelpost.nn.Lora.enable(d.module(), false);
                 try {
                     return d.forward(zT, t, tokens, mask);
                 } finally {
-                    org.pixelpost.nn.Lora.enable(d.module(), true);
+                    adapters.forEach((k, a) -> a.enabled(was.get(k))); // as they were (merged adapters stay off)
                 }
             }
 
