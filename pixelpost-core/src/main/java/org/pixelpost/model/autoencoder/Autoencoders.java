@@ -105,9 +105,7 @@ public final class Autoencoders {
     }
 
     static Path cacheDir() {
-        String xdg = System.getenv("XDG_CACHE_HOME");
-        Path base = xdg != null && !xdg.isBlank() ? Paths.get(xdg) : Paths.get(System.getProperty("user.home"), ".cache");
-        return base.resolve("pixelpost").resolve("weights");
+        return org.pixelpost.io.Checkpoints.userCache("weights");
     }
 
     private static boolean hasAll(Path dir, String name) {

@@ -430,13 +430,7 @@ public final class UNet2DCondition extends Module implements Denoiser {
         } catch (IOException | RuntimeException e) {
             throw new BadFileException(cfg, "unusable U-Net config (" + e.getMessage() + ")");
         }
-        Path w = null;
-        for (String name : List.of("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors"))
-            if (Files.isRegularFile(dir.resolve(name))) {
-                w = dir.resolve(name);
-                break;
-            }
-        if (w == null) throw new BadFileException(dir, "no diffusion_pytorch_model.safetensors (or .bin) in this folder");
+        Path w = Checkpoints.find(dir, "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             return fromState(c, Checkpoints.read(w), w);
         }

@@ -177,13 +177,7 @@ public final class ClipTextModel extends Module {
         } catch (IOException | RuntimeException e) {
             throw new BadFileException(cfg, "unusable CLIP text config (" + e.getMessage() + ")");
         }
-        Path w = null;
-        for (String name : List.of("model.safetensors", "pytorch_model.bin"))
-            if (Files.isRegularFile(dir.resolve(name))) {
-                w = dir.resolve(name);
-                break;
-            }
-        if (w == null) throw new BadFileException(dir, "no model.safetensors (or pytorch_model.bin) in this folder");
+        Path w = Checkpoints.find(dir, "model.safetensors", "pytorch_model.bin");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             return fromState(c, Checkpoints.read(w), w);
         }
