@@ -47,6 +47,8 @@ final class SampleCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0", description = "image i of a prompt starts from noise seeded by seed + i (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--num-images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})") int numImages;
     @Option(names = "--batch", defaultValue = "16", description = "images per denoiser batch (default: ${DEFAULT-VALUE})") int batch;
+    @Option(names = "--lora", paramLabel = "FILE[:SCALE]", description = "merge a LoRA (kohya or PEFT file, or a LoRA run folder) at SCALE (default 1); repeatable")
+    List<String> loras = new ArrayList<>();
     @Option(names = "--out", required = true, description = "output folder") Path out;
     @Option(names = "--json", description = "print a JSON summary") boolean json;
     @Option(names = "--overwrite", description = "write into --out even if it holds files") boolean overwrite;
@@ -63,6 +65,7 @@ final class SampleCommand implements Callable<Integer> {
         Checks.nonNegative("--eta", eta);
         Checks.atLeast("--num-images", numImages, 1);
         Checks.atLeast("--batch", batch, 1);
+        loras.forEach(l -> LoraCommand.Spec.parse("--lora", l)); // a bad scale is refused before anything is written
         boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
         List<Path> written = new ArrayList<>();
         try {
@@ -79,6 +82,7 @@ final class SampleCommand implements Callable<Integer> {
         Engine.start();
         long t0 = System.nanoTime();
         try (TextToImageModel m = TextToImageModel.load(model, new StableDiffusion.LoadOptions(clipSkip, null, null, null))) {
+            LoraCommand.mergeAll(m, loras, "--lora").forEach(System.err::println); // all read and checked before any is merged
             if (weightsDtype.equals("bf16")) m.toBf16Weights();
             guidance = guidanceOption != null ? guidanceOption : StableDiffusion.isStableDiffusion(m) ? 7.5 : 4.5;
             if (size != 0 && !StableDiffusion.isStableDiffusion(m) && size != m.imageSize)
@@ -118,7 +122,8 @@ final class SampleCommand implements Callable<Integer> {
             written.add(out.resolve("grid.png"));
             Images.writePng(out.resolve("grid.png"), Images.grid(tiles, numImages, 2));
             double secs = (System.nanoTime() - t0) / 1e9;
-            SampleFolder s = new SampleFolder(model.toAbsolutePath().toString(), list, steps, guidance, eta, seed, numImages,
+            String described = model.toAbsolutePath() + (loras.isEmpty() ? "" : " + LoRA " + String.join(" + ", loras));
+            SampleFolder s = new SampleFolder(described, list, steps, guidance, eta, seed, numImages,
                 m.scheduler.toJson(), files, Math.round(secs * 10) / 10.0);
             written.add(out.resolve(SampleFolder.FILE));
             s.write(out);

@@ -72,7 +72,12 @@ public record TrainConfig(
     @Doc("guidance for validation samples") double sampleGuidance,
     @Doc("skip or fail on unreadable images") String onBadImage,
     @Doc("skip (with a count) or fail on preference pairs whose winner and loser are the same image") String onBadPair,
-    @Doc("seed of the run: data order, noise and timesteps") long seed) {
+    @Doc("seed of the run: data order, noise and timesteps") long seed,
+    @Doc("train LoRA adapters of this rank instead of the whole denoiser (0: full fine-tuning)") int loraRank,
+    @Doc("LoRA alpha: the update is scaled by alpha / rank (0: alpha = rank)") double loraAlpha,
+    @Doc("layers that get adapters: presets attention, ff, proj, conv, or regular expressions on layer paths") List<String> loraTargets,
+    @Doc("dropout on the adapters' input while training") double loraDropout,
+    @Doc("layout of the run's lora.safetensors: kohya (loads in AUTOMATIC1111, ComfyUI, diffusers) or peft") String loraFormat) {
 
     /** Help text of a field. */
     @Retention(RetentionPolicy.RUNTIME)
@@ -91,7 +96,7 @@ public record TrainConfig(
     public static TrainConfig defaults() {
         return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1,
             2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, false, "vae", true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
-            "skip", "skip", 0);
+            "skip", "skip", 0, 0, 0, org.pixelpost.pipeline.LoraTargets.DEFAULT, 0, "kohya");
     }
 
     /** Defaults, overlaid with {@code overrides} (snake_case keys); unknown keys are refused by name. */
@@ -148,6 +153,16 @@ public record TrainConfig(
 
     public Kind kind() {
         return Kind.of(objective);
+    }
+
+    /** Whether the run trains LoRA adapters rather than the whole denoiser. */
+    public boolean lora() {
+        return loraRank > 0;
+    }
+
+    /** The adapters' alpha: {@code lora_alpha}, or the rank where it is 0. */
+    public double effectiveLoraAlpha() {
+        return loraAlpha > 0 ? loraAlpha : loraRank;
     }
 
     /** Whether the objective needs a frozen reference model. */
@@ -218,6 +233,18 @@ public record TrainConfig(
         Checks.atLeast("sample_every", sampleEvery, 0);
         Checks.atLeast("sample_steps", sampleSteps, 1);
         Checks.finite("sample_guidance", sampleGuidance);
+        Checks.atLeast("lora_rank", loraRank, 0);
+        Checks.nonNegative("lora_alpha", loraAlpha);
+        Checks.inHalfOpen("lora_dropout", loraDropout, 0, 1);
+        Checks.oneOf("lora_format", loraFormat, "kohya", "peft");
+        org.pixelpost.pipeline.LoraTargets.of(loraTargets);
+        if (!lora()) {
+            TrainConfig d = defaults();
+            if (loraAlpha != d.loraAlpha || loraDropout != d.loraDropout || !loraTargets.equals(d.loraTargets) || !loraFormat.equals(d.loraFormat))
+                throw new InvalidValueException("lora_rank", "is 0 (full fine-tuning), but LoRA options are set; give --lora-rank to train adapters");
+        }
+        if (loraDropout > 0 && gradientCheckpointing)
+            throw new InvalidValueException("lora_dropout", "cannot be combined with gradient_checkpointing (the recomputed forward would draw other masks)");
         return this;
     }
 }

@@ -29,7 +29,12 @@ import org.pixelpost.model.denoiser.Denoiser;
 import org.pixelpost.model.denoiser.UNet2DCondition;
 import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.objective.Batch;
+import org.pixelpost.nn.Lora;
+import org.pixelpost.pipeline.LoraTargets;
+import org.pixelpost.pipeline.LoraWeights;
 import org.pixelpost.pipeline.Sampler;
+import org.pixelpost.pipeline.StableDiffusion;
+import org.pixelpost.tensor.Generator;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Engine;
 
@@ -52,6 +57,9 @@ public final class TrainRun {
 
     /** The outcome: where the final model is, the last step, and the wall time. */
     public record Summary(Path model, long steps, double seconds, Map<String, Double> lastTerms) {}
+
+    /** A LoRA run's result, in the run folder. */
+    public static final String LORA_FILE = "lora.safetensors";
 
     private final TrainConfig c;
     private final Listener listener;
@@ -93,7 +101,7 @@ public final class TrainRun {
         if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
             throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
         try (RunLock lock = acquire(out, locked); TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
-             Denoiser reference = c.needsReference() ? loadReference() : null) {
+             Denoiser reference = c.needsReference() ? reference(m) : null) {
             listener.message("encoding data (cached after the first run)");
             try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
                  Data val = c.valData() != null ? Data.load(c, Paths.get(c.valData()), m, listener) : null) {
@@ -101,6 +109,7 @@ public final class TrainRun {
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
                 EncodedBatches batches = data.batches(c, c.seed());
                 List<Batch> valBatches = val == null ? null : val.batches(c, 0).inOrder();
+                attachAdapters(m);
                 if (c.gradientCheckpointing() && m.denoiser instanceof UNet2DCondition u) u.gradientCheckpointing(true);
                 try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
                      Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
@@ -124,11 +133,20 @@ public final class TrainRun {
                         listener.started(t);
                         last = t.run();
                     }
-                    // the final model folder: EMA weights where there are, otherwise the trained ones
+                    // the final model folder (or LoRA file): EMA weights where there are, otherwise the trained ones
                     t.applyEma();
-                    Path finalModel = out.resolve("model");
-                    m.save(finalModel);
-                    return new Summary(finalModel, t.step(), (System.nanoTime() - started) / 1e9, last);
+                    Path result;
+                    if (c.lora()) {
+                        result = out.resolve(LORA_FILE);
+                        LoraWeights w = LoraWeights.of(LoraWeights.components(m));
+                        if (StableDiffusion.isStableDiffusion(m) && m.denoiser instanceof UNet2DCondition u)
+                            w = w.withMetadata(Map.of("ss_base_model_version", u.config().crossAttentionDim() == 1024 ? "sd_v2" : "sd_v1"));
+                        w.write(result, LoraWeights.Format.of(c.loraFormat()));
+                    } else {
+                        result = out.resolve("model");
+                        m.save(result);
+                    }
+                    return new Summary(result, t.step(), (System.nanoTime() - started) / 1e9, last);
                 }
             }
         }
@@ -146,10 +164,36 @@ public final class TrainRun {
         }
     }
 
-    private Denoiser loadReference() throws IOException {
+    /**
+     * Puts the run's adapters on the model (a LoRA run) and returns DPO's reference: in a LoRA run
+     * without {@code --reference}, the same model with its adapters off (no second copy of the base).
+     */
+    private Denoiser reference(TextToImageModel m) throws IOException {
+        attachAdapters(m);
+        if (c.lora() && c.reference() == null) return Denoisers.withoutAdapters(m.denoiser);
         Denoiser r = Denoisers.load(Paths.get(c.reference() != null ? c.reference() : c.init()).resolve("denoiser"), null);
         r.module().freeze();
         return r;
+    }
+
+    private boolean attached;
+
+    /** A LoRA run's adapters, initialised from the run's seed (a resumed run starts from the same, then loads its checkpoint). */
+    private void attachAdapters(TextToImageModel m) {
+        if (!c.lora() || attached) return;
+        attached = true;
+        long before = m.denoiser.module().parameterCount();
+        try (Generator g = Generator.seeded(Generator.mix(c.seed(), 0x10AAL))) {
+            List<String> layers;
+            try {
+                layers = Lora.attach(m.denoiser.module(), LoraTargets.of(c.loraTargets()), c.loraRank(), c.effectiveLoraAlpha(), c.loraDropout(), g);
+            } catch (IllegalArgumentException e) {
+                throw new InvalidValueException("lora_targets", c.loraTargets() + " select no linear layer or convolution of " + m.denoiser.className());
+            }
+            long adapters = m.denoiser.module().trainableParameters().values().stream().mapToLong(Tensor::numel).sum();
+            listener.message(String.format("LoRA rank %d, alpha %s on %d layers: %,d trainable parameters (%.2f%% of the denoiser's %,d)",
+                c.loraRank(), c.effectiveLoraAlpha(), layers.size(), adapters, 100.0 * adapters / before, before));
+        }
     }
 
     /** The run folder's logs: metrics averaged over each logging window, TensorBoard, validation and sample grids. */

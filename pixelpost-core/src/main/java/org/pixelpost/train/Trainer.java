@@ -172,6 +172,7 @@ public final class Trainer implements AutoCloseable {
             gen.reseed(Generator.mix(o.seed(), step));
             opt.zeroGrad();
             for (int micro = 0; micro < o.gradAccum() && finite; micro++) {
+                org.pixelpost.nn.Lora.reseedDropout(model.denoiser.module(), Generator.mix(Generator.mix(o.seed(), step), micro));
                 Loss loss;
                 try (Autocast a = Autocast.bf16(o.bf16())) {
                     loss = objective.loss(ctx, batches.get(step, micro));

@@ -1,0 +1,467 @@
+package org.pixelpost.pipeline;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.Checkpoints;
+import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.SafeTensors;
+import org.pixelpost.model.denoiser.Denoiser;
+import org.pixelpost.model.denoiser.UNet2DCondition;
+import org.pixelpost.model.text.ClipTextEncoder;
+import org.pixelpost.nn.Lora;
+import org.pixelpost.nn.Module;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+
+/**
+ * A LoRA as low-rank updates by layer, apart from any file layout. Keys are module paths qualified
+ * by component: {@code unet.<diffusers path>} (or {@code transformer.<path>} for a DiT) and
+ * {@code text_encoder.<transformers path>}. Each update adds {@code (alpha / rank) up down} to the
+ * layer's weight.
+ *
+ * <p>Files: the kohya layout ({@code lora_unet_<path with _>.lora_down.weight}, {@code .lora_up.weight},
+ * {@code .alpha}; {@code lora_te_} for the text encoder), which AUTOMATIC1111, ComfyUI and diffusers
+ * load, with the diffusers block names or the original LDM names; the diffusers/PEFT layout
+ * ({@code unet.<path>.lora_A.weight}, {@code lora_B.weight}), which carries no alpha and is read
+ * with alpha = rank, so alpha / rank is folded into B on writing; and the older diffusers names
+ * ({@code processor.to_q_lora.down.weight}, {@code lora.down.weight}, {@code lora_linear_layer.down.weight}).
+ */
+public final class LoraWeights {
+    /** The two layouts written. */
+    public enum Format {
+        KOHYA, PEFT;
+
+        public static Format of(String name) {
+            for (Format f : values()) if (f.name().equalsIgnoreCase(name)) return f;
+            throw new InvalidValueException("--format", "'" + name + "' is not kohya or peft");
+        }
+    }
+
+    /** One layer's update: {@code down [r, in(, kh, kw)]}, {@code up [out, r(, 1, 1)]}, alpha. */
+    public record Update(Tensor down, Tensor up, double alpha) {
+        public int rank() {
+            return (int) down.size(0);
+        }
+
+        public double scale() {
+            return alpha / rank();
+        }
+    }
+
+    public static final String TEXT_ENCODER = "text_encoder";
+    private static final String KOHYA_UNET = "lora_unet_", KOHYA_TE = "lora_te_";
+
+    private final Map<String, Update> updates;
+    private final Map<String, String> metadata;
+    private final List<String> notes;
+
+    public LoraWeights(Map<String, Update> updates, Map<String, String> metadata, List<String> notes) {
+        this.updates = new TreeMap<>(updates);
+        this.metadata = Map.copyOf(metadata);
+        this.notes = List.copyOf(notes);
+    }
+
+    /** Updates by qualified layer path, sorted. */
+    public Map<String, Update> updates() { return updates; }
+
+    /** The file's header metadata (empty for a LoRA taken from a model). */
+    public Map<String, String> metadata() { return metadata; }
+
+    /** What reading had to assume (a missing alpha, say), for the user to see. */
+    public List<String> notes() { return notes; }
+
+    // ---- components --------------------------------------------------------------------------
+
+    /** The prefix a denoiser's layers carry: {@code unet} for a U-Net, {@code transformer} for a DiT (diffusers' component names). */
+    public static String denoiserPrefix(Denoiser d) {
+        return d instanceof UNet2DCondition ? "unet" : "transformer";
+    }
+
+    /** The model's components that take adapters, by prefix: the denoiser, and the text encoder where it is CLIP. */
+    public static Map<String, Module> components(TextToImageModel m) {
+        Map<String, Module> c = new LinkedHashMap<>();
+        c.put(denoiserPrefix(m.denoiser), m.denoiser.module());
+        if (m.textEncoder instanceof ClipTextEncoder clip) c.put(TEXT_ENCODER, clip.model());
+        return c;
+    }
+
+    /** A denoiser alone as components. */
+    public static Map<String, Module> components(Denoiser d) {
+        return Map.of(denoiserPrefix(d), d.module());
+    }
+
+    // ---- from a model --------------------------------------------------------------------------
+
+    /** The adapters attached to {@code components} (copies of their weights). */
+    public static LoraWeights of(Map<String, Module> components) {
+        Map<String, Update> u = new TreeMap<>();
+        try (var g = Tensors.noGrad()) {
+            components.forEach((prefix, root) -> Lora.adapters(root).forEach((path, a) ->
+                u.put(prefix + "." + path, new Update(a.down().detach().clone(), a.up().detach().clone(), a.alpha()))));
+        }
+        if (u.isEmpty()) throw new IllegalArgumentException("the model has no LoRA adapters");
+        return new LoraWeights(u, Map.of(), List.of());
+    }
+
+    public static LoraWeights of(TextToImageModel m) {
+        return of(components(m));
+    }
+
+    // ---- applying ------------------------------------------------------------------------------
+
+    /** A layer an update applies to. */
+    private record Site(String key, Module root, String path, Module layer, Update update) {}
+
+    /** Every update's layer, or a refusal naming the ones that do not fit (so nothing is applied halfway). */
+    private List<Site> sites(Map<String, Module> components, String what) {
+        List<Site> out = new ArrayList<>();
+        List<String> bad = new ArrayList<>();
+        for (Map.Entry<String, Update> e : updates.entrySet()) {
+            String key = e.getKey();
+            int dot = key.indexOf('.');
+            Module root = dot < 0 ? null : components.get(key.substring(0, dot));
+            String path = dot < 0 ? key : key.substring(dot + 1);
+            Module layer = root == null ? null : root.modules().get(path);
+            String problem = layer == null ? "no such layer" : shapeProblem(layer, e.getValue());
+            if (problem != null) bad.add(key + " (" + problem + ")");
+            else out.add(new Site(key, root, path, layer, e.getValue()));
+        }
+        if (!bad.isEmpty())
+            throw new IllegalArgumentException(what + ": " + bad.size() + " of " + updates.size() + " LoRA layers do not fit this model, first: "
+                + bad.subList(0, Math.min(3, bad.size())) + "; the model's components: " + components.keySet());
+        return out;
+    }
+
+    /** Adds {@code scale * (alpha / rank) up down} into each layer's weight (merging: no adapter remains). */
+    public void merge(Map<String, Module> components, double scale) {
+        checkScale(scale);
+        List<Site> sites = sites(components, "merge");
+        try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
+            for (Site site : sites) {
+                Tensor w = site.layer() instanceof Lora.Adapter a ? a.baseWeight() : weightOf(site.layer());
+                w.add_(Lora.delta(w, site.update().down(), site.update().up(), site.update().scale() * scale));
+            }
+        }
+    }
+
+    public void merge(TextToImageModel m, double scale) {
+        merge(components(m), scale);
+    }
+
+    /** Attaches each update as an adapter (unmerged; {@code scale} multiplies alpha), to switch off or train further. */
+    public void attach(Map<String, Module> components, double scale) {
+        checkScale(scale);
+        for (Site site : sites(components, "attach"))
+            if (site.layer() instanceof Lora.Adapter)
+                throw new IllegalArgumentException(site.key() + " already has an adapter; merge one of the LoRAs instead");
+        for (Site site : sites(components, "attach"))
+            Lora.attach(site.root(), site.path(), site.update().down(), site.update().up(), site.update().alpha() * scale);
+    }
+
+    private static void checkScale(double scale) {
+        if (!Double.isFinite(scale)) throw new InvalidValueException("--lora", "scale " + scale + " is not a finite number");
+    }
+
+    private static Tensor weightOf(Module layer) {
+        return layer.parameters().get("weight");
+    }
+
+    /** Why {@code u} does not fit {@code layer}, or null when it does. */
+    private static String shapeProblem(Module layer, Update u) {
+        long[][] want = Lora.shapes(layer, u.rank());
+        if (want == null) return "not a linear layer or convolution";
+        long[] down = Tensors.shape(u.down()), up = Tensors.shape(u.up());
+        if (!fits(down, want[0]) || !fits(up, want[1]))
+            return "the file's down " + Arrays.toString(down) + " and up " + Arrays.toString(up) + " do not fit the layer, which takes "
+                + Arrays.toString(want[0]) + " and " + Arrays.toString(want[1]) + "; a LoRA for another base model?";
+        return null;
+    }
+
+    /** Equal shapes, where a linear layer's [r, in] and a 1x1 convolution's [r, in, 1, 1] count as equal. */
+    private static boolean fits(long[] got, long[] want) {
+        if (Arrays.equals(got, want)) return true;
+        long[] g = trimOnes(got), w = trimOnes(want);
+        return Arrays.equals(g, w);
+    }
+
+    private static long[] trimOnes(long[] s) {
+        int n = s.length;
+        while (n > 2 && s[n - 1] == 1) n--;
+        return Arrays.copyOf(s, n);
+    }
+
+    // ---- writing -------------------------------------------------------------------------------
+
+    /** Writes the LoRA to {@code file} in {@code format} (atomically), with kohya-style metadata in the header. */
+    public void write(Path file, Format format) throws IOException {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
+            for (Map.Entry<String, Update> e : updates.entrySet()) {
+                Update u = e.getValue();
+                if (format == Format.KOHYA) {
+                    String name = kohyaName(e.getKey());
+                    if (out.containsKey(name + ".lora_down.weight")) throw new IllegalStateException("two layers share the kohya name " + name);
+                    out.put(name + ".lora_down.weight", u.down());
+                    out.put(name + ".lora_up.weight", u.up());
+                    out.put(name + ".alpha", Tensors.scalarTensor(u.alpha()).to(torch.ScalarType.Float));
+                } else {
+                    // the layout has no alpha (diffusers reads it as alpha = rank): fold alpha / rank into B
+                    out.put(e.getKey() + ".lora_A.weight", u.down());
+                    out.put(e.getKey() + ".lora_B.weight", u.scale() == 1 ? u.up() : u.up().mul(Tensors.s(u.scale())));
+                }
+            }
+            SafeTensors.write(file, out, headerMetadata(format));
+        }
+    }
+
+    private Map<String, String> headerMetadata(Format format) {
+        Map<String, String> m = new TreeMap<>();
+        m.put("format", "pt");
+        m.put("ss_network_module", "networks.lora");
+        List<Integer> ranks = updates.values().stream().map(Update::rank).distinct().toList();
+        List<Double> alphas = updates.values().stream().map(u -> format == Format.PEFT ? u.rank() : u.alpha()).distinct().toList();
+        m.put("ss_network_dim", ranks.size() == 1 ? String.valueOf(ranks.get(0)) : "dynamic");
+        m.put("ss_network_alpha", alphas.size() == 1 ? number(alphas.get(0)) : "dynamic");
+        boolean te = updates.keySet().stream().anyMatch(k -> k.startsWith(TEXT_ENCODER + "."));
+        boolean unet = updates.keySet().stream().anyMatch(k -> !k.startsWith(TEXT_ENCODER + "."));
+        m.put("ss_network_train_unet_only", String.valueOf(!te));
+        m.put("ss_network_train_text_encoder_only", String.valueOf(!unet));
+        String base = metadata.get("ss_base_model_version");
+        if (base != null) m.put("ss_base_model_version", base);
+        m.put("pixelpost_layout", format.name().toLowerCase());
+        return m;
+    }
+
+    private static String number(double v) {
+        return v == Math.rint(v) && Math.abs(v) < 1e15 ? String.valueOf((long) v) : String.valueOf(v);
+    }
+
+    /** The kohya module name of a qualified path: the denoiser under {@code lora_unet_}, the text encoder under {@code lora_te_}. */
+    static String kohyaName(String key) {
+        int dot = key.indexOf('.');
+        String prefix = key.substring(0, dot), path = key.substring(dot + 1);
+        return (prefix.equals(TEXT_ENCODER) ? KOHYA_TE : KOHYA_UNET) + path.replace('.', '_');
+    }
+
+    /** A copy with {@code ss_base_model_version} (and any other) metadata set for writing. */
+    public LoraWeights withMetadata(Map<String, String> more) {
+        Map<String, String> m = new TreeMap<>(metadata);
+        m.putAll(more);
+        return new LoraWeights(updates, m, notes);
+    }
+
+    // ---- reading -------------------------------------------------------------------------------
+
+    private enum Role { DOWN, UP, ALPHA }
+
+    private record Parsed(String module, Role role, String layout) {}
+
+    private static final Pattern KOHYA = Pattern.compile("^(lora_[a-z0-9]+_.*)\\.(lora_down|lora_up)\\.weight$");
+    private static final Pattern ALPHA = Pattern.compile("^(.*)\\.alpha$");
+    private static final Pattern PEFT = Pattern.compile("^(.*)\\.lora_([AB])(?:\\.[A-Za-z0-9_-]+)?\\.weight$");
+    private static final Pattern OLD = Pattern.compile("^(.*)\\.(?:lora|lora_linear_layer)\\.(down|up)\\.weight$");
+    private static final Pattern PROCESSOR = Pattern.compile("^(.*?)(?:\\.processor)?\\.(to_q|to_k|to_v|to_out)_lora\\.(down|up)\\.weight$");
+    private static final Pattern OTHER_KINDS = Pattern.compile(
+        "\\.(hada_w[12]_[ab]|hada_t[12]|lokr_w[12](_[ab])?|lokr_t2|lora_mid\\.weight|dora_scale|lora_magnitude_vector.*|oft_.*|diff|diff_b|w_norm|b_norm)$");
+
+    private static Parsed parse(String key) {
+        Matcher m;
+        if ((m = PROCESSOR.matcher(key)).matches()) {
+            boolean te = key.startsWith(TEXT_ENCODER + ".");
+            String layer = switch (m.group(2)) {
+                case "to_q" -> te ? "q_proj" : "to_q";
+                case "to_k" -> te ? "k_proj" : "to_k";
+                case "to_v" -> te ? "v_proj" : "to_v";
+                default -> te ? "out_proj" : "to_out.0";
+            };
+            return new Parsed(m.group(1) + "." + layer, m.group(3).equals("down") ? Role.DOWN : Role.UP, "diffusers (old)");
+        }
+        if ((m = KOHYA.matcher(key)).matches()) return new Parsed(m.group(1), m.group(2).equals("lora_down") ? Role.DOWN : Role.UP, "kohya");
+        if ((m = PEFT.matcher(key)).matches()) return new Parsed(m.group(1), m.group(2).equals("A") ? Role.DOWN : Role.UP, "peft");
+        if ((m = OLD.matcher(key)).matches()) return new Parsed(m.group(1), m.group(2).equals("down") ? Role.DOWN : Role.UP, "diffusers (old)");
+        if ((m = ALPHA.matcher(key)).matches()) return new Parsed(m.group(1), Role.ALPHA, null);
+        return null;
+    }
+
+    /**
+     * The file's module names this model answers to -> qualified path: kohya names with the
+     * diffusers block names and (for a U-Net) the original LDM names, and the diffusers/PEFT paths
+     * with or without the component prefix.
+     */
+    static Map<String, String> names(Map<String, Module> components) {
+        Map<String, String> names = new LinkedHashMap<>();
+        components.forEach((prefix, root) -> root.modules().forEach((path, layer) -> {
+            if (Lora.shapes(layer, 1) == null) return;
+            String key = prefix + "." + path;
+            names.put(kohyaName(key), key);
+            names.put(key, key);
+            names.putIfAbsent(path, key);
+            if (!prefix.equals(TEXT_ENCODER)) names.putIfAbsent("base_model.model." + path, key);
+            if (root instanceof UNet2DCondition u) {
+                try {
+                    String ldm = UNet2DCondition.toLdmKey(path + ".weight", u.config());
+                    names.putIfAbsent(KOHYA_UNET + ldm.substring(0, ldm.length() - ".weight".length()).replace('.', '_'), key);
+                } catch (IllegalArgumentException e) {
+                    // a layer without an LDM name is reached by its diffusers name only
+                }
+            }
+        }));
+        return names;
+    }
+
+    public static LoraWeights read(Path file, TextToImageModel m) throws IOException {
+        return read(file, components(m));
+    }
+
+    /**
+     * Reads a LoRA file in any of the layouts above and checks every layer against
+     * {@code components}; a file that does not fit is refused as a whole, naming the first keys
+     * that did not fit and the names this model expects.
+     */
+    public static LoraWeights read(Path file, Map<String, Module> components) throws IOException {
+        if (!Files.isRegularFile(file)) throw new BadFileException(file, "no such LoRA file");
+        Map<String, String> meta = new TreeMap<>();
+        Map<String, Update> updates = new TreeMap<>();
+        List<String> notes = new ArrayList<>();
+        try (Scope s = Scope.open()) {
+            Map<String, Tensor> raw;
+            if (file.getFileName().toString().endsWith(".safetensors")) {
+                try (SafeTensors st = SafeTensors.open(file)) {
+                    meta.putAll(st.metadata());
+                    raw = st.loadAll();
+                }
+            } else {
+                raw = Checkpoints.read(file);
+            }
+            if (raw.isEmpty()) throw new BadFileException(file, "holds no tensors");
+            List<String> otherKinds = raw.keySet().stream().filter(k -> OTHER_KINDS.matcher(k).find()).toList();
+            if (!otherKinds.isEmpty())
+                throw new BadFileException(file, "is not a plain LoRA: " + otherKinds.subList(0, Math.min(3, otherKinds.size()))
+                    + " belong to another adapter kind (LyCORIS LoHa/LoKr/Tucker, DoRA, OFT or a full difference); only down/up (A/B) pairs are read");
+            // group the keys by module
+            Map<String, Tensor[]> groups = new TreeMap<>();
+            Map<String, String> layouts = new TreeMap<>();
+            List<String> unknown = new ArrayList<>();
+            for (Map.Entry<String, Tensor> e : raw.entrySet()) {
+                Parsed p = parse(e.getKey());
+                if (p == null) {
+                    unknown.add(e.getKey());
+                    continue;
+                }
+                groups.computeIfAbsent(p.module(), k -> new Tensor[3])[p.role().ordinal()] = e.getValue();
+                if (p.layout() != null) layouts.put(p.module(), p.layout());
+            }
+            if (groups.values().stream().noneMatch(g -> g[0] != null || g[1] != null))
+                throw new BadFileException(file, "holds no LoRA weights (no .lora_down/.lora_up or .lora_A/.lora_B keys); first keys: "
+                    + first(raw.keySet(), 3) + (raw.keySet().stream().anyMatch(k -> k.startsWith("model.diffusion_model.") || k.startsWith("down_blocks."))
+                        ? " (a full model checkpoint?)" : ""));
+            if (!unknown.isEmpty())
+                throw new BadFileException(file, unknown.size() + " keys are not LoRA weights, first: " + first(unknown, 3)
+                    + "; expected <module>.lora_down.weight / .lora_up.weight / .alpha (kohya) or <module>.lora_A.weight / .lora_B.weight (PEFT)");
+            Map<String, String> names = names(components);
+            JsonNode peftConfig = peftConfig(file);
+            List<String> unmatched = new ArrayList<>(), missingAlpha = new ArrayList<>(), problems = new ArrayList<>();
+            for (Map.Entry<String, Tensor[]> e : groups.entrySet()) {
+                String module = e.getKey();
+                Tensor[] g = e.getValue();
+                if (g[0] == null || g[1] == null) {
+                    problems.add(module + " has " + (g[0] == null ? (g[1] == null ? "only an alpha" : "an up weight but no down weight")
+                        : "a down weight but no up weight"));
+                    continue;
+                }
+                String key = names.get(module);
+                if (key == null) {
+                    unmatched.add(module);
+                    continue;
+                }
+                Tensor down = g[0].to(torch.ScalarType.Float), up = g[1].to(torch.ScalarType.Float);
+                if (down.dim() < 2 || up.dim() < 2 || down.size(0) != up.size(1)) {
+                    problems.add(module + ": down " + Arrays.toString(Tensors.shape(down)) + " and up " + Arrays.toString(Tensors.shape(up))
+                        + " disagree on the rank");
+                    continue;
+                }
+                int rank = (int) down.size(0);
+                double alpha;
+                if (g[2] != null) {
+                    if (g[2].numel() != 1) {
+                        problems.add(module + ".alpha has " + g[2].numel() + " values, not one");
+                        continue;
+                    }
+                    alpha = Tensors.item(g[2].to(torch.ScalarType.Double));
+                } else if (peftConfig != null) {
+                    double r = peftConfig.path("r").asDouble(rank), la = peftConfig.path("lora_alpha").asDouble(r);
+                    double scale = peftConfig.path("use_rslora").asBoolean(false) ? la / Math.sqrt(r) : la / r;
+                    alpha = scale * rank;
+                } else {
+                    alpha = rank;
+                    if ("kohya".equals(layouts.get(module))) missingAlpha.add(module);
+                }
+                if (!Double.isFinite(alpha)) {
+                    problems.add(module + ".alpha is " + alpha);
+                    continue;
+                }
+                if (updates.put(key, new Update(s.keep(down), s.keep(up), alpha)) != null)
+                    problems.add(module + " names a layer another key of the file names too (" + key + ")");
+            }
+            if (!unmatched.isEmpty()) throw new BadFileException(file, unmatchedMessage(unmatched, groups.size(), raw.keySet(), names, components));
+            if (!problems.isEmpty()) throw new BadFileException(file, problems.size() + " LoRA layers are malformed, first: " + first(problems, 3));
+            if (!missingAlpha.isEmpty())
+                notes.add(file + ": " + missingAlpha.size() + " layers have no .alpha (first: " + missingAlpha.get(0)
+                    + "); read as alpha = rank (scale 1), as AUTOMATIC1111 and ComfyUI read them");
+            LoraWeights w = new LoraWeights(updates, meta, notes);
+            try {
+                w.sites(components, file.toString());
+            } catch (IllegalArgumentException e) {
+                throw new BadFileException(file, e.getMessage().substring(e.getMessage().indexOf(": ") + 2));
+            }
+            return w;
+        }
+    }
+
+    private static String unmatchedMessage(List<String> unmatched, int total, java.util.Set<String> keys, Map<String, String> names,
+                                           Map<String, Module> components) {
+        StringBuilder b = new StringBuilder();
+        b.append(unmatched.size()).append(" of ").append(total).append(" LoRA layers match no layer of this model, first: ").append(first(unmatched, 3));
+        if (keys.stream().anyMatch(k -> k.startsWith("lora_te1_") || k.startsWith("lora_te2_") || k.startsWith("text_encoder_2.")))
+            b.append("; the file has two text encoders' keys (lora_te1_/lora_te2_): a LoRA for SDXL, which this model is not");
+        else if (unmatched.stream().allMatch(u -> u.startsWith(KOHYA_TE) || u.startsWith(TEXT_ENCODER + ".")) && !components.containsKey(TEXT_ENCODER))
+            b.append("; they are text-encoder layers, and this model's text encoder takes no LoRA (only CLIP does)");
+        List<String> kohya = names.keySet().stream().filter(n -> n.startsWith(KOHYA_UNET)).limit(1).toList();
+        List<String> peft = names.entrySet().stream().filter(e -> e.getKey().equals(e.getValue())).map(Map.Entry::getKey).limit(1).toList();
+        b.append("; this model's layers are named like ");
+        if (!kohya.isEmpty()) b.append(kohya.get(0)).append(".lora_down.weight (kohya) or ");
+        if (!peft.isEmpty()) b.append(peft.get(0)).append(".lora_A.weight (PEFT)");
+        return b.toString();
+    }
+
+    /** PEFT's {@code adapter_config.json} beside the file, which gives its alpha, or null. */
+    private static JsonNode peftConfig(Path file) throws IOException {
+        Path cfg = file.toAbsolutePath().resolveSibling("adapter_config.json");
+        if (!Files.isRegularFile(cfg)) return null;
+        try {
+            JsonNode j = new ObjectMapper().readTree(cfg.toFile());
+            return j.has("lora_alpha") ? j : null;
+        } catch (IOException e) {
+            throw new BadFileException(cfg, "malformed JSON (" + e.getMessage() + ")");
+        }
+    }
+
+    private static String first(java.util.Collection<String> c, int n) {
+        List<String> l = new ArrayList<>(c);
+        return (l.size() > n ? l.subList(0, n) : l) + (l.size() > n ? " ..." : "");
+    }
+}
