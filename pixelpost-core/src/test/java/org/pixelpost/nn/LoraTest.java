@@ -26,6 +26,7 @@ import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.Trainer;
+import org.pixelpost.nn.Lora.Adapter;
 
 class LoraTest {
     static final List<String> UNET_ATTENTION = List.of(".to_q", ".to_k", ".to_v", ".to_out.0");
@@ -96,6 +97,108 @@ class LoraTest {
             }
             assertTrue(torch.equal(qkv, m.denoiser.module().parameters().get("blocks.0.attn.qkv.weight")), "the base weights are not trained");
             assertTrue(Lora.adapters(m.denoiser.module()).values().stream().anyMatch(a -> Tensors.item(a.up().abs().sum()) > 0), "the adapters are");
+        }
+    }
+
+    /** The tiny in-memory model, built the same every time (weights perturbed off their initial values). */
+    static TextToImageModel build() {
+        Engine.seed(2);
+        TextToImageModel m = InMemory.model(InMemory.ditConfig(16), 16);
+        try (Generator g = Generator.seeded(3); var ng = Tensors.noGrad()) {
+            for (Tensor p : m.denoiser.module().parameters().values()) p.add_(g.randnLike(p).mul(Tensors.s(0.05)));
+        }
+        return m;
+    }
+
+    static final java.util.function.Predicate<String> DIT_ATTENTION = p -> p.contains(".attn.") || p.contains(".cross_attn.");
+
+    static Map<String, Double> dpoTerms(Dpo dpo, TextToImageModel m, Batch pairs) {
+        try (Generator g = Generator.seeded(9)) {
+            return dpo.loss(new StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), m::decodeLatents, g), pairs).terms();
+        }
+    }
+
+    @Test
+    void loraDpoWithThePixelTermMatchesFullModelDpoWhoseReferenceIsTheBase() throws Exception {
+        try (TextToImageModel m = build(); TextToImageModel full = build(); TextToImageModel base = build(); Generator g = Generator.seeded(4);
+             Scope s = Scope.open()) {
+            Batch pairs;
+            try (var ng = Tensors.noGrad()) {
+                var text = m.textEncoder.encode(List.of("a", "b"));
+                pairs = Batch.pairs(m.encodeImages(g.rand(2, 3, 8, 8)), m.encodeImages(g.rand(2, 3, 8, 8)), text.tokens(), text.mask());
+            }
+            Lora.attach(m.denoiser.module(), DIT_ATTENTION, 2, 4, 0, g);
+            Dpo lora = new Dpo(Denoisers.withoutAdapters(m.denoiser), 2500, 1, PixelTerm.of(4));
+            Dpo fullModel = new Dpo(base.denoiser, 2500, 1, PixelTerm.of(4));
+            // step 0: the same noise and timesteps give the same terms
+            Map<String, Double> a = dpoTerms(lora, m, pairs), b = dpoTerms(fullModel, full, pairs);
+            assertEquals(b.keySet(), a.keySet());
+            assertTrue(a.containsKey("pixel_loss"), a.toString());
+            for (String k : b.keySet()) assertEquals(b.get(k), a.get(k), 1e-6, k);
+            // trained adapters against the same update merged into a full copy
+            try (var ng = Tensors.noGrad()) {
+                for (Adapter ad : Lora.adapters(m.denoiser.module()).values()) ad.up().copy_(g.randnLike(ad.up()).mul(Tensors.s(0.2)));
+            }
+            org.pixelpost.pipeline.LoraWeights.of(org.pixelpost.pipeline.LoraWeights.components(m.denoiser))
+                .merge(org.pixelpost.pipeline.LoraWeights.components(full.denoiser), 1);
+            a = dpoTerms(lora, m, pairs);
+            b = dpoTerms(fullModel, full, pairs);
+            assertTrue(Math.abs(a.get("loss") - 5 * Math.log(2)) > 1e-3, "the adapters moved the model off the reference: " + a);
+            // the errors agree to float32 rounding; the loss multiplies their differences by beta = 2500
+            for (String k : List.of("model_w", "model_l")) assertEquals(b.get(k), a.get(k), 1e-5 * Math.abs(b.get(k)), k);
+            for (String k : b.keySet()) assertEquals(b.get(k), a.get(k), 1e-3 * Math.max(1, Math.abs(b.get(k))), k + ": " + a + " vs " + b);
+        }
+    }
+
+    static Batches sftData(TextToImageModel m) {
+        Batch batch;
+        try (Generator g = Generator.seeded(6); var ng = Tensors.noGrad()) {
+            var text = m.textEncoder.encode(List.of("a red circle", "a blue square"));
+            batch = Batch.of(m.encodeImages(g.rand(2, 3, 8, 8)), text.tokens(), text.mask());
+        }
+        return new Batches() {
+            @Override public Batch get(long step, int micro) { return batch; }
+            @Override public long size() { return 2; }
+        };
+    }
+
+    @Test
+    void aLoraRunCheckpointsOnlyTheAdaptersAndResumesExactlyWithDropout(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        Trainer.Options o = Trainer.Options.defaults().withSteps(4).withLr(1e-2).withEmaDecay(0.9);
+        Map<String, Tensor> straight;
+        try (Scope s = Scope.open(); TextToImageModel m = build(); Generator g = Generator.seeded(5)) {
+            Lora.attach(m.denoiser.module(), DIT_ATTENTION, 2, 2, 0.25, g);
+            try (Trainer t = new Trainer(m, sftData(m), new Sft(1, PixelTerm.of(2)), o)) {
+                t.run();
+            }
+            straight = new java.util.LinkedHashMap<>();
+            for (Map.Entry<String, Tensor> e : m.denoiser.module().trainableParameters().entrySet()) straight.put(e.getKey(), s.keep(e.getValue().clone()));
+        }
+        java.nio.file.Path ckpt;
+        try (Scope s = Scope.open(); TextToImageModel m = build(); Generator g = Generator.seeded(5)) {
+            Lora.attach(m.denoiser.module(), DIT_ATTENTION, 2, 2, 0.25, g);
+            try (Trainer t = new Trainer(m, sftData(m), new Sft(1, PixelTerm.of(2)), o)) {
+                t.checkpointer(new org.pixelpost.train.Checkpointer(dir, 0, 3));
+                t.trainStep();
+                t.trainStep();
+                ckpt = t.checkpoint();
+            }
+        }
+        var saved = org.pixelpost.train.Checkpointer.read(ckpt, List.of("denoiser", "ema"));
+        assertFalse(saved.parts().get("denoiser").isEmpty());
+        assertTrue(saved.parts().get("denoiser").keySet().stream().allMatch(k -> k.endsWith(".lora_A.weight") || k.endsWith(".lora_B.weight")),
+            "only the adapters are checkpointed: " + saved.parts().get("denoiser").keySet());
+        assertEquals(saved.parts().get("denoiser").keySet(), saved.parts().get("ema").keySet(), "and only they have an EMA");
+        try (Scope s = Scope.open(); TextToImageModel m = build(); Generator g = Generator.seeded(5)) {
+            Lora.attach(m.denoiser.module(), DIT_ATTENTION, 2, 2, 0.25, g);
+            try (Trainer t = new Trainer(m, sftData(m), new Sft(1, PixelTerm.of(2)), o)) {
+                t.resume(ckpt);
+                t.run();
+            }
+            Map<String, Tensor> resumed = m.denoiser.module().trainableParameters();
+            assertEquals(straight.keySet(), resumed.keySet());
+            for (String k : straight.keySet()) assertTrue(torch.equal(straight.get(k), resumed.get(k)), "resumed exactly, dropout masks included: " + k);
+            assertTrue(Lora.adapters(m.denoiser.module()).values().stream().anyMatch(a -> Tensors.item(a.up().abs().sum()) > 0));
         }
     }
 }
