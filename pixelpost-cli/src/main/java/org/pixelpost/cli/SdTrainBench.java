@@ -10,7 +10,14 @@ import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.AutoencoderKL;
 import org.pixelpost.model.autoencoder.TinyAutoencoder;
 import org.pixelpost.model.denoiser.UNet2DCondition;
+import org.pixelpost.model.denoiser.Denoiser;
+import org.pixelpost.model.denoiser.Denoisers;
+import org.pixelpost.nn.Lora;
 import org.pixelpost.objective.Batch;
+import org.pixelpost.objective.Dpo;
+import org.pixelpost.objective.Objective;
+import org.pixelpost.pipeline.LoraTargets;
+import org.pixelpost.train.AdamW;
 import org.pixelpost.objective.Loss;
 import org.pixelpost.objective.PixelDecode;
 import org.pixelpost.objective.PixelTerm;
@@ -30,8 +37,16 @@ import org.pixelpost.tensor.Tensors;
  * peak resident memory is its own; a row that runs out of memory is reported as such.
  */
 final class SdTrainBench {
-    /** The rows: name, pixel decoder (none, vae, taesd), checkpointing, bf16. */
-    record Row(String name, String decoder, boolean checkpoint, boolean bf16) {}
+    /**
+     * The rows: name, pixel decoder (none, vae, taesd), checkpointing, bf16, LoRA rank (0: the whole
+     * U-Net), DPO (a pair per step against a reference) or SFT, and whether the step includes the
+     * AdamW update (the LoRA rows do, to compare with full fine-tuning's optimizer state).
+     */
+    record Row(String name, String decoder, boolean checkpoint, boolean bf16, int loraRank, boolean dpo, boolean optimizer) {
+        Row(String name, String decoder, boolean checkpoint, boolean bf16) {
+            this(name, decoder, checkpoint, bf16, 0, false, false);
+        }
+    }
 
     static final List<Row> ROWS = List.of(
         new Row("latent", "none", false, false),
@@ -40,17 +55,22 @@ final class SdTrainBench {
         new Row("latent+pixel via TAESD", "taesd", false, false),
         new Row("latent+pixel via TAESD, checkpointing", "taesd", true, false),
         new Row("latent, bf16", "none", false, true),
-        new Row("latent+pixel, checkpointing, bf16", "vae", true, true));
+        new Row("latent+pixel, checkpointing, bf16", "vae", true, true),
+        new Row("full fine-tuning + AdamW, latent", "none", false, false, 0, false, true),
+        new Row("LoRA r16 + AdamW, latent", "none", false, false, 16, false, true),
+        new Row("LoRA r16 + AdamW, latent+pixel via TAESD", "taesd", false, false, 16, false, true),
+        new Row("full DPO + AdamW (reference: a 2nd U-Net)", "none", false, false, 0, true, true),
+        new Row("LoRA r16 DPO + AdamW (reference: adapters off)", "none", false, false, 16, true, true));
 
     private SdTrainBench() {}
 
     /** Runs every row in a child JVM and returns their results. */
-    static List<Map<String, Object>> all(int size, int iters, int warmup) throws Exception {
+    static List<Map<String, Object>> all(int size, int iters, int warmup, List<Integer> rows) throws Exception {
         List<Map<String, Object>> out = new ArrayList<>();
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        for (int i = 0; i < ROWS.size(); i++) {
+        for (int i : rows) {
             Process p = new ProcessBuilder(java, "-Xmx2g", "-Dorg.bytedeco.javacpp.maxPhysicalBytes=0", "-cp", System.getProperty("java.class.path"), "org.pixelpost.cli.Main",
-                "bench", "train", "--model", "sd15-shapes", "--row", Integer.toString(i), "--size", Integer.toString(size),
+                "bench", "train", "--model", "sd15-shapes", "--row", Integer.toString(i), "--image-size", Integer.toString(size),
                 "--iters", Integer.toString(iters), "--warmup", Integer.toString(warmup), "--json").redirectError(ProcessBuilder.Redirect.INHERIT).start();
             String json = new String(p.getInputStream().readAllBytes()).strip();
             int code = p.waitFor();
@@ -67,6 +87,19 @@ final class SdTrainBench {
         return out;
     }
 
+    /** Puts rank-{@code r} adapters on the default targets once (rank 0: the whole U-Net trains). */
+    private static UNet2DCondition lora(UNet2DCondition unet, int r, Generator g) {
+        if (r > 0 && Lora.adapters(unet).isEmpty()) Lora.attach(unet, LoraTargets.of(LoraTargets.DEFAULT), r, r, 0, g);
+        return unet;
+    }
+
+    private static Denoiser frozenCopy(UNet2DCondition.Config uc) {
+        Engine.seed(0); // the same initial weights as the trained U-Net
+        UNet2DCondition r = new UNet2DCondition(uc);
+        r.freeze();
+        return r;
+    }
+
     /** One row in this process: seconds per step (median of {@code iters} after {@code warmup} steps) and peak RSS. */
     static Map<String, Object> one(int index, int size, int iters, int warmup) {
         Row row = ROWS.get(index);
@@ -79,21 +112,26 @@ final class SdTrainBench {
                  case "vae" -> new AutoencoderKL(AutoencoderKL.Config.sd());
                  case "taesd" -> new TinyAutoencoder(new TinyAutoencoder.Variant("taesd", 4, false));
                  default -> null;
-             }) {
+             };
+             // full DPO holds a second, frozen U-Net; LoRA DPO the same U-Net with its adapters off
+             Denoiser reference = !row.dpo() ? null : row.loraRank() > 0 ? Denoisers.withoutAdapters(lora(unet, row.loraRank(), gen)) : frozenCopy(uc);
+             AdamW opt = !row.optimizer() ? null : new AdamW(lora(unet, row.loraRank(), gen).trainableParameters(), 0.9, 0.999, 1e-8, 0)) {
             unet.gradientCheckpointing(row.checkpoint());
-            Tensor z, tokens, mask;
+            Tensor z, zLoser, tokens, mask;
             try (Generator g = Generator.seeded(2)) {
                 z = g.randn(1, 4, latent, latent);
+                zLoser = g.randn(1, 4, latent, latent);
                 tokens = g.randn(1, 77, 768);
             }
             mask = org.bytedeco.pytorch.global.torch.ones(1, 77).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
-            for (Tensor t : List.of(z, tokens, mask)) t.retainReference();
+            for (Tensor t : List.of(z, zLoser, tokens, mask)) t.retainReference();
             StepContext ctx = decoder == null
                 ? new StepContext(unet, StableDiffusion.scheduler(null).schedule(), org.pixelpost.schedule.PredictionType.EPSILON, x -> x, gen)
                 : new StepContext(unet, StableDiffusion.scheduler(null).schedule(), org.pixelpost.schedule.PredictionType.EPSILON, decoder::decode, gen,
                     decoder::decodeRecomputed);
-            Sft objective = new Sft(1, decoder == null ? PixelTerm.off() : new PixelTerm(1, PixelDecode.T, 1, 0, 1, 0, row.checkpoint()));
-            Batch batch = Batch.of(z, tokens, mask);
+            PixelTerm pixel = decoder == null ? PixelTerm.off() : new PixelTerm(1, PixelDecode.T, 1, 0, 1, 0, row.checkpoint());
+            Objective objective = row.dpo() ? new Dpo(reference, 2500, 1, pixel) : new Sft(1, pixel);
+            Batch batch = row.dpo() ? Batch.pairs(z, zLoser, tokens, mask) : Batch.of(z, tokens, mask);
             double[] t = new double[iters];
             for (int i = 0; i < warmup + iters; i++) {
                 try (Scope s = Scope.open()) {
@@ -104,6 +142,7 @@ final class SdTrainBench {
                     }
                     l.loss().backward();
                     unet.finishBackward();
+                    if (opt != null) opt.step(1e-6);
                     for (Tensor p : unet.parameters().values()) if (p.grad().defined()) p.grad().zero_();
                     if (i >= warmup) t[i - warmup] = (System.nanoTime() - t0) / 1e9;
                 }
@@ -116,7 +155,9 @@ final class SdTrainBench {
             o.put("warmup_steps", warmup);
             o.put("seconds_per_step", Math.round(t[iters / 2] * 100) / 100.0);
             o.put("peak_rss_mib", Math.round(BenchCommand.peakRssMiB()));
-            o.put("note", "forward and backward of one sample; no optimizer update (AdamW adds two fp32 copies of the U-Net, 6.9 GB)");
+            o.put("trainable_parameters", unet.trainableParameters().values().stream().mapToLong(Tensor::numel).sum());
+            o.put("note", (row.dpo() ? "forward and backward of one pair (winner and loser) and the reference's forward on both"
+                : "forward and backward of one sample") + (opt != null ? ", then the AdamW update" : "; no optimizer update (AdamW adds two fp32 copies of the U-Net, 6.9 GB)"));
         }
         return o;
     }

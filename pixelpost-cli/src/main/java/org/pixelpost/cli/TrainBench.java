@@ -38,6 +38,8 @@ final class TrainBench implements Callable<Integer> {
     String model;
     @Option(names = "--row", defaultValue = "-1", hidden = true) int row;
     @Option(names = "--warmup", defaultValue = "1", description = "sd15-shapes: untimed steps first (default: ${DEFAULT-VALUE})") int warmup;
+    @Option(names = "--rows", split = ",", description = "sd15-shapes: the rows to run, by number from 0 (default: all; 7-11 are the LoRA and DPO rows)")
+    List<Integer> rows;
     @Option(names = "--image-size", defaultValue = "512", description = "sd15-shapes: image size (default: ${DEFAULT-VALUE})") int imageSize;
 
     @Override
@@ -49,9 +51,13 @@ final class TrainBench implements Callable<Integer> {
                 System.out.println(Json.write(SdTrainBench.one(row, imageSize, iters, warmup)));
                 return 0;
             }
-            List<Map<String, Object>> rows = SdTrainBench.all(imageSize, iters, warmup);
-            if (json) System.out.println(Json.write(rows));
-            else for (Map<String, Object> r : rows) System.out.printf("%-42s %8s s/step  peak RSS %s MiB%n", r.get("row"),
+            List<Integer> which = this.rows != null ? this.rows : java.util.stream.IntStream.range(0, SdTrainBench.ROWS.size()).boxed().toList();
+            for (int i : which)
+                if (i < 0 || i >= SdTrainBench.ROWS.size())
+                    throw new org.pixelpost.io.InvalidValueException("--rows", i + " is not a row (0 to " + (SdTrainBench.ROWS.size() - 1) + ")");
+            List<Map<String, Object>> results = SdTrainBench.all(imageSize, iters, warmup, which);
+            if (json) System.out.println(Json.write(results));
+            else for (Map<String, Object> r : results) System.out.printf("%-50s %8s s/step  peak RSS %s MiB%n", r.get("row"),
                 r.getOrDefault("seconds_per_step", "-"), r.getOrDefault("peak_rss_mib", r.getOrDefault("error", "-")));
             return 0;
         }

@@ -23,7 +23,7 @@ import picocli.CommandLine.Option;
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
     description = {"Post-train a model: SFT (Eq. 3), DPO (Eq. 4) or SimPO (Eqs. 5-7), with or without the pixel term.",
         "Every field of the JSON config is also a flag; flags override the file. The run folder gets config.json,",
-        "metrics.jsonl, tensorboard/, checkpoints/step-N/, samples/ and the final model/."})
+        "metrics.jsonl, tensorboard/, checkpoints/step-N/, samples/ and the final model/ (lora.safetensors in a LoRA run)."})
 final class TrainCommand implements Callable<Integer> {
     @Option(names = "--config", paramLabel = "FILE.json", description = "training config (snake_case keys)", order = -1)
     Path config;

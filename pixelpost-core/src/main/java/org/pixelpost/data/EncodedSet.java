@@ -78,7 +78,7 @@ public final class EncodedSet implements AutoCloseable {
         Files.createDirectories(cacheDir);
         TextEncoder te = m.textEncoder;
         int size = m.imageSize;
-        String key = digest(images, captions, m.latentSpaceKey() + "|" + te.name() + "|" + te.maxTokens());
+        String key = digest(images, captions, m.latentSpaceKey() + "|" + te.name() + "|" + te.maxTokens() + "|" + m.encoderFingerprint());
         Path cache = cacheDir.resolve("encoded-" + key + ".safetensors");
         if (Files.isRegularFile(cache)) {
             try (SafeTensors st = SafeTensors.open(cache)) {

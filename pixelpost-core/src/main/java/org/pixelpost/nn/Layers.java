@@ -11,7 +11,9 @@ public final class Layers {
     /** Uniform in [-bound, bound]: PyTorch's default for conv and linear weights is bound = 1/sqrt(fan_in). */
     static Tensor uniform(double bound, long... shape) {
         try (var g = Tensors.noGrad()) {
-            return torch.rand(shape).mul(Tensors.s(2 * bound)).sub(Tensors.s(bound));
+            Tensor t = torch.rand(shape);
+            t.mul_(Tensors.s(2 * bound)).sub_(Tensors.s(bound)); // in place: a large model's initialisation leaves no garbage behind
+            return t;
         }
     }
 

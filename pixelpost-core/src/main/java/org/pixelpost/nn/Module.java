@@ -141,6 +141,27 @@ public abstract class Module implements AutoCloseable {
         children.forEach((k, c) -> c.collect(prefix + k + ".", out));
     }
 
+    /**
+     * A digest of the weights (names, shapes, and each tensor's sum and sum of squares): two models
+     * of one architecture with different weights get different digests. Cheap: one pass over the weights.
+     */
+    public String fingerprint() {
+        java.security.MessageDigest md;
+        try {
+            md = java.security.MessageDigest.getInstance("SHA-256");
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+        try (NoGradGuard g = Tensors.noGrad(); org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) {
+            for (Map.Entry<String, Tensor> e : parameters().entrySet()) {
+                Tensor d = e.getValue().to(org.bytedeco.pytorch.global.torch.ScalarType.Double);
+                md.update((e.getKey() + java.util.Arrays.toString(Tensors.shape(d)) + Tensors.item(d.sum()) + "|" + Tensors.item(d.square().sum()))
+                    .getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            }
+        }
+        return java.util.HexFormat.of().formatHex(md.digest(), 0, 8);
+    }
+
     public long parameterCount() {
         return parameters().values().stream().mapToLong(Tensor::numel).sum();
     }

@@ -141,6 +141,17 @@ public final class TextToImageModel implements AutoCloseable {
     }
 
     /** Names the latent space (autoencoder, image size, scale), for caches of encoded images. */
+    /**
+     * A digest of the weights that encoding depends on (a CLIP text encoder's and a module
+     * autoencoder's), so that cached encodings of one model are not reused for another of the same
+     * architecture (another fine-tune, or a text-encoder LoRA merged in).
+     */
+    public String encoderFingerprint() {
+        String te = textEncoder instanceof org.pixelpost.model.text.ClipTextEncoder c ? c.model().fingerprint() : "-";
+        String ae = autoencoder instanceof org.pixelpost.nn.Module a ? a.fingerprint() : "-";
+        return te + "|" + ae;
+    }
+
     public String latentSpaceKey() {
         return autoencoder.name() + "|" + imageSize + "|" + latentScale;
     }

@@ -41,16 +41,21 @@ public final class AdamW implements AutoCloseable {
     public void step(double lr) {
         step++;
         double c1 = 1 - Math.pow(beta1, step), c2 = 1 - Math.pow(beta2, step);
-        try (var g = Tensors.noGrad(); var s = org.pixelpost.tensor.Scope.open()) {
+        try (var g = Tensors.noGrad()) {
             for (Map.Entry<String, Tensor> e : params.entrySet()) {
-                Tensor p = e.getValue(), grad = p.grad();
-                if (grad == null || !grad.defined()) continue;
-                Tensor mi = m.get(e.getKey()), vi = v.get(e.getKey());
-                mi.mul_(Tensors.s(beta1)).add_(grad, Tensors.s(1 - beta1));
-                vi.mul_(Tensors.s(beta2)).addcmul_(grad, grad, Tensors.s(1 - beta2));
-                if (weightDecay != 0) p.mul_(Tensors.s(1 - lr * weightDecay));
-                Tensor denom = vi.div(Tensors.s(c2)).sqrt().add(Tensors.s(eps));
-                p.addcdiv_(mi, denom, Tensors.s(-lr / c1));
+                // a scope per parameter: the one temporary (denom) is freed at once, so the update
+                // needs one parameter's worth of extra memory, not the whole model's
+                try (var s = org.pixelpost.tensor.Scope.open()) {
+                    Tensor p = e.getValue(), grad = p.grad();
+                    if (grad == null || !grad.defined()) continue;
+                    Tensor mi = m.get(e.getKey()), vi = v.get(e.getKey());
+                    mi.mul_(Tensors.s(beta1)).add_(grad, Tensors.s(1 - beta1));
+                    vi.mul_(Tensors.s(beta2)).addcmul_(grad, grad, Tensors.s(1 - beta2));
+                    if (weightDecay != 0) p.mul_(Tensors.s(1 - lr * weightDecay));
+                    Tensor denom = vi.div(Tensors.s(c2));
+                    denom.sqrt_().add_(Tensors.s(eps));
+                    p.addcdiv_(mi, denom, Tensors.s(-lr / c1));
+                }
             }
         }
     }

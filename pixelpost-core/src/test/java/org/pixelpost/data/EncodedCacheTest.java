@@ -1,0 +1,53 @@
+package org.pixelpost.data;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.pixelpost.InMemory;
+import org.pixelpost.TestData;
+import org.pixelpost.model.text.ClipTextEncoder;
+import org.pixelpost.pipeline.TextToImageModel;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+
+/** The encoded-data cache is keyed by the encoders' weights, not only their names: another fine-tune of the same architecture encodes anew. */
+class EncodedCacheTest {
+    static long files(Path dir) throws Exception {
+        try (var s = Files.list(dir)) {
+            return s.count();
+        }
+    }
+
+    @Test
+    void aTextEncoderWithOtherWeightsDoesNotReuseTheCache(@TempDir Path dir) throws Exception {
+        List<Path> images = TestData.emojiPngs(Files.createDirectories(dir.resolve("img")), TestData.EMOJI.subList(0, 2));
+        List<String> captions = TestData.CAPTIONS.subList(0, 2);
+        Path cache = dir.resolve("cache");
+        try (Scope s = Scope.open(); TextToImageModel m = InMemory.tinyStableDiffusion()) {
+            Tensor first, again, changed;
+            try (EncodedSet a = EncodedSet.encode(images, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {
+                first = a.batch(new long[] {0, 1}, new boolean[2])[1].clone();
+            }
+            try (EncodedSet b = EncodedSet.encode(images, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {
+                again = b.batch(new long[] {0, 1}, new boolean[2])[1].clone();
+            }
+            assertEquals(1, files(cache), "the same model reuses its cache");
+            assertTrue(torch.equal(first, again));
+            try (var g = Tensors.noGrad()) { // as a merged text-encoder LoRA would
+                Tensor w = ((ClipTextEncoder) m.textEncoder).model().parameters().get("text_model.encoder.layers.0.self_attn.q_proj.weight");
+                w.mul_(Tensors.s(1.5));
+            }
+            try (EncodedSet c = EncodedSet.encode(images, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {
+                changed = c.batch(new long[] {0, 1}, new boolean[2])[1].clone();
+            }
+            assertEquals(2, files(cache), "other weights, another cache entry");
+            assertFalse(torch.equal(first, changed), "the captions were encoded again with the new weights");
+        }
+    }
+}
