@@ -46,6 +46,7 @@ public final class EvalServer implements AutoCloseable {
         app.get("/api/studies", this::studies);
         app.get("/api/studies/{study}/next", this::next);
         app.get("/api/studies/{study}/progress", this::progress);
+        app.post("/api/studies/{study}/lease", this::renew);
         app.post("/api/votes", this::vote);
         app.get("/images/{id}", this::image);
         app.post("/api/admin/invite", ctx -> {
@@ -214,7 +215,19 @@ public final class EvalServer implements AutoCloseable {
             case DUPLICATE -> error(ctx, 409, "already voted on this item");
             case CLOSED -> error(ctx, 409, "the study is closed");
             case UNKNOWN_ITEM -> error(ctx, 404, "unknown item");
+            case NOT_LEASED -> error(ctx, 409, "this item was not given to you: take items from /next");
+            case FULL -> error(ctx, 409, "this item got its votes while your page was away; here is the next one");
         }
+    }
+
+    /** The page renews its item's lease while it is open, so nobody else is given that place of the quota. */
+    private void renew(Context ctx) throws Exception {
+        if (annotator(ctx) == null || !studyExists(ctx)) return;
+        JsonNode b = body(ctx);
+        if (b == null) return;
+        boolean held = store.renew(b.path("item").asText(""), token(ctx));
+        if (held) json(ctx, 200, StudyStore.JSON.createObjectNode().put("renewed", true));
+        else error(ctx, 409, "you hold no lease on this item");
     }
 
     private void image(Context ctx) throws Exception {

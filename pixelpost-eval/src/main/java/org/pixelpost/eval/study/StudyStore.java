@@ -10,12 +10,14 @@ import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.LongSupplier;
 
 /**
  * Studies, items, annotators and votes in SQL that SQLite and PostgreSQL both speak. Every write
@@ -31,16 +33,32 @@ public final class StudyStore implements AutoCloseable {
     /** One unit of annotation; the payload holds what only the server may know (model names). */
     public record Item(String id, String study, int position, ObjectNode payload) {}
 
-    /** The outcome of a vote attempt. */
-    public enum VoteResult { STORED, DUPLICATE, UNKNOWN_ITEM, CLOSED }
+    /**
+     * The outcome of a vote attempt: stored; a repeat of this annotator's stored vote; an unknown
+     * item; a closed study; an item never leased to this annotator; an item whose quota filled up
+     * while this annotator's lease had expired.
+     */
+    public enum VoteResult { STORED, DUPLICATE, UNKNOWN_ITEM, CLOSED, NOT_LEASED, FULL }
+
+    /** How long an item stays reserved for the annotator it was given to, unless the page renews it. */
+    public static final Duration DEFAULT_LEASE = Duration.ofMinutes(2);
 
     static final ObjectMapper JSON = new ObjectMapper();
     private static final SecureRandom RANDOM = new SecureRandom();
     private final Connection db;
     private final String url;
+    private final Duration lease;
+    private final LongSupplier clock;
 
     public StudyStore(String jdbcUrl) throws SQLException {
+        this(jdbcUrl, DEFAULT_LEASE, System::currentTimeMillis);
+    }
+
+    /** A store whose leases last {@code lease}, timed by {@code clock} (milliseconds). */
+    public StudyStore(String jdbcUrl, Duration lease, LongSupplier clock) throws SQLException {
         this.url = jdbcUrl;
+        this.lease = lease;
+        this.clock = clock;
         this.db = DriverManager.getConnection(jdbcUrl);
         boolean sqlite = jdbcUrl.startsWith("jdbc:sqlite:");
         try (Statement s = db.createStatement()) {
@@ -59,6 +77,9 @@ public final class StudyStore implements AutoCloseable {
                 + "REFERENCES annotators(token), answer TEXT NOT NULL, created VARCHAR(40) NOT NULL, PRIMARY KEY (item, annotator))");
             s.execute("CREATE INDEX IF NOT EXISTS votes_item ON votes(item)");
             s.execute("CREATE TABLE IF NOT EXISTS images (id VARCHAR(40) PRIMARY KEY, path TEXT NOT NULL)");
+            // an item given to an annotator holds one of its quota's places until the lease expires or the vote arrives
+            s.execute("CREATE TABLE IF NOT EXISTS leases (item VARCHAR(40) NOT NULL REFERENCES items(id), annotator VARCHAR(64) NOT NULL "
+                + "REFERENCES annotators(token), expires BIGINT NOT NULL, PRIMARY KEY (item, annotator))");
         }
         db.setAutoCommit(false);
         db.commit();
@@ -190,21 +211,101 @@ public final class StudyStore implements AutoCloseable {
         });
     }
 
-    /** The next item this annotator has not answered whose quota is not full, preferring items nearest completion. */
+    /**
+     * The item this annotator should answer next, leased to them: the one they hold an unexpired
+     * lease on (renewed; a reloaded page gets the same item), otherwise, among the items they have
+     * not answered whose votes plus other annotators' unexpired leases are below the quota, one
+     * with the fewest (so every item reaches its quota before the study ends), in an order of the
+     * annotator's own. Null when there is none.
+     */
     public Item next(String study, String annotator) throws SQLException {
         return tx(() -> {
-            try (PreparedStatement p = db.prepareStatement(
-                "SELECT i.id, i.position, i.payload, (SELECT COUNT(*) FROM votes c WHERE c.item = i.id) AS n FROM items i "
-                    + "JOIN studies s ON s.name = i.study WHERE i.study = ? AND s.closed = 0 "
-                    + "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.item = i.id AND v.annotator = ?) "
-                    + "AND (SELECT COUNT(*) FROM votes c2 WHERE c2.item = i.id) < s.annotators "
-                    + "ORDER BY n DESC, i.position LIMIT 1")) {
+            long now = clock.getAsLong();
+            try (PreparedStatement p = db.prepareStatement("SELECT l.item FROM leases l JOIN items i ON i.id = l.item "
+                + "JOIN studies s ON s.name = i.study WHERE i.study = ? AND s.closed = 0 "
+                + "AND l.annotator = ? AND l.expires > ? AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.item = l.item AND v.annotator = l.annotator) "
+                + "ORDER BY i.position")) {
                 p.setString(1, study);
                 p.setString(2, annotator);
+                p.setLong(3, now);
                 ResultSet r = p.executeQuery();
-                return r.next() ? new Item(r.getString(1), study, r.getInt(2), parse(r.getString(3))) : null;
+                if (r.next()) {
+                    String id = r.getString(1);
+                    setLease(id, annotator, now);
+                    return itemInTx(id);
+                }
+            }
+            String best = null;
+            long bestFill = Long.MAX_VALUE, bestOrder = Long.MAX_VALUE;
+            try (PreparedStatement p = db.prepareStatement("SELECT i.id, (SELECT COUNT(*) FROM votes c WHERE c.item = i.id) "
+                + "+ (SELECT COUNT(*) FROM leases l WHERE l.item = i.id AND l.expires > ? AND l.annotator <> ?) AS n, s.annotators "
+                + "FROM items i JOIN studies s ON s.name = i.study WHERE i.study = ? AND s.closed = 0 "
+                + "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.item = i.id AND v.annotator = ?)")) {
+                p.setLong(1, now);
+                p.setString(2, annotator);
+                p.setString(3, study);
+                p.setString(4, annotator);
+                ResultSet r = p.executeQuery();
+                while (r.next()) {
+                    long n = r.getLong(2);
+                    if (n >= r.getInt(3)) continue;
+                    long order = order(annotator, r.getString(1));
+                    if (n < bestFill || n == bestFill && order < bestOrder) {
+                        best = r.getString(1);
+                        bestFill = n;
+                        bestOrder = order;
+                    }
+                }
+            }
+            if (best == null) return null;
+            setLease(best, annotator, now);
+            return itemInTx(best);
+        });
+    }
+
+    /** A per-annotator order of the items: a hash of (annotator, item), so each annotator meets them in another order. */
+    private static long order(String annotator, String item) {
+        long h = 1125899906842597L;
+        for (char c : (annotator + "|" + item).toCharArray()) h = 31 * h + c;
+        h ^= h >>> 33;
+        h *= 0xff51afd7ed558ccdL;
+        h ^= h >>> 33;
+        return h;
+    }
+
+    private void setLease(String item, String annotator, long now) throws SQLException {
+        try (PreparedStatement d = db.prepareStatement("DELETE FROM leases WHERE item = ? AND annotator = ?")) {
+            d.setString(1, item);
+            d.setString(2, annotator);
+            d.executeUpdate();
+        }
+        try (PreparedStatement p = db.prepareStatement("INSERT INTO leases (item, annotator, expires) VALUES (?, ?, ?)")) {
+            p.setString(1, item);
+            p.setString(2, annotator);
+            p.setLong(3, now + lease.toMillis());
+            p.executeUpdate();
+        }
+    }
+
+    /** Extends this annotator's lease on {@code item} while its page is open; false when they hold none (or already voted). */
+    public boolean renew(String item, String annotator) throws SQLException {
+        return tx(() -> {
+            try (PreparedStatement p = db.prepareStatement("UPDATE leases SET expires = ? WHERE item = ? AND annotator = ? "
+                + "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.item = leases.item AND v.annotator = leases.annotator)")) {
+                p.setLong(1, clock.getAsLong() + lease.toMillis());
+                p.setString(2, item);
+                p.setString(3, annotator);
+                return p.executeUpdate() > 0;
             }
         });
+    }
+
+    private Item itemInTx(String id) throws SQLException {
+        try (PreparedStatement p = db.prepareStatement("SELECT id, study, position, payload FROM items WHERE id = ?")) {
+            p.setString(1, id);
+            ResultSet r = p.executeQuery();
+            return r.next() ? new Item(r.getString(1), r.getString(2), r.getInt(3), parse(r.getString(4))) : null;
+        }
     }
 
     public Item item(String id) throws SQLException {
@@ -231,6 +332,23 @@ public final class StudyStore implements AutoCloseable {
                 p.setString(2, annotator);
                 if (p.executeQuery().next()) return VoteResult.DUPLICATE;
             }
+            // only an item given to this annotator; an expired lease still counts while the quota has room
+            try (PreparedStatement p = db.prepareStatement("SELECT 1 FROM leases WHERE item = ? AND annotator = ?")) {
+                p.setString(1, itemId);
+                p.setString(2, annotator);
+                if (!p.executeQuery().next()) return VoteResult.NOT_LEASED;
+            }
+            try (PreparedStatement p = db.prepareStatement("SELECT (SELECT COUNT(*) FROM votes v WHERE v.item = i.id), s.annotators "
+                + "FROM items i JOIN studies s ON s.name = i.study WHERE i.id = ?")) {
+                p.setString(1, itemId);
+                ResultSet r = p.executeQuery();
+                r.next();
+                if (r.getLong(1) >= r.getInt(2)) {
+                    deleteLease(itemId, annotator);
+                    return VoteResult.FULL;
+                }
+            }
+            deleteLease(itemId, annotator);
             try (PreparedStatement p = db.prepareStatement("INSERT INTO votes (item, annotator, answer, created) VALUES (?, ?, ?, ?)")) {
                 p.setString(1, itemId);
                 p.setString(2, annotator);
@@ -240,6 +358,14 @@ public final class StudyStore implements AutoCloseable {
             }
             return VoteResult.STORED;
         });
+    }
+
+    private void deleteLease(String item, String annotator) throws SQLException {
+        try (PreparedStatement d = db.prepareStatement("DELETE FROM leases WHERE item = ? AND annotator = ?")) {
+            d.setString(1, item);
+            d.setString(2, annotator);
+            d.executeUpdate();
+        }
     }
 
     /** Progress of one annotator and of the whole study. */

@@ -109,6 +109,14 @@ class EvalServerTest {
         assertEquals(400, call("POST", "/api/votes", t, "{\"item\":\"" + item.get("id").asText() + "\",\"choice\":\"sideways\"}", null).statusCode());
         assertEquals(400, call("POST", "/api/votes", t, "{\"item\":", null).statusCode());
         assertEquals(404, call("POST", "/api/votes", t, "{\"item\":\"no-such-item\",\"choice\":\"left\"}", null).statusCode());
+        // another annotator cannot vote on Grace's item; her page renews its lease, his cannot
+        String other = join("Henry");
+        HttpResponse<String> stolen = call("POST", "/api/votes", other, vote, null);
+        assertEquals(409, stolen.statusCode());
+        assertTrue(stolen.body().contains("not given to you"), stolen.body());
+        String lease = "{\"item\":\"" + item.get("id").asText() + "\"}";
+        assertEquals(200, call("POST", "/api/studies/ab/lease", t, lease, null).statusCode());
+        assertEquals(409, call("POST", "/api/studies/ab/lease", other, lease, null).statusCode());
         assertEquals(201, call("POST", "/api/votes", t, vote, null).statusCode());
         long stored = store.voteCount();
         assertEquals(409, call("POST", "/api/votes", t, vote, null).statusCode(), "a replayed vote is refused");

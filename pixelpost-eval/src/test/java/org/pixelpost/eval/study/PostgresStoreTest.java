@@ -40,15 +40,17 @@ class PostgresStoreTest {
             assertEquals(StudyStore.VoteResult.STORED, store.vote(it.id(), t1, StudyStore.JSON.createObjectNode().put("choice", "left")));
             assertEquals(StudyStore.VoteResult.DUPLICATE, store.vote(it.id(), t1, StudyStore.JSON.createObjectNode().put("choice", "right")));
             assertEquals(StudyStore.VoteResult.UNKNOWN_ITEM, store.vote("nope", t1, StudyStore.JSON.createObjectNode().put("choice", "left")));
-            // the item nearest its quota is served first
-            assertEquals(it.id(), store.next("pg", t2).id());
-            assertEquals(StudyStore.VoteResult.STORED, store.vote(it.id(), t2, StudyStore.JSON.createObjectNode().put("choice", "left")));
+            // the least-filled items are served first; a vote counts only on an item given to the voter
+            assertEquals(StudyStore.VoteResult.NOT_LEASED, store.vote(it.id(), t2, StudyStore.JSON.createObjectNode().put("choice", "left")));
+            StudyStore.Item other = store.next("pg", t2);
+            assertNotEquals(it.id(), other.id());
+            assertEquals(StudyStore.VoteResult.STORED, store.vote(other.id(), t2, StudyStore.JSON.createObjectNode().put("choice", "left")));
         }
         try (StudyStore store = new StudyStore(url)) { // reopened: nothing lost
             assertEquals(2, store.voteCount());
             JsonNode r = StudyResults.compute(store, "pg");
             assertEquals(2, r.get("votes").asInt());
-            assertEquals(1, r.get("pairs").get(0).path("flaws").path("n").asInt() + r.get("pairs").get(0).path("appeal").path("n").asInt());
+            assertEquals(2, r.get("pairs").get(0).path("flaws").path("n").asInt() + r.get("pairs").get(0).path("appeal").path("n").asInt());
             assertEquals("one", store.annotatorName(t1));
         }
     }

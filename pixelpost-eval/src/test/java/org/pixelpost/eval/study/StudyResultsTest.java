@@ -30,16 +30,17 @@ class StudyResultsTest {
                 "p2", new String[] {"A", "A", "B", "B", "tie"}, "p3", new String[] {"reject", "reject", "reject", "A", "B"});
             Map<String, String[]> appeal = Map.of("p0", new String[] {"tie", "tie", "tie", "A", "B"}, "p1", new String[] {"A", "A", "A", "A", "A"},
                 "p2", new String[] {"A", "A", "A", "tie", "B"}, "p3", new String[] {"B", "B", "A", "tie", "reject"});
-            for (Map.Entry<StudyStore.Item, List<JsonNode>> e : store.answers("s").entrySet()) {
-                ObjectNode p = e.getKey().payload();
-                String[] votes = (p.get("question").asText().equals("flaws") ? flaws : appeal).get(p.get("prompt").asText());
-                String left = p.get("left").get("model").asText();
-                for (int i = 0; i < 5; i++) {
-                    String v = votes[i];
+            // each annotator takes the items as the store gives them out (leased one at a time) and answers as planned
+            for (int i = 0; i < 5; i++) {
+                for (StudyStore.Item it = store.next("s", tokens.get(i)); it != null; it = store.next("s", tokens.get(i))) {
+                    ObjectNode p = it.payload();
+                    String v = (p.get("question").asText().equals("flaws") ? flaws : appeal).get(p.get("prompt").asText())[i];
+                    String left = p.get("left").get("model").asText();
                     String choice = v.equals("A") || v.equals("B") ? (v.equals(left) ? "left" : "right") : v;
-                    assertEquals(StudyStore.VoteResult.STORED, store.vote(e.getKey().id(), tokens.get(i), StudyStore.JSON.createObjectNode().put("choice", choice)));
+                    assertEquals(StudyStore.VoteResult.STORED, store.vote(it.id(), tokens.get(i), StudyStore.JSON.createObjectNode().put("choice", choice)));
                 }
             }
+            store.answers("s").values().forEach(v -> assertEquals(5, v.size()));
             JsonNode r = StudyResults.compute(store, "s");
             JsonNode row = r.get("pairs").get(0);
             assertEquals("A", row.get("model_a").asText());
@@ -83,13 +84,12 @@ class StudyResultsTest {
             List<String> t = List.of(store.join("x"), store.join("y"), store.join("z"));
             // image 1: q1 yes 3-0, q2 no 1-2; image 2: q1 yes 2-1, q2 yes 2-1 -> 3 of 4 yes
             boolean[][][] votes = {{{true, false}, {true, true}, {true, false}}, {{true, true}, {false, true}, {true, false}}};
-            int i = 0;
-            for (StudyStore.Item it : store.answers("al").keySet()) {
-                for (int k = 0; k < 3; k++)
-                    store.vote(it.id(), t.get(k), StudyStore.JSON.createObjectNode().set("answers",
-                        StudyStore.JSON.createArrayNode().add(votes[i][k][0]).add(votes[i][k][1])));
-                i++;
-            }
+            for (int k = 0; k < 3; k++)
+                for (StudyStore.Item it = store.next("al", t.get(k)); it != null; it = store.next("al", t.get(k))) {
+                    boolean[] v = votes[it.position()][k];
+                    assertEquals(StudyStore.VoteResult.STORED, store.vote(it.id(), t.get(k),
+                        StudyStore.JSON.createObjectNode().set("answers", StudyStore.JSON.createArrayNode().add(v[0]).add(v[1]))));
+                }
             JsonNode r = StudyResults.compute(store, "al").get("alignment").get("M");
             assertEquals(3, r.get("yes").asInt());
             assertEquals(4, r.get("questions").asInt());
@@ -98,7 +98,10 @@ class StudyResultsTest {
             Studies.create(store, "pk", StudyStore.Kind.PAIRS, Map.of("M", StudyFixtures.samples(dir.resolve("p"), List.of("dog"), 5, 0)), null, null, 3, 1);
             StudyStore.Item item = store.answers("pk").keySet().iterator().next();
             int[][] picks = {{2, 0}, {2, 4}, {1, 4}};
-            for (int k = 0; k < 3; k++) store.vote(item.id(), t.get(k), StudyStore.JSON.createObjectNode().put("best", picks[k][0]).put("worst", picks[k][1]));
+            for (int k = 0; k < 3; k++) {
+                assertEquals(item.id(), store.next("pk", t.get(k)).id());
+                store.vote(item.id(), t.get(k), StudyStore.JSON.createObjectNode().put("best", picks[k][0]).put("worst", picks[k][1]));
+            }
             JsonNode pairs = StudyResults.compute(store, "pk").get("preference_pairs");
             assertEquals(1, pairs.size());
             assertEquals(item.payload().get("images").get(2).get("file").asText(), pairs.get(0).get("winner").asText());
