@@ -81,10 +81,12 @@ final class LoraCommand implements Runnable {
         public Integer call() throws Exception {
             Engine.start();
             Spec s = Spec.parse("--lora", lora);
+            if (s.scale() != 1) throw new InvalidValueException("--lora", "info takes no scale (" + s + ")");
             try (TextToImageModel m = TextToImageModel.load(model)) {
                 LoraWeights w = LoraWeights.read(s.file(), m);
                 Map<String, Object> out = new java.util.LinkedHashMap<>();
                 out.put("file", s.file().toString());
+                out.put("layout", w.layout());
                 out.put("layers", w.updates().size());
                 Map<String, Integer> byComponent = new TreeMap<>();
                 w.updates().keySet().forEach(k -> byComponent.merge(k.substring(0, k.indexOf('.')), 1, Integer::sum));

@@ -38,7 +38,7 @@ final class TrainBench implements Callable<Integer> {
     String model;
     @Option(names = "--row", defaultValue = "-1", hidden = true) int row;
     @Option(names = "--warmup", defaultValue = "1", description = "sd15-shapes: untimed steps first (default: ${DEFAULT-VALUE})") int warmup;
-    @Option(names = "--rows", split = ",", description = "sd15-shapes: the rows to run, by number from 0 (default: all; 7-11 are the LoRA and DPO rows)")
+    @Option(names = "--rows", split = ",", description = "sd15-shapes: the rows to run, by number from 0 (default: all; 7-11 compare full fine-tuning, LoRA and DPO with AdamW)")
     List<Integer> rows;
     @Option(names = "--image-size", defaultValue = "512", description = "sd15-shapes: image size (default: ${DEFAULT-VALUE})") int imageSize;
 

@@ -122,6 +122,19 @@ class LoraCommandTest {
         // at the first step the adapters are zero: the model is its reference, so the loss is (1 + mu) ln 2
         assertEquals(2 * Math.log(2), Json.MAPPER.readTree(lines.get(0)).get("loss").asDouble(), 1e-5);
         assertTrue(Files.isRegularFile(run.resolve("lora.safetensors")));
+        // the same run with the base loaded a second time as its reference gives the same losses, step 2 included
+        Path withCopy = dir.resolve("run-copy");
+        r = run("train", "--objective", "dpo", "--init", model.toString(), "--data", dir.resolve("pairs").toString(), "--out", withCopy.toString(),
+            "--steps", "2", "--batch-size", "2", "--lora-rank", "2", "--pixel-weight", "1", "--lr", "1e-3", "--log-every", "1", "--reference", model.toString());
+        assertEquals("0", r[0], r[2]);
+        List<String> copyLines = Files.readAllLines(withCopy.resolve("metrics.jsonl"));
+        double a = Json.MAPPER.readTree(lines.get(1)).get("loss").asDouble(), b = Json.MAPPER.readTree(copyLines.get(1)).get("loss").asDouble();
+        assertNotEquals(2 * Math.log(2), a, 1e-6, "step 2: the adapters have moved");
+        assertEquals(b, a, 1e-6 * Math.abs(b), "adapters off == a second copy of the base as the reference");
+        // a resume must not change the adapters' settings (the checkpoints hold only the adapters)
+        r = run("train", "--config", run.resolve("config.json").toString(), "--resume", "latest", "--lora-alpha", "7");
+        assertEquals("2", r[0], r[2]);
+        assertTrue(r[2].contains("lora") && r[2].contains("alpha") && r[2].contains("config.json"), r[2]);
     }
 
     static String[] args(List<String> head, String... more) {

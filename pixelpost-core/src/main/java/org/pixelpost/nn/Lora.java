@@ -139,6 +139,8 @@ public final class Lora {
         if (rank < 1) throw new IllegalArgumentException("the LoRA rank must be at least 1, not " + rank);
         if (!(dropout >= 0 && dropout < 1)) throw new IllegalArgumentException("the LoRA dropout must be in [0, 1), not " + dropout);
         List<String> done = new ArrayList<>();
+        if (root.modules().entrySet().stream().noneMatch(e -> !(e.getValue() instanceof Adapter) && shapes(e.getValue(), 1) != null && target.test(e.getKey())))
+            throw new NoTargetException();
         for (Map.Entry<String, Module> e : new ArrayList<>(root.modules().entrySet())) {
             Module m = e.getValue();
             long[][] shapes = shapes(m, rank);
@@ -154,7 +156,6 @@ public final class Lora {
             wrap(root, e.getKey(), a, b, alpha, dropout, Generator.mix(done.size(), 0x10AAL));
             done.add(e.getKey());
         }
-        if (done.isEmpty()) throw new IllegalArgumentException("no linear layer or convolution matches the LoRA targets");
         root.trainable(k -> k.contains(".lora_A.") || k.contains(".lora_B."));
         return done;
     }
@@ -167,15 +168,28 @@ public final class Lora {
         Module m = root.modules().get(path);
         if (m == null || m instanceof Adapter || shapes(m, 1) == null)
             throw new IllegalArgumentException(path + " is not a linear layer or convolution without an adapter");
+        long[][] want = shapes(m, (int) down.size(0));
         try (var ng = Tensors.noGrad()) {
-            wrap(root, path, down.to(torch.ScalarType.Float).clone(), up.to(torch.ScalarType.Float).clone(), alpha, 0, 0);
+            // a linear layer's [r, in] and a 1x1 convolution's [r, in, 1, 1] hold the same numbers
+            wrap(root, path, down.to(torch.ScalarType.Float).reshape(want[0]).clone(), up.to(torch.ScalarType.Float).reshape(want[1]).clone(), alpha, 0, 0);
         }
     }
 
+    /** Replaces the layer at {@code path} by its adapter; the base weights keep their trainability, A and B are trainable. */
     private static void wrap(Module root, String path, Tensor a, Tensor b, double alpha, double dropout, long seed) {
         Module m = root.modules().get(path);
+        Map<Tensor, Boolean> was = new java.util.IdentityHashMap<>();
+        m.parameters().values().forEach(p -> was.put(p, p.requires_grad()));
         Module wrapped = m instanceof Linear l ? new LoraLinear(l, a, b, alpha, dropout, seed) : new LoraConv2d((Conv2d) m, a, b, alpha, dropout, seed);
+        was.forEach((p, on) -> p.set_requires_grad(on));
         root.replace(path, wrapped).close(); // the adapter holds the base weights now
+    }
+
+    /** No linear layer or convolution matches the targets (nothing was changed). */
+    public static final class NoTargetException extends IllegalArgumentException {
+        NoTargetException() {
+            super("no linear layer or convolution matches the LoRA targets");
+        }
     }
 
     /** The adapters of {@code root} by path. */

@@ -152,11 +152,13 @@ public abstract class Module implements AutoCloseable {
         } catch (java.security.NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
-        try (NoGradGuard g = Tensors.noGrad(); org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) {
+        try (NoGradGuard g = Tensors.noGrad()) {
             for (Map.Entry<String, Tensor> e : parameters().entrySet()) {
-                Tensor d = e.getValue().to(org.bytedeco.pytorch.global.torch.ScalarType.Double);
-                md.update((e.getKey() + java.util.Arrays.toString(Tensors.shape(d)) + Tensors.item(d.sum()) + "|" + Tensors.item(d.square().sum()))
-                    .getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                try (org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) { // one parameter's copy at a time
+                    Tensor d = e.getValue().to(org.bytedeco.pytorch.global.torch.ScalarType.Double);
+                    md.update((e.getKey() + java.util.Arrays.toString(Tensors.shape(d)) + Tensors.item(d.sum()) + "|" + Tensors.item(d.square().sum()))
+                        .getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                }
             }
         }
         return java.util.HexFormat.of().formatHex(md.digest(), 0, 8);

@@ -68,12 +68,21 @@ public final class LoraWeights {
     private final Map<String, Update> updates;
     private final Map<String, String> metadata;
     private final List<String> notes;
+    private final String layout;
 
     public LoraWeights(Map<String, Update> updates, Map<String, String> metadata, List<String> notes) {
+        this(updates, metadata, notes, "in memory");
+    }
+
+    private LoraWeights(Map<String, Update> updates, Map<String, String> metadata, List<String> notes, String layout) {
         this.updates = new TreeMap<>(updates);
         this.metadata = Map.copyOf(metadata);
         this.notes = List.copyOf(notes);
+        this.layout = layout;
     }
+
+    /** The layout it was read in: kohya (diffusers or LDM names), peft, diffusers (old), or in memory. */
+    public String layout() { return layout; }
 
     /** Updates by qualified layer path, sorted. */
     public Map<String, Update> updates() { return updates; }
@@ -106,14 +115,18 @@ public final class LoraWeights {
 
     // ---- from a model --------------------------------------------------------------------------
 
-    /** The adapters attached to {@code components} (copies of their weights). */
+    /**
+     * The adapters attached to {@code components} (copies of their weights). Adapters switched off
+     * (merged ones among them, whose update is in the weights already) are left out.
+     */
     public static LoraWeights of(Map<String, Module> components) {
         Map<String, Update> u = new TreeMap<>();
         try (var g = Tensors.noGrad()) {
-            components.forEach((prefix, root) -> Lora.adapters(root).forEach((path, a) ->
-                u.put(prefix + "." + path, new Update(a.down().detach().clone(), a.up().detach().clone(), a.alpha()))));
+            components.forEach((prefix, root) -> Lora.adapters(root).forEach((path, a) -> {
+                if (a.enabled()) u.put(prefix + "." + path, new Update(a.down().detach().clone(), a.up().detach().clone(), a.alpha()));
+            }));
         }
-        if (u.isEmpty()) throw new IllegalArgumentException("the model has no LoRA adapters");
+        if (u.isEmpty()) throw new IllegalArgumentException("the model has no LoRA adapters switched on");
         return new LoraWeights(u, Map.of(), List.of());
     }
 
@@ -131,19 +144,23 @@ public final class LoraWeights {
         List<Site> out = new ArrayList<>();
         List<String> bad = new ArrayList<>();
         for (Map.Entry<String, Update> e : updates.entrySet()) {
-            String key = e.getKey();
-            int dot = key.indexOf('.');
-            Module root = dot < 0 ? null : components.get(key.substring(0, dot));
-            String path = dot < 0 ? key : key.substring(dot + 1);
-            Module layer = root == null ? null : root.modules().get(path);
-            String problem = layer == null ? "no such layer" : shapeProblem(layer, e.getValue());
-            if (problem != null) bad.add(key + " (" + problem + ")");
-            else out.add(new Site(key, root, path, layer, e.getValue()));
+            Module[] found = locate(components, e.getKey());
+            String problem = found == null ? "no such layer" : shapeProblem(found[1], e.getValue());
+            if (problem != null) bad.add(e.getKey() + " (" + problem + ")");
+            else out.add(new Site(e.getKey(), found[0], e.getKey().substring(e.getKey().indexOf('.') + 1), found[1], e.getValue()));
         }
         if (!bad.isEmpty())
             throw new IllegalArgumentException(what + ": " + bad.size() + " of " + updates.size() + " LoRA layers do not fit this model, first: "
                 + bad.subList(0, Math.min(3, bad.size())) + "; the model's components: " + components.keySet());
         return out;
+    }
+
+    /** The component and the layer a qualified key names, or null. */
+    private static Module[] locate(Map<String, Module> components, String key) {
+        int dot = key.indexOf('.');
+        Module root = dot < 0 ? null : components.get(key.substring(0, dot));
+        Module layer = root == null ? null : root.modules().get(key.substring(dot + 1));
+        return layer == null ? null : new Module[] {root, layer};
     }
 
     /** Adds {@code scale * (alpha / rank) up down} into each layer's weight (merging: no adapter remains). */
@@ -261,7 +278,7 @@ public final class LoraWeights {
     public LoraWeights withMetadata(Map<String, String> more) {
         Map<String, String> m = new TreeMap<>(metadata);
         m.putAll(more);
-        return new LoraWeights(updates, m, notes);
+        return new LoraWeights(updates, m, notes, layout);
     }
 
     // ---- reading -------------------------------------------------------------------------------
@@ -375,6 +392,7 @@ public final class LoraWeights {
             Map<String, String> names = names(components);
             JsonNode peftConfig = peftConfig(file);
             List<String> unmatched = new ArrayList<>(), missingAlpha = new ArrayList<>(), problems = new ArrayList<>();
+            Map<String, String> fileNames = new TreeMap<>(); // qualified key -> the file's module name, for messages
             for (Map.Entry<String, Tensor[]> e : groups.entrySet()) {
                 String module = e.getKey();
                 Tensor[] g = e.getValue();
@@ -416,19 +434,25 @@ public final class LoraWeights {
                 }
                 if (updates.put(key, new Update(s.keep(down), s.keep(up), alpha)) != null)
                     problems.add(module + " names a layer another key of the file names too (" + key + ")");
+                fileNames.put(key, module);
             }
             if (!unmatched.isEmpty()) throw new BadFileException(file, unmatchedMessage(unmatched, groups.size(), raw.keySet(), names, components));
             if (!problems.isEmpty()) throw new BadFileException(file, problems.size() + " LoRA layers are malformed, first: " + first(problems, 3));
             if (!missingAlpha.isEmpty())
                 notes.add(file + ": " + missingAlpha.size() + " layers have no .alpha (first: " + missingAlpha.get(0)
                     + "); read as alpha = rank (scale 1), as AUTOMATIC1111 and ComfyUI read them");
-            LoraWeights w = new LoraWeights(updates, meta, notes);
-            try {
-                w.sites(components, file.toString());
-            } catch (IllegalArgumentException e) {
-                throw new BadFileException(file, e.getMessage().substring(e.getMessage().indexOf(": ") + 2));
+            List<String> misfits = new ArrayList<>();
+            for (Map.Entry<String, Update> e : updates.entrySet()) {
+                Module[] found = locate(components, e.getKey());
+                String problem = found == null ? "no such layer" : shapeProblem(found[1], e.getValue());
+                if (problem != null) misfits.add(fileNames.get(e.getKey()) + " (" + problem + ")");
             }
-            return w;
+            if (!misfits.isEmpty())
+                throw new BadFileException(file, misfits.size() + " of " + updates.size() + " LoRA layers do not fit this model, first: " + first(misfits, 3));
+            java.util.Set<String> kinds = new java.util.TreeSet<>(layouts.values());
+            if (kinds.contains("kohya") && fileNames.entrySet().stream().anyMatch(e -> e.getValue().startsWith(KOHYA_UNET) && !e.getValue().equals(kohyaName(e.getKey()))))
+                kinds = new java.util.TreeSet<>(kinds.stream().map(k -> k.equals("kohya") ? "kohya (LDM names)" : k).toList());
+            return new LoraWeights(updates, meta, notes, String.join(" + ", kinds));
         }
     }
 

@@ -140,7 +140,6 @@ public final class TextToImageModel implements AutoCloseable {
         return other.decodeRecomputed(r, z);
     }
 
-    /** Names the latent space (autoencoder, image size, scale), for caches of encoded images. */
     /**
      * A digest of the weights that encoding depends on (a CLIP text encoder's and a module
      * autoencoder's), so that cached encodings of one model are not reused for another of the same
@@ -152,6 +151,7 @@ public final class TextToImageModel implements AutoCloseable {
         return te + "|" + ae;
     }
 
+    /** Names the latent space (autoencoder, image size, scale), for caches of encoded images. */
     public String latentSpaceKey() {
         return autoencoder.name() + "|" + imageSize + "|" + latentScale;
     }

@@ -102,6 +102,8 @@ public final class TrainRun {
             throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
         try (RunLock lock = acquire(out, locked); TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
+            attachAdapters(m); // before the data: a bad --lora-targets is refused at once
+            if (resumeFrom != null) checkSameRun();
             listener.message("encoding data (cached after the first run)");
             try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
                  Data val = c.valData() != null ? Data.load(c, Paths.get(c.valData()), m, listener) : null) {
@@ -171,12 +173,37 @@ public final class TrainRun {
     private Denoiser reference(TextToImageModel m) throws IOException {
         attachAdapters(m);
         if (c.lora() && c.reference() == null) return Denoisers.withoutAdapters(m.denoiser);
-        Denoiser r = Denoisers.load(Paths.get(c.reference() != null ? c.reference() : c.init()).resolve("denoiser"), null);
+        Path dir = Paths.get(c.reference() != null ? c.reference() : c.init());
+        // PixelPost's folders keep the denoiser in denoiser/, diffusers' in unet/ or transformer/
+        Path sub = java.util.stream.Stream.of("denoiser", "unet", "transformer").map(dir::resolve).filter(Files::isDirectory).findFirst()
+            .orElseThrow(() -> new BadFileException(dir, "no denoiser/, unet/ or transformer/ folder: not a model folder to use as the DPO reference"));
+        Denoiser r = Denoisers.load(sub, null);
         r.module().freeze();
         return r;
     }
 
     private boolean attached;
+
+    /**
+     * A resumed run must be the run its checkpoints belong to: the same starting model and, in a
+     * LoRA run (whose checkpoints hold only the adapters), the same adapters. Checked against the
+     * run folder's {@code config.json}.
+     */
+    private void checkSameRun() throws IOException {
+        Path f = out.resolve("config.json");
+        if (!Files.isRegularFile(f)) return;
+        com.fasterxml.jackson.databind.JsonNode was;
+        try {
+            was = TrainConfig.JSON.readTree(f.toFile());
+        } catch (IOException e) {
+            throw new BadFileException(f, "malformed JSON (" + e.getMessage() + ")");
+        }
+        com.fasterxml.jackson.databind.JsonNode now = TrainConfig.JSON.valueToTree(c);
+        for (String k : List.of("init", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout"))
+            if (was.has(k) && !was.get(k).equals(now.get(k)))
+                throw new InvalidValueException(k, now.get(k) + " differs from " + was.get(k) + " in " + f
+                    + ", which the checkpoints belong to; resume with the run's own config (--config " + f + ")");
+    }
 
     /** A LoRA run's adapters, initialised from the run's seed (a resumed run starts from the same, then loads its checkpoint). */
     private void attachAdapters(TextToImageModel m) {
@@ -187,7 +214,7 @@ public final class TrainRun {
             List<String> layers;
             try {
                 layers = Lora.attach(m.denoiser.module(), LoraTargets.of(c.loraTargets()), c.loraRank(), c.effectiveLoraAlpha(), c.loraDropout(), g);
-            } catch (IllegalArgumentException e) {
+            } catch (Lora.NoTargetException e) {
                 throw new InvalidValueException("lora_targets", c.loraTargets() + " select no linear layer or convolution of " + m.denoiser.className());
             }
             long adapters = m.denoiser.module().trainableParameters().values().stream().mapToLong(Tensor::numel).sum();

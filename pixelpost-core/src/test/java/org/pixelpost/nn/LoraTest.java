@@ -174,6 +174,14 @@ class LoraTest {
             straight = new java.util.LinkedHashMap<>();
             for (Map.Entry<String, Tensor> e : m.denoiser.module().trainableParameters().entrySet()) straight.put(e.getKey(), s.keep(e.getValue().clone()));
         }
+        try (Scope s = Scope.open(); TextToImageModel m = build(); Generator g = Generator.seeded(5)) {
+            Lora.attach(m.denoiser.module(), DIT_ATTENTION, 2, 2, 0, g);
+            try (Trainer t = new Trainer(m, sftData(m), new Sft(1, PixelTerm.of(2)), o)) {
+                t.run();
+            }
+            Map<String, Tensor> noDropout = m.denoiser.module().trainableParameters();
+            assertTrue(straight.keySet().stream().anyMatch(k -> !torch.equal(straight.get(k), noDropout.get(k))), "the dropout masks do act");
+        }
         java.nio.file.Path ckpt;
         try (Scope s = Scope.open(); TextToImageModel m = build(); Generator g = Generator.seeded(5)) {
             Lora.attach(m.denoiser.module(), DIT_ATTENTION, 2, 2, 0.25, g);
