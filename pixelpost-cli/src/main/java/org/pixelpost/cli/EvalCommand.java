@@ -64,7 +64,7 @@ final class EvalCommand implements Runnable {
         @Option(names = "--prompts", description = "only these prompts (one per line)") Path prompts;
         @Option(names = "--questions", description = "alignment: prompt -> [questions] (JSON object, or JSON lines {prompt, questions})") Path questions;
         @Option(names = "--annotators", defaultValue = "5", description = "distinct annotators per item (default: ${DEFAULT-VALUE})") int annotators;
-        @Option(names = "--seed", defaultValue = "0", description = "seed of the left/right order") long seed;
+        @Option(names = "--seed", description = "seed of the stored left/right order (default: a random one, recorded in the study)") Long seed;
 
         @Override
         public Integer call() throws Exception {
@@ -76,8 +76,9 @@ final class EvalCommand implements Runnable {
             };
             List<String> only = prompts == null ? null : SampleCommand.readPrompts(prompts);
             try (StudyStore store = db.open()) {
-                int n = Studies.create(store, name, k, samples, questions, only, annotators, seed);
-                System.out.printf("study '%s' (%s): %d items, %d annotators each, in %s%n", name, kind, n, annotators, store.url());
+                long s = seed != null ? seed : new java.security.SecureRandom().nextLong();
+                int n = Studies.create(store, name, k, samples, questions, only, annotators, s);
+                System.out.printf("study '%s' (%s): %d items, %d annotators each, seed %d, in %s%n", name, kind, n, annotators, s, store.url());
             }
             return 0;
         }

@@ -132,19 +132,32 @@ public final class EvalServer implements AutoCloseable {
             json(ctx, 200, StudyStore.JSON.createObjectNode().put("done", true));
             return;
         }
-        json(ctx, 200, view(store.study(it.study()).kind(), it));
+        json(ctx, 200, view(store.study(it.study()).kind(), it, swapped(token(ctx), it.id())));
+    }
+
+    /**
+     * Whether this annotator sees an A/B item's stored sides exchanged: drawn per (annotator, item),
+     * so a model's side carries no pattern across annotators or items. Votes are stored in the
+     * item's own orientation.
+     */
+    static boolean swapped(String annotator, String item) {
+        long h = 0x9E3779B97F4A7C15L;
+        for (char c : (annotator + "|" + item).toCharArray()) h = (h ^ c) * 0x100000001B3L;
+        h ^= h >>> 29;
+        h *= 0xBF58476D1CE4E5B9L;
+        h ^= h >>> 32;
+        return (h & 1) == 1;
     }
 
     /** What the browser sees of an item: image URLs and the question, never a model or a path. */
-    static ObjectNode view(StudyStore.Kind kind, StudyStore.Item it) {
+    static ObjectNode view(StudyStore.Kind kind, StudyStore.Item it, boolean swap) {
         ObjectNode p = it.payload(), v = StudyStore.JSON.createObjectNode();
         v.put("id", it.id()).put("kind", kind.name().toLowerCase());
         switch (kind) {
             case AB -> {
                 String q = p.get("question").asText();
-                v.put("question", q).put("definition", DEFINITIONS.get(q))
-                    .put("left", "/images/" + p.get("left").get("image").asText())
-                    .put("right", "/images/" + p.get("right").get("image").asText());
+                String left = "/images/" + p.get("left").get("image").asText(), right = "/images/" + p.get("right").get("image").asText();
+                v.put("question", q).put("definition", DEFINITIONS.get(q)).put("left", swap ? right : left).put("right", swap ? left : right);
             }
             case ALIGNMENT -> {
                 v.put("prompt", p.get("prompt").asText()).put("image", "/images/" + p.get("image").get("image").asText());
@@ -185,6 +198,8 @@ public final class EvalServer implements AutoCloseable {
             case AB -> {
                 String c = b.path("choice").asText("");
                 if (!CHOICES.contains(c)) yield "choice must be one of left, tie, right, reject";
+                // the stored orientation: the sides this annotator saw exchanged are exchanged back
+                if (swapped(token(ctx), itemId)) c = c.equals("left") ? "right" : c.equals("right") ? "left" : c;
                 answer.put("choice", c);
                 yield null;
             }

@@ -235,10 +235,19 @@ public final class StudyStore implements AutoCloseable {
                     return itemInTx(id);
                 }
             }
+            // the pair this annotator answered last: its other question is not served right after it
+            String lastPair = null;
+            try (PreparedStatement p = db.prepareStatement("SELECT i.payload FROM votes v JOIN items i ON i.id = v.item WHERE i.study = ? "
+                + "AND v.annotator = ? ORDER BY v.created DESC LIMIT 1")) {
+                p.setString(1, study);
+                p.setString(2, annotator);
+                ResultSet r = p.executeQuery();
+                if (r.next()) lastPair = pairKey(parse(r.getString(1)));
+            }
             String best = null;
-            long bestFill = Long.MAX_VALUE, bestOrder = Long.MAX_VALUE;
+            long bestRank = Long.MAX_VALUE, bestOrder = Long.MAX_VALUE;
             try (PreparedStatement p = db.prepareStatement("SELECT i.id, (SELECT COUNT(*) FROM votes c WHERE c.item = i.id) "
-                + "+ (SELECT COUNT(*) FROM leases l WHERE l.item = i.id AND l.expires > ? AND l.annotator <> ?) AS n, s.annotators "
+                + "+ (SELECT COUNT(*) FROM leases l WHERE l.item = i.id AND l.expires > ? AND l.annotator <> ?) AS n, s.annotators, i.payload "
                 + "FROM items i JOIN studies s ON s.name = i.study WHERE i.study = ? AND s.closed = 0 "
                 + "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.item = i.id AND v.annotator = ?)")) {
                 p.setLong(1, now);
@@ -249,10 +258,12 @@ public final class StudyStore implements AutoCloseable {
                 while (r.next()) {
                     long n = r.getLong(2);
                     if (n >= r.getInt(3)) continue;
+                    // fewest filled first; among equals, not the last pair's other question, then the annotator's own order
+                    long rank = 2 * n + (lastPair != null && lastPair.equals(pairKey(parse(r.getString(4)))) ? 1 : 0);
                     long order = order(annotator, r.getString(1));
-                    if (n < bestFill || n == bestFill && order < bestOrder) {
+                    if (rank < bestRank || rank == bestRank && order < bestOrder) {
                         best = r.getString(1);
-                        bestFill = n;
+                        bestRank = rank;
                         bestOrder = order;
                     }
                 }
@@ -261,6 +272,13 @@ public final class StudyStore implements AutoCloseable {
             setLease(best, annotator, now);
             return itemInTx(best);
         });
+    }
+
+    /** The compared pair of an A/B item (prompt, seed and the two models, whatever the question), or null for other kinds. */
+    static String pairKey(ObjectNode payload) {
+        if (!payload.has("question") || !payload.has("left")) return null;
+        String a = payload.path("left").path("model").asText(), b = payload.path("right").path("model").asText();
+        return payload.path("prompt").asText() + "\u0000" + payload.path("seed").asText() + "\u0000" + (a.compareTo(b) < 0 ? a + "|" + b : b + "|" + a);
     }
 
     /** A per-annotator order of the items: a hash of (annotator, item), so each annotator meets them in another order. */

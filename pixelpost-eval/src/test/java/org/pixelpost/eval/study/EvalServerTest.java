@@ -118,6 +118,12 @@ class EvalServerTest {
         assertEquals(200, call("POST", "/api/studies/ab/lease", t, lease, null).statusCode());
         assertEquals(409, call("POST", "/api/studies/ab/lease", other, lease, null).statusCode());
         assertEquals(201, call("POST", "/api/votes", t, vote, null).statusCode());
+        // she voted for the image she saw on the left; the store keeps the item's own orientation
+        StudyStore.Item stored0 = store.item(item.get("id").asText());
+        boolean swap = EvalServer.swapped(t, stored0.id());
+        assertEquals("/images/" + stored0.payload().get(swap ? "right" : "left").get("image").asText(), item.get("left").asText());
+        JsonNode kept = store.answers("ab").get(stored0).get(0);
+        assertEquals(swap ? "right" : "left", kept.get("choice").asText());
         long stored = store.voteCount();
         assertEquals(409, call("POST", "/api/votes", t, vote, null).statusCode(), "a replayed vote is refused");
         assertEquals(stored, store.voteCount(), "and stores nothing");
