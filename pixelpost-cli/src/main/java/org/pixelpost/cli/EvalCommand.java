@@ -91,13 +91,21 @@ final class EvalCommand implements Runnable {
         @Option(names = "--host", defaultValue = "127.0.0.1", description = "address to listen on (0.0.0.0 for every interface)") String host;
         @Option(names = "--admin-token", description = "token for admin actions (default: $PIXELPOST_ADMIN_TOKEN, else a random one, printed)")
         String adminToken;
+        @Option(names = "--open-join", arity = "1", description = "true: anyone may join with a name; false: invitation links only "
+            + "(default: invitation-only once invitations exist)") Boolean openJoin;
+        @Option(names = "--max-joins", defaultValue = "1000", description = "at most this many annotators join on their own (default: ${DEFAULT-VALUE})") int maxJoins;
+        @Option(names = "--joins-per-minute", defaultValue = "20", description = "joins allowed per client address per minute (default: ${DEFAULT-VALUE})")
+        int joinsPerMinute;
+        @Option(names = "--public-url", description = "the address annotators reach the server at, for absolute invitation links") String publicUrl;
 
         @Override
         public Integer call() throws Exception {
             String token = adminToken != null ? adminToken : System.getenv("PIXELPOST_ADMIN_TOKEN");
             if (token == null || token.isBlank()) token = StudyStore.randomId(16);
             StudyStore store = db.open();
-            EvalServer server = new EvalServer(store, token).start(host, port);
+            org.pixelpost.io.Checks.atLeast("--max-joins", maxJoins, 0);
+            org.pixelpost.io.Checks.atLeast("--joins-per-minute", joinsPerMinute, 1);
+            EvalServer server = new EvalServer(store, token, new EvalServer.Options(openJoin, maxJoins, joinsPerMinute, publicUrl)).start(host, port);
             System.out.printf("serving on http://%s:%d/  (admin token: %s)%n", host, server.port(), token);
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
                 server.close();
@@ -197,12 +205,14 @@ final class EvalCommand implements Runnable {
     static final class Invite implements Callable<Integer> {
         @Mixin Db db;
         @picocli.CommandLine.Parameters(arity = "1..*", paramLabel = "NAME") List<String> names;
+        @Option(names = "--public-url", description = "the address annotators reach the server at, e.g. https://eval.example.org") String publicUrl;
 
         @Override
         public Integer call() throws Exception {
             try (StudyStore store = db.open()) {
-                for (String n : names) System.out.printf("%s\t/?token=%s%n", n, store.join(n));
+                for (String n : names) System.out.printf("%s\t%s%n", n, EvalServer.link(publicUrl, store.invite(n)));
             }
+            if (publicUrl == null) System.err.println("links are relative to the server's address; --public-url http://HOST:PORT makes them absolute");
             return 0;
         }
     }

@@ -27,13 +27,35 @@ public final class EvalServer implements AutoCloseable {
             + "if one image is photo-real and the other stylised.");
     static final Set<String> CHOICES = Set.of("left", "tie", "right", "reject");
 
+    /**
+     * Who may join and how: {@code openJoin} true lets anyone join with a name, false only invited
+     * annotators, null decides by the store (invitation-only once invitations exist); at most
+     * {@code maxJoins} self-joined annotators, at most {@code joinsPerMinute} joins per client address;
+     * {@code publicUrl} makes invitation links absolute.
+     */
+    public record Options(Boolean openJoin, int maxJoins, int joinsPerMinute, String publicUrl) {
+        public static Options defaults() {
+            return new Options(null, 1000, 20, null);
+        }
+    }
+
+    /** Request bodies are small JSON objects; anything larger is refused before it is read. */
+    static final int MAX_BODY = 16 * 1024;
+
     private final StudyStore store;
     private final String adminToken;
+    private final Options options;
     private final Javalin app;
+    private final Map<String, java.util.ArrayDeque<Long>> joinsByAddress = new java.util.concurrent.ConcurrentHashMap<>();
 
     public EvalServer(StudyStore store, String adminToken) {
+        this(store, adminToken, Options.defaults());
+    }
+
+    public EvalServer(StudyStore store, String adminToken, Options options) {
         this.store = store;
         this.adminToken = adminToken;
+        this.options = options;
         this.app = Javalin.create(c -> c.showJavalinBanner = false);
         app.exception(Exception.class, (e, ctx) -> error(ctx, 500, "server error: " + e.getMessage()));
         app.get("/", ctx -> page(ctx, "index.html"));
@@ -53,8 +75,8 @@ public final class EvalServer implements AutoCloseable {
             if (!admin(ctx)) return;
             String name = name(ctx);
             if (name == null) return;
-            String token = store.join(name);
-            json(ctx, 201, StudyStore.JSON.createObjectNode().put("name", name).put("token", token).put("link", "/?token=" + token));
+            String token = store.invite(name);
+            json(ctx, 201, StudyStore.JSON.createObjectNode().put("name", name).put("token", token).put("link", link(options.publicUrl(), token)));
         });
         app.post("/api/admin/studies/{study}/close", ctx -> {
             if (!admin(ctx) || !studyExists(ctx)) return;
@@ -109,7 +131,28 @@ public final class EvalServer implements AutoCloseable {
         return name;
     }
 
+    /** An invitation link: absolute under {@code publicUrl} when there is one. */
+    public static String link(String publicUrl, String token) {
+        String base = publicUrl == null || publicUrl.isBlank() ? "" : publicUrl.replaceAll("/+$", "");
+        return base + "/?token=" + token;
+    }
+
     private void join(Context ctx) throws Exception {
+        long[] counts = store.joinCounts();
+        boolean open = options.openJoin() != null ? options.openJoin() : counts[0] == 0;
+        if (!open) {
+            error(ctx, 403, "this server is by invitation: open the link the organiser sent you");
+            return;
+        }
+        if (counts[1] >= options.maxJoins()) {
+            error(ctx, 403, "the number of annotators is full (" + options.maxJoins() + ")");
+            return;
+        }
+        if (!joinAllowed(ctx.ip())) {
+            ctx.header("Retry-After", "60");
+            error(ctx, 429, "too many joins from this address; wait a minute");
+            return;
+        }
         String name = name(ctx);
         if (name == null) return;
         String token = store.join(name);
@@ -283,16 +326,52 @@ public final class EvalServer implements AutoCloseable {
         return false;
     }
 
+    /** At most {@code joinsPerMinute} joins per address in any minute. */
+    private boolean joinAllowed(String address) {
+        long now = System.currentTimeMillis();
+        java.util.ArrayDeque<Long> q = joinsByAddress.computeIfAbsent(address, a -> new java.util.ArrayDeque<>());
+        synchronized (q) {
+            while (!q.isEmpty() && q.peekFirst() < now - 60_000) q.pollFirst();
+            if (q.size() >= options.joinsPerMinute()) return false;
+            q.addLast(now);
+            return true;
+        }
+    }
+
+    private static final com.fasterxml.jackson.databind.ObjectReader STRICT = StudyStore.JSON.readerFor(JsonNode.class)
+        .with(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+
+    /**
+     * The request body as a JSON object, or null after answering: 413 past {@link #MAX_BODY} bytes
+     * (declared or streamed: a chunked body is read only up to the limit), 400 for anything but
+     * exactly one JSON object.
+     */
     private static JsonNode body(Context ctx) {
+        byte[] bytes;
         try {
-            JsonNode b = StudyStore.JSON.readTree(ctx.body());
+            long declared = ctx.req().getContentLengthLong();
+            if (declared > MAX_BODY) {
+                error(ctx, 413, "request body over " + MAX_BODY + " bytes");
+                return null;
+            }
+            bytes = ctx.req().getInputStream().readNBytes(MAX_BODY + 1);
+            if (bytes.length > MAX_BODY) {
+                error(ctx, 413, "request body over " + MAX_BODY + " bytes");
+                return null;
+            }
+        } catch (IOException e) {
+            error(ctx, 400, "unreadable request body");
+            return null;
+        }
+        try {
+            JsonNode b = STRICT.readTree(new String(bytes, StandardCharsets.UTF_8));
             if (b == null || !b.isObject()) {
                 error(ctx, 400, "the body must be a JSON object");
                 return null;
             }
             return b;
         } catch (IOException e) {
-            error(ctx, 400, "malformed JSON");
+            error(ctx, 400, "malformed JSON (exactly one JSON object is expected)");
             return null;
         }
     }

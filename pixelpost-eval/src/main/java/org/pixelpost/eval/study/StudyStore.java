@@ -77,6 +77,7 @@ public final class StudyStore implements AutoCloseable {
                 + "REFERENCES annotators(token), answer TEXT NOT NULL, created VARCHAR(40) NOT NULL, PRIMARY KEY (item, annotator))");
             s.execute("CREATE INDEX IF NOT EXISTS votes_item ON votes(item)");
             s.execute("CREATE TABLE IF NOT EXISTS images (id VARCHAR(40) PRIMARY KEY, path TEXT NOT NULL)");
+            s.execute("CREATE TABLE IF NOT EXISTS invitations (token VARCHAR(64) PRIMARY KEY REFERENCES annotators(token))");
             // an item given to an annotator holds one of its quota's places until the lease expires or the vote arrives
             s.execute("CREATE TABLE IF NOT EXISTS leases (item VARCHAR(40) NOT NULL REFERENCES items(id), annotator VARCHAR(64) NOT NULL "
                 + "REFERENCES annotators(token), expires BIGINT NOT NULL, PRIMARY KEY (item, annotator))");
@@ -187,6 +188,15 @@ public final class StudyStore implements AutoCloseable {
 
     /** A new annotator; returns the token that identifies them. */
     public String join(String name) throws SQLException {
+        return join(name, false);
+    }
+
+    /** A new annotator invited by the organiser (an invitation link); returns the token. */
+    public String invite(String name) throws SQLException {
+        return join(name, true);
+    }
+
+    private String join(String name, boolean invited) throws SQLException {
         String token = randomId(16);
         tx(() -> {
             try (PreparedStatement p = db.prepareStatement("INSERT INTO annotators (token, name, created) VALUES (?, ?, ?)")) {
@@ -195,9 +205,25 @@ public final class StudyStore implements AutoCloseable {
                 p.setString(3, Instant.now().toString());
                 p.executeUpdate();
             }
+            if (invited)
+                try (PreparedStatement p = db.prepareStatement("INSERT INTO invitations (token) VALUES (?)")) {
+                    p.setString(1, token);
+                    p.executeUpdate();
+                }
             return null;
         });
         return token;
+    }
+
+    /** How many invitations were made, and how many annotators joined on their own. */
+    public long[] joinCounts() throws SQLException {
+        return tx(() -> {
+            try (Statement s = db.createStatement(); ResultSet r = s.executeQuery(
+                "SELECT (SELECT COUNT(*) FROM invitations), (SELECT COUNT(*) FROM annotators) - (SELECT COUNT(*) FROM invitations)")) {
+                r.next();
+                return new long[] {r.getLong(1), r.getLong(2)};
+            }
+        });
     }
 
     public String annotatorName(String token) throws SQLException {

@@ -48,7 +48,7 @@ class EvalLoadTest {
         }
         StudyStore[] store = {new StudyStore(url)};
         assertEquals(ITEMS, Studies.create(store[0], "load", StudyStore.Kind.AB, m, null, null, QUOTA, 1));
-        EvalServer[] server = {new EvalServer(store[0], "t").start("127.0.0.1", port)};
+        EvalServer[] server = {new EvalServer(store[0], "t", new EvalServer.Options(true, 1000, 1000, null)).start("127.0.0.1", port)};
         HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
         String base = "http://127.0.0.1:" + port;
 
@@ -84,7 +84,7 @@ class EvalLoadTest {
         server[0].close();
         store[0].close();
         store[0] = new StudyStore(url);
-        server[0] = new EvalServer(store[0], "t").start("127.0.0.1", port);
+        server[0] = new EvalServer(store[0], "t", new EvalServer.Options(true, 1000, 1000, null)).start("127.0.0.1", port);
         for (Future<?> f : futures) f.get();
         double secs = (System.nanoTime() - t0) / 1e9;
         pool.shutdown();

@@ -35,7 +35,8 @@ class EvalServerTest {
         java.nio.file.Files.writeString(q, "{" + StudyStore.JSON.writeValueAsString(SCRIPT) + ": [\"is there a cat?\", \"is it red?\"]}");
         Studies.create(store, "align", StudyStore.Kind.ALIGNMENT, Map.of("base", StudyFixtures.samples(dir.resolve("c"), List.of(SCRIPT), 1, 0x777777)), q, null, 3, 1);
         Studies.create(store, "pick", StudyStore.Kind.PAIRS, Map.of("base", StudyFixtures.samples(dir.resolve("d"), List.of("star"), 5, 0x111111)), null, null, 3, 1);
-        server = new EvalServer(store, "admin-secret").start("127.0.0.1", 0);
+        // open joining, whatever the invitations (the join policy has tests of its own, below)
+        server = new EvalServer(store, "admin-secret", new EvalServer.Options(true, 1000, 1000, null)).start("127.0.0.1", 0);
     }
 
     @AfterAll
@@ -174,5 +175,51 @@ class EvalServerTest {
         assertEquals(200, call("POST", "/api/admin/studies/short/close", null, null, "admin-secret").statusCode());
         assertTrue(json(call("GET", "/api/studies/short/next", t, null, null)).get("done").asBoolean());
         assertEquals(409, call("POST", "/api/votes", t, "{\"item\":\"" + item.get("id").asText() + "\",\"best\":0,\"worst\":1}", null).statusCode());
+    }
+
+    static HttpResponse<String> post(EvalServer srv, String path, String body, String admin) throws Exception {
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + srv.port() + path)).POST(HttpRequest.BodyPublishers.ofString(body));
+        if (admin != null) b.header("Authorization", "Bearer " + admin);
+        return HTTP.send(b.build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    @Test
+    void joiningIsByInvitationOnceThereAreInvitationsAndIsCappedAndRateLimited() throws Exception {
+        try (StudyStore st = new StudyStore("jdbc:sqlite:" + dir.resolve("join.db"));
+             EvalServer auto = new EvalServer(st, "adm", new EvalServer.Options(null, 1000, 1000, "https://eval.example.org/")).start("127.0.0.1", 0)) {
+            assertEquals(201, post(auto, "/api/join", "{\"name\":\"early\"}", null).statusCode(), "no invitations yet: open");
+            JsonNode inv = StudyStore.JSON.readTree(post(auto, "/api/admin/invite", "{\"name\":\"Invited\"}", "adm").body());
+            assertEquals("https://eval.example.org/?token=" + inv.get("token").asText(), inv.get("link").asText(), "--public-url: an absolute link");
+            HttpResponse<String> r = post(auto, "/api/join", "{\"name\":\"late\"}", null);
+            assertEquals(403, r.statusCode(), "invitations exist: invitation-only");
+            assertTrue(r.body().contains("invitation"), r.body());
+        }
+        try (StudyStore st = new StudyStore("jdbc:sqlite:" + dir.resolve("cap.db"));
+             EvalServer capped = new EvalServer(st, "adm", new EvalServer.Options(true, 2, 1000, null)).start("127.0.0.1", 0);
+             EvalServer limited = new EvalServer(st, "adm", new EvalServer.Options(true, 1000, 3, null)).start("127.0.0.1", 0)) {
+            assertEquals(201, post(capped, "/api/join", "{\"name\":\"a\"}", null).statusCode());
+            assertEquals(201, post(capped, "/api/join", "{\"name\":\"b\"}", null).statusCode());
+            assertEquals(403, post(capped, "/api/join", "{\"name\":\"c\"}", null).statusCode(), "the cap on joins");
+            for (int i = 0; i < 3; i++) assertEquals(201, post(limited, "/api/join", "{\"name\":\"r" + i + "\"}", null).statusCode());
+            HttpResponse<String> r = post(limited, "/api/join", "{\"name\":\"r3\"}", null);
+            assertEquals(429, r.statusCode(), "a fourth join from one address within the minute");
+            assertEquals("60", r.headers().firstValue("Retry-After").orElse(""));
+        }
+    }
+
+    @Test
+    void bodiesAreLimitedBeforeTheyAreReadAndMustBeExactlyOneJsonObject() throws Exception {
+        String t = join("Olga");
+        String big = "{\"name\":\"" + "x".repeat(20_000) + "\"}";
+        assertEquals(413, call("POST", "/api/join", null, big, null).statusCode(), "declared length over the limit");
+        // a chunked body (no length given) of 2 MB: refused once the limit is passed, not read whole
+        byte[] chunked = ("{\"name\":\"" + "y".repeat(2_000_000) + "\"}").getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        HttpRequest req = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + server.port() + "/api/join"))
+            .POST(HttpRequest.BodyPublishers.ofInputStream(() -> new java.io.ByteArrayInputStream(chunked))).build();
+        assertEquals(413, HTTP.send(req, HttpResponse.BodyHandlers.ofString()).statusCode(), "chunked body over the limit");
+        assertEquals(400, call("POST", "/api/join", null, "{\"name\":\"a\"} trailing junk", null).statusCode(), "junk after the object");
+        assertEquals(400, call("POST", "/api/join", null, "{\"name\":\"a\"}{\"name\":\"b\"}", null).statusCode(), "two objects");
+        assertEquals(401, call("GET", "/api/me", "not-a-token", null, null).statusCode());
+        assertEquals(200, call("GET", "/api/me", t, null, null).statusCode());
     }
 }
