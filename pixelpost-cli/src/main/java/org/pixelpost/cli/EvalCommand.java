@@ -150,15 +150,28 @@ final class EvalCommand implements Runnable {
         static String csv(ObjectNode r) {
             StringBuilder b = new StringBuilder();
             if (r.has("pairs")) {
-                b.append("model_a,model_b,question,n,a_wins,tie,b_wins,a_wins_pct,tie_pct,b_wins_pct\n");
+                b.append("model_a,model_b,question,n,a_wins,tie,b_wins,a_wins_pct,tie_pct,b_wins_pct,"
+                    + "a_wins_ci95_low,a_wins_ci95_high,tie_ci95_low,tie_ci95_high,b_wins_ci95_low,b_wins_ci95_high\n");
                 for (JsonNode p : r.get("pairs"))
                     for (String q : List.of("flaws", "appeal"))
                         if (p.has(q)) {
                             JsonNode x = p.get(q);
-                            b.append(String.format("%s,%s,%s,%d,%d,%d,%d,%.1f,%.1f,%.1f%n", p.get("model_a").asText(), p.get("model_b").asText(), q,
+                            b.append(String.format("%s,%s,%s,%d,%d,%d,%d,%.1f,%.1f,%.1f", p.get("model_a").asText(), p.get("model_b").asText(), q,
                                 x.get("n").asInt(), x.get("a_wins").get("count").asInt(), x.get("tie").get("count").asInt(), x.get("b_wins").get("count").asInt(),
                                 100 * x.get("a_wins").get("share").asDouble(), 100 * x.get("tie").get("share").asDouble(), 100 * x.get("b_wins").get("share").asDouble()));
+                            for (String o : List.of("a_wins", "tie", "b_wins"))
+                                b.append(String.format(",%.1f,%.1f", 100 * x.get(o).get("ci95_low").asDouble(), 100 * x.get(o).get("ci95_high").asDouble()));
+                            b.append('\n');
                         }
+            }
+            if (r.has("bradley_terry")) {
+                b.append("question,rank,model,log_strength,ci95_low,ci95_high\n");
+                r.get("bradley_terry").fields().forEachRemaining(e -> {
+                    int rank = 1;
+                    for (JsonNode m : e.getValue())
+                        b.append(String.format("%s,%d,%s,%.4f,%.4f,%.4f%n", e.getKey(), rank++, m.get("model").asText(), m.get("log_strength").asDouble(),
+                            m.get("ci95_low").asDouble(), m.get("ci95_high").asDouble()));
+                });
             }
             if (r.has("alignment")) {
                 b.append("model,yes,questions,rate\n");
@@ -186,8 +199,24 @@ final class EvalCommand implements Runnable {
                             100 * x.get("a_wins").get("share").asDouble(), 100 * x.get("tie").get("share").asDouble(), 100 * x.get("b_wins").get("share").asDouble(), x.get("n").asInt()));
                     }
                     b.append('\n');
+                    for (String q : List.of("flaws", "appeal")) {
+                        JsonNode x = p.path(q);
+                        if (x.isMissingNode()) continue;
+                        b.append(String.format("    %-6s 95%% Wilson: A wins %.1f-%.1f%%, tie %.1f-%.1f%%, B wins %.1f-%.1f%%%n", q,
+                            100 * x.get("a_wins").get("ci95_low").asDouble(), 100 * x.get("a_wins").get("ci95_high").asDouble(),
+                            100 * x.get("tie").get("ci95_low").asDouble(), 100 * x.get("tie").get("ci95_high").asDouble(),
+                            100 * x.get("b_wins").get("ci95_low").asDouble(), 100 * x.get("b_wins").get("ci95_high").asDouble()));
+                    }
                 }
             }
+            if (r.has("bradley_terry"))
+                r.get("bradley_terry").fields().forEachRemaining(e -> {
+                    b.append(String.format("Bradley-Terry ranking (%s), log-strength with bootstrap 95%% interval:%n", e.getKey()));
+                    int rank = 1;
+                    for (JsonNode m : e.getValue())
+                        b.append(String.format("  %d. %-16s %+.3f (%+.3f to %+.3f)%n", rank++, m.get("model").asText(), m.get("log_strength").asDouble(),
+                            m.get("ci95_low").asDouble(), m.get("ci95_high").asDouble()));
+                });
             if (r.has("alignment"))
                 r.get("alignment").fields().forEachRemaining(e -> b.append(String.format("text alignment %-16s %5.1f%% (95%% CI %.1f-%.1f%%, %d questions)%n", e.getKey(),
                     100 * e.getValue().get("rate").asDouble(), 100 * e.getValue().get("ci95_low").asDouble(), 100 * e.getValue().get("ci95_high").asDouble(),

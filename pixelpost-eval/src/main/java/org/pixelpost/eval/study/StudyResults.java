@@ -88,7 +88,8 @@ public final class StudyResults {
 
     private static void ab(Map<StudyStore.Item, List<JsonNode>> answers, ObjectNode out) {
         // per (A, B) pair of models: for each question, counts of A wins / tie / B wins
-        Map<String, int[]> counts = new LinkedHashMap<>();
+        Map<String, int[]> counts = new LinkedHashMap<>(), perPrompt = new LinkedHashMap<>();
+        Map<String, List<Outcome>> decided = new LinkedHashMap<>();
         List<List<String>> forKappa = new ArrayList<>();
         int rejected = 0, unanswered = 0;
         for (Map.Entry<StudyStore.Item, List<JsonNode>> e : answers.entrySet()) {
@@ -108,9 +109,10 @@ public final class StudyResults {
                 continue;
             }
             int[] c = counts.computeIfAbsent(a + "\u0000" + b + "\u0000" + p.get("question").asText(), k -> new int[3]);
-            if (m == null || m.equals("tie")) c[1]++;
-            else if (m.equals("left") == leftIsA) c[0]++;
-            else c[2]++;
+            int outcome = m == null || m.equals("tie") ? 1 : m.equals("left") == leftIsA ? 0 : 2;
+            c[outcome]++;
+            perPrompt.computeIfAbsent(p.get("prompt").asText() + "\u0000" + a + "\u0000" + b + "\u0000" + p.get("question").asText(), k -> new int[3])[outcome]++;
+            decided.computeIfAbsent(p.get("question").asText(), k -> new ArrayList<>()).add(new Outcome(a, b, outcome));
         }
         ArrayNode rows = out.putArray("pairs");
         Map<String, ObjectNode> byPair = new LinkedHashMap<>();
@@ -131,8 +133,93 @@ public final class StudyResults {
                 s.put("count", c[i]).put("share", n == 0 ? 0 : (double) c[i] / n).put("ci95_low", ci[0]).put("ci95_high", ci[1]);
             }
         });
+        ArrayNode byPrompt = out.putArray("per_prompt");
+        perPrompt.forEach((k, c) -> {
+            String[] parts = k.split("\u0000");
+            byPrompt.addObject().put("prompt", parts[0]).put("model_a", parts[1]).put("model_b", parts[2]).put("question", parts[3])
+                .put("a_wins", c[0]).put("tie", c[1]).put("b_wins", c[2]);
+        });
+        // more than two models: a Bradley-Terry ranking per question, with bootstrap intervals over items
+        java.util.Set<String> models = new java.util.TreeSet<>();
+        decided.values().forEach(l -> l.forEach(o -> { models.add(o.a()); models.add(o.b()); }));
+        if (models.size() > 2) {
+            ObjectNode bt = out.putObject("bradley_terry");
+            decided.forEach((question, outcomes) -> bt.set(question, ranking(new ArrayList<>(models), outcomes, 1000, 0xB7L)));
+        }
         out.put("rejected_items", rejected).put("unanswered_items", unanswered);
         out.put("fleiss_kappa", fleissKappa(forKappa));
+    }
+
+    /** One decided A/B item: models a and b (a before b by name) and 0 (a won), 1 (tie) or 2 (b won). */
+    record Outcome(String a, String b, int result) {}
+
+    /**
+     * Bradley-Terry log-strengths (mean 0) of {@code models} from {@code outcomes}, a tie counting
+     * half a win each way, fitted by Hunter's minorise-maximise iteration; a win count of zero is
+     * smoothed by half a win against every other model so the fit stays finite.
+     */
+    static double[] bradleyTerry(List<String> models, List<Outcome> outcomes) {
+        int k = models.size();
+        Map<String, Integer> index = new LinkedHashMap<>();
+        for (int i = 0; i < k; i++) index.put(models.get(i), i);
+        double[][] wins = new double[k][k];
+        for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) if (i != j) wins[i][j] = 0.5 / (k - 1); // smoothing
+        for (Outcome o : outcomes) {
+            int a = index.get(o.a()), b = index.get(o.b());
+            if (o.result() == 0) wins[a][b] += 1;
+            else if (o.result() == 2) wins[b][a] += 1;
+            else { wins[a][b] += 0.5; wins[b][a] += 0.5; }
+        }
+        double[] p = new double[k];
+        java.util.Arrays.fill(p, 1);
+        for (int iter = 0; iter < 1000; iter++) {
+            double[] next = new double[k];
+            double change = 0;
+            for (int i = 0; i < k; i++) {
+                double w = 0, d = 0;
+                for (int j = 0; j < k; j++) {
+                    if (i == j) continue;
+                    w += wins[i][j];
+                    d += (wins[i][j] + wins[j][i]) / (p[i] + p[j]);
+                }
+                next[i] = w / d;
+            }
+            double logMean = 0;
+            for (double x : next) logMean += Math.log(x) / k;
+            for (int i = 0; i < k; i++) {
+                next[i] /= Math.exp(logMean);
+                change = Math.max(change, Math.abs(Math.log(next[i] / p[i])));
+            }
+            p = next;
+            if (change < 1e-10) break;
+        }
+        double[] theta = new double[k];
+        for (int i = 0; i < k; i++) theta[i] = Math.log(p[i]);
+        return theta;
+    }
+
+    /** The ranking, strongest first: log-strength and a percentile-bootstrap 95% interval over items. */
+    static ArrayNode ranking(List<String> models, List<Outcome> outcomes, int draws, long seed) {
+        double[] theta = bradleyTerry(models, outcomes);
+        double[][] boot = new double[models.size()][draws];
+        java.util.Random rnd = new java.util.Random(seed);
+        for (int d = 0; d < draws; d++) {
+            List<Outcome> sample = new ArrayList<>(outcomes.size());
+            for (int i = 0; i < outcomes.size(); i++) sample.add(outcomes.get(rnd.nextInt(outcomes.size())));
+            double[] t = bradleyTerry(models, sample);
+            for (int m = 0; m < models.size(); m++) boot[m][d] = t[m];
+        }
+        List<Integer> order = new ArrayList<>();
+        for (int i = 0; i < models.size(); i++) order.add(i);
+        order.sort((x, y) -> Double.compare(theta[y], theta[x]));
+        ArrayNode out = StudyStore.JSON.createArrayNode();
+        for (int i : order) {
+            double[] b = boot[i].clone();
+            java.util.Arrays.sort(b);
+            out.addObject().put("model", models.get(i)).put("log_strength", theta[i])
+                .put("ci95_low", b[(int) Math.floor(0.025 * (draws - 1))]).put("ci95_high", b[(int) Math.ceil(0.975 * (draws - 1))]);
+        }
+        return out;
     }
 
     private static void alignment(Map<StudyStore.Item, List<JsonNode>> answers, ObjectNode out) {
