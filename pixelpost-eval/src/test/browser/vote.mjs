@@ -27,6 +27,14 @@ try {
       await page.click('#left');
       await page.screenshot({ path: screenshot });
     }
+    if (i === 1) {
+      // keys with modifiers cast no vote (Ctrl+2, Alt+Left, Meta+3)
+      await page.keyboard.press('Control+2');
+      await page.keyboard.press('Alt+ArrowLeft');
+      await page.keyboard.down('Meta'); await page.keyboard.press('3'); await page.keyboard.up('Meta');
+      await page.waitForTimeout(500);
+      result.statusAfterModifiers = await page.textContent('#status');
+    }
     await page.keyboard.press(keys[i]);
     await page.waitForFunction(n => document.getElementById('status').textContent.startsWith('you: ' + n + ' answered'), i + 1);
   }
@@ -37,6 +45,22 @@ try {
   result.prompt = await page.textContent('#alPrompt');
   result.scriptElements = await page.evaluate(() => document.querySelectorAll('#alPrompt script, #alQuestions script').length);
   result.questions = await page.$$eval('#alQuestions .q span', s => s.map(x => x.textContent));
+  // alignment from the keyboard, after a click on an option (Enter must still submit)
+  await page.click('input[name=q0][value=no]');
+  await page.keyboard.press('Backspace');   // takes q0's answer back
+  await page.keyboard.press('y');           // q0 yes
+  await page.keyboard.press('n');           // q1 no
+  result.alignmentChecked = await page.evaluate(() => [...document.querySelectorAll('#alQuestions input:checked')].map(i => i.name + '=' + i.value));
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-alignment.png') });
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('you: 1 answered'));
+  result.alignmentStatus = await page.textContent('#status');
+  // log out: the token leaves storage and the address bar, and the join form is back
+  await page.click('#logout');
+  await page.waitForSelector('#join:not([hidden])');
+  result.tokenAfterLogout = await page.evaluate(() => localStorage.getItem('pixelpostToken'));
+  result.searchAfterLogout = await page.evaluate(() => location.search);
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-logout.png') });
   // a phone: the task fits the width
   const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
   await phone.goto(base);

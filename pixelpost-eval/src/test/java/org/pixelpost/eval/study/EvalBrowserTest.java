@@ -37,7 +37,7 @@ class EvalBrowserTest {
             m.put("tuned", StudyFixtures.samples(dir.resolve("b"), prompts, 1, 0x0000ff));
             Studies.create(store, "ab-browser", StudyStore.Kind.AB, m, null, null, 3, 2);
             Path q = dir.resolve("q.json");
-            Files.writeString(q, "{" + StudyStore.JSON.writeValueAsString(SCRIPT) + ": [\"is there <i>one</i> cat?\"]}");
+            Files.writeString(q, "{" + StudyStore.JSON.writeValueAsString(SCRIPT) + ": [\"is there <i>one</i> cat?\", \"is it green?\"]}");
             Studies.create(store, "align-browser", StudyStore.Kind.ALIGNMENT, Map.of("base", StudyFixtures.samples(dir.resolve("c"), List.of(SCRIPT), 1, 0x00ff00)), q, null, 3, 2);
             try (EvalServer server = new EvalServer(store, "admin").start("127.0.0.1", 0)) {
                 Path shot = dir.resolve("ab.png");
@@ -53,7 +53,18 @@ class EvalBrowserTest {
                 assertEquals("is there <i>one</i> cat?", r.get("questions").get(0).asText());
                 assertTrue(r.get("zoomed").asBoolean(), "a click zooms the image");
                 assertTrue(r.get("status").asText().startsWith("you: 4 answered"), r.get("status").asText());
+                assertTrue(r.get("statusAfterModifiers").asText().startsWith("you: 1 answered"), "keys with Ctrl, Alt or Meta voted: " + r.get("statusAfterModifiers"));
+                assertEquals("[\"q0=yes\",\"q1=no\"]", r.get("alignmentChecked").toString(), "Y / N / Backspace answer the alignment questions");
+                assertTrue(r.get("alignmentStatus").asText().startsWith("you: 1 answered"), "Enter submits after a click: " + r.get("alignmentStatus"));
+                assertTrue(r.get("tokenAfterLogout").isNull(), "log out forgets the token");
+                assertEquals("", r.get("searchAfterLogout").asText());
                 assertTrue(ImageIO.read(shot.toFile()).getWidth() >= 1280);
+                // the screenshots stay under target/ to be looked at
+                Path keep = Files.createDirectories(Path.of("target/browser-screenshots"));
+                try (var shots = Files.list(dir)) {
+                    for (Path f : shots.filter(f -> f.toString().endsWith(".png")).toList())
+                        Files.copy(f, keep.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                }
                 assertTrue(r.get("phoneOverflow").asInt() <= 0, "on a phone the page fits its width: overflow " + r.get("phoneOverflow"));
                 if (System.getenv("PIXELPOST_KEEP_SCREENSHOTS") != null) {
                     Files.copy(shot, Path.of(System.getenv("PIXELPOST_KEEP_SCREENSHOTS"), "ab.png"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
