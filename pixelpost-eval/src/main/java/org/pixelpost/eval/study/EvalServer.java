@@ -57,7 +57,14 @@ public final class EvalServer implements AutoCloseable {
         this.adminToken = adminToken;
         this.options = options;
         this.app = Javalin.create(c -> c.showJavalinBanner = false);
-        app.exception(Exception.class, (e, ctx) -> error(ctx, 500, "server error: " + e.getMessage()));
+        app.exception(Exception.class, (e, ctx) -> {
+            if (busy(e)) { // SQLite's single writer: another write held the lock past the busy timeout
+                ctx.header("Retry-After", "2");
+                error(ctx, 503, "the database is busy; nothing was stored, please try again in a moment");
+            } else {
+                error(ctx, 500, "server error: " + e.getMessage());
+            }
+        });
         app.get("/", ctx -> page(ctx, "index.html"));
         app.get("/instructions", ctx -> page(ctx, "instructions.html"));
         app.post("/api/join", this::join);
@@ -97,6 +104,15 @@ public final class EvalServer implements AutoCloseable {
             });
             json(ctx, 200, all);
         });
+    }
+
+    /** A database that stayed locked past its busy timeout (SQLite's SQLITE_BUSY / "database is locked"). */
+    static boolean busy(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String m = String.valueOf(t.getMessage());
+            if (m.contains("SQLITE_BUSY") || m.contains("database is locked")) return true;
+        }
+        return false;
     }
 
     public EvalServer start(String host, int port) {

@@ -222,4 +222,24 @@ class EvalServerTest {
         assertEquals(401, call("GET", "/api/me", "not-a-token", null, null).statusCode());
         assertEquals(200, call("GET", "/api/me", t, null, null).statusCode());
     }
+
+    @Test
+    void aBusyDatabaseGivesAReadable503AndStoresNothing() throws Exception {
+        String t = join("Pat");
+        JsonNode item = json(call("GET", "/api/studies/ab/next", t, null, null));
+        long before = store.voteCount();
+        // another process holds SQLite's write lock past the store's busy timeout
+        try (java.sql.Connection other = java.sql.DriverManager.getConnection("jdbc:sqlite:" + dir.resolve("eval.db"));
+             java.sql.Statement st = other.createStatement()) {
+            st.execute("BEGIN EXCLUSIVE");
+            HttpResponse<String> r = call("POST", "/api/votes", t, "{\"item\":\"" + item.get("id").asText() + "\",\"choice\":\"left\"}", null);
+            assertEquals(503, r.statusCode(), r.body());
+            assertTrue(r.body().contains("busy") && !r.body().contains("SQLITE"), "readable, without the driver's words: " + r.body());
+            assertEquals("2", r.headers().firstValue("Retry-After").orElse(""));
+            st.execute("ROLLBACK");
+        }
+        assertEquals(before, store.voteCount(), "nothing stored");
+        assertEquals(201, call("POST", "/api/votes", t, "{\"item\":\"" + item.get("id").asText() + "\",\"choice\":\"left\"}", null).statusCode(),
+            "the retry goes through");
+    }
 }
