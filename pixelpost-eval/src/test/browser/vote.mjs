@@ -22,10 +22,24 @@ try {
     await page.waitForSelector('#ab:not([hidden])');
     await page.waitForFunction(() => document.getElementById('left').complete && document.getElementById('left').naturalWidth > 0);
     if (i === 0) {
-      await page.click('#left'); // zoom in and out again
-      result.zoomed = await page.evaluate(() => document.getElementById('left').classList.contains('zoomed'));
-      await page.click('#left');
+      // real size: a whole-number enlargement of the small test images
+      result.scale = await page.evaluate(() => { const i = document.getElementById('left'); return i.getBoundingClientRect().width / i.naturalWidth; });
+      // the loupe: a click on one image magnifies the same point of both
+      const box = await page.locator('#left').boundingBox();
+      await page.mouse.click(box.x + box.width * 0.25, box.y + box.height * 0.75);
+      await page.waitForSelector('#loupe:not([hidden])');
+      result.loupe = await page.evaluate(() => ['loupeLeft', 'loupeRight'].map(id => {
+        const c = document.getElementById(id); return [c.dataset.x, c.dataset.y, c.dataset.zoom].join(',');
+      }));
+      result.loupeNatural = await page.evaluate(() => [document.getElementById('left').naturalWidth, document.getElementById('left').naturalHeight]);
+      // the buttons stay in view on a small laptop screen
+      await page.setViewportSize({ width: 1366, height: 650 });
+      result.buttonsBottom = await page.evaluate(() => document.querySelector('#ab .buttons').getBoundingClientRect().bottom);
+      result.viewportHeight = 650;
       await page.screenshot({ path: screenshot });
+      await page.keyboard.press('Escape');
+      result.loupeClosed = await page.evaluate(() => document.getElementById('loupe').hidden);
+      await page.setViewportSize({ width: 1280, height: 800 });
     }
     if (i === 1) {
       // keys with modifiers cast no vote (Ctrl+2, Alt+Left, Meta+3)

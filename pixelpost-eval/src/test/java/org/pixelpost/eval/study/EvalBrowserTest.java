@@ -51,7 +51,15 @@ class EvalBrowserTest {
                 assertEquals(SCRIPT, r.get("prompt").asText(), "the prompt is shown as text");
                 assertEquals(0, r.get("scriptElements").asInt());
                 assertEquals("is there <i>one</i> cat?", r.get("questions").get(0).asText());
-                assertTrue(r.get("zoomed").asBoolean(), "a click zooms the image");
+                double scale = r.get("scale").asDouble();
+                assertTrue(scale >= 1 && Math.abs(scale - Math.rint(scale)) < 1e-6, "real size, small images enlarged by a whole factor: " + scale);
+                assertEquals(r.get("loupe").get(0).asText(), r.get("loupe").get(1).asText(), "both loupes show the same point");
+                String[] at = r.get("loupe").get(0).asText().split(",");
+                int w = r.get("loupeNatural").get(0).asInt(), h = r.get("loupeNatural").get(1).asInt();
+                assertEquals(0.25 * w, Double.parseDouble(at[0]), 1.5, "the point clicked, in image pixels");
+                assertEquals(0.75 * h, Double.parseDouble(at[1]), 1.5);
+                assertTrue(r.get("buttonsBottom").asDouble() <= r.get("viewportHeight").asDouble(), "the vote buttons are in view at 1366x650: " + r.get("buttonsBottom"));
+                assertTrue(r.get("loupeClosed").asBoolean(), "Escape closes the loupe");
                 assertTrue(r.get("status").asText().startsWith("you: 4 answered"), r.get("status").asText());
                 assertTrue(r.get("statusAfterModifiers").asText().startsWith("you: 1 answered"), "keys with Ctrl, Alt or Meta voted: " + r.get("statusAfterModifiers"));
                 assertEquals("[\"q0=yes\",\"q1=no\"]", r.get("alignmentChecked").toString(), "Y / N / Backspace answer the alignment questions");
@@ -71,9 +79,18 @@ class EvalBrowserTest {
                     Files.copy(dir.resolve("ab-phone.png"), Path.of(System.getenv("PIXELPOST_KEEP_SCREENSHOTS"), "ab-phone.png"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
                 }
             }
-            // the four keys were stored as left, right, tie and reject
+            // the four keys were stored as left, right, tie and reject, as the annotator saw the sides
+            // (the store keeps each item's own orientation: a side swapped for this annotator is swapped back)
             List<String> choices = new ArrayList<>();
-            store.answers("ab-browser").values().forEach(v -> v.forEach(a -> choices.add(a.get("choice").asText())));
+            try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + dir.resolve("b.db"));
+                 java.sql.ResultSet rs = c.createStatement().executeQuery("SELECT v.item, v.annotator, v.answer FROM votes v JOIN items i ON i.id = v.item "
+                     + "WHERE i.study = 'ab-browser'")) {
+                while (rs.next()) {
+                    String stored = StudyStore.JSON.readTree(rs.getString(3)).get("choice").asText();
+                    boolean swapped = EvalServer.swapped(rs.getString(2), rs.getString(1));
+                    choices.add(!swapped ? stored : stored.equals("left") ? "right" : stored.equals("right") ? "left" : stored);
+                }
+            }
             choices.sort(null);
             assertEquals(List.of("left", "reject", "right", "tie"), choices);
         }
