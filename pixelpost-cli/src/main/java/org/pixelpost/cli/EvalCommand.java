@@ -65,6 +65,9 @@ final class EvalCommand implements Runnable {
         @Option(names = "--questions", description = "alignment: prompt -> [questions] (JSON object, or JSON lines {prompt, questions})") Path questions;
         @Option(names = "--annotators", defaultValue = "5", description = "distinct annotators per item (default: ${DEFAULT-VALUE})") int annotators;
         @Option(names = "--seed", description = "seed of the stored left/right order (default: a random one, recorded in the study)") Long seed;
+        @Option(names = "--gold-rate", defaultValue = "0", description = "A/B: add gold items (an image against a degraded copy of itself) "
+            + "for this share of the samples, to measure each annotator's care (default: ${DEFAULT-VALUE})") double goldRate;
+        @Option(names = "--gold-dir", description = "where the degraded copies go (default: DIR/gold/NAME)") Path goldDir;
 
         @Override
         public Integer call() throws Exception {
@@ -77,7 +80,8 @@ final class EvalCommand implements Runnable {
             List<String> only = prompts == null ? null : SampleCommand.readPrompts(prompts);
             try (StudyStore store = db.open()) {
                 long s = seed != null ? seed : new java.security.SecureRandom().nextLong();
-                int n = Studies.create(store, name, k, samples, questions, only, annotators, s);
+                Path gold = goldRate == 0 ? null : goldDir != null ? goldDir : db.dir.resolve("gold").resolve(name.replaceAll("[^A-Za-z0-9._-]", "_"));
+                int n = Studies.create(store, name, k, samples, questions, only, annotators, s, goldRate, gold);
                 System.out.printf("study '%s' (%s): %d items, %d annotators each, seed %d, in %s%n", name, kind, n, annotators, s, store.url());
             }
             return 0;
@@ -129,12 +133,16 @@ final class EvalCommand implements Runnable {
         @Option(names = "--json") boolean json;
         @Option(names = "--csv") boolean csv;
         @Option(names = "--pairs-out", description = "pairs studies: write pairs.jsonl for pixelpost train --objective dpo|simpo") Path pairsOut;
+        @Option(names = "--exclude-flagged", description = "leave out the votes of annotators flagged by the gold items") boolean excludeFlagged;
+        @Option(names = "--min-gold-accuracy", defaultValue = "0.7", description = "flag annotators below this accuracy on gold items (default: ${DEFAULT-VALUE})")
+        double minGoldAccuracy;
 
         @Override
         public Integer call() throws Exception {
+            org.pixelpost.io.Checks.inRange("--min-gold-accuracy", minGoldAccuracy, 0, 1);
             ObjectNode r;
             try (StudyStore store = db.open()) {
-                r = StudyResults.compute(store, study);
+                r = StudyResults.compute(store, study, excludeFlagged, minGoldAccuracy);
             }
             if (pairsOut != null) {
                 StringBuilder b = new StringBuilder();
@@ -225,6 +233,15 @@ final class EvalCommand implements Runnable {
             r.fields().forEachRemaining(e -> {
                 if (e.getKey().startsWith("fleiss_kappa")) b.append(String.format("inter-annotator agreement (%s): %.3f%n", e.getKey(), e.getValue().asDouble()));
             });
+            if (r.has("quality")) {
+                JsonNode q = r.get("quality");
+                b.append(String.format("annotators (%d gold items; flagged below %.0f%% gold accuracy%s):%n", q.get("gold_items").asInt(),
+                    100 * q.get("min_gold_accuracy").asDouble(), r.path("excluded_flagged").asBoolean() ? ", their votes left out" : ""));
+                for (JsonNode a : q.get("annotators"))
+                    b.append(String.format("  %-20s %s  votes %4d  gold %d/%d  median %.1f s%s%n", a.get("annotator").asText(), a.get("id").asText(),
+                        a.get("votes").asInt(), a.get("gold_correct").asInt(), a.get("gold_answered").asInt(),
+                        a.path("median_seconds_between_votes").asDouble(Double.NaN), a.get("flagged").asBoolean() ? "  FLAGGED" : ""));
+            }
             b.append("rule: ").append(r.get("majority_rule").asText()).append('\n');
             return b.toString();
         }

@@ -24,7 +24,11 @@ class EvalResultsFormatTest {
         var bt = r.putObject("bradley_terry").putArray("flaws");
         bt.addObject().put("model", "A").put("log_strength", 0.5).put("ci95_low", 0.1).put("ci95_high", 0.9);
         bt.addObject().put("model", "B").put("log_strength", -0.5).put("ci95_low", -0.9).put("ci95_high", -0.1);
+        ObjectNode q = r.putObject("quality").put("gold_items", 4).put("min_gold_accuracy", 0.7);
+        q.putArray("annotators").addObject().put("annotator", "careless").put("id", "ab12cd").put("votes", 30).put("gold_answered", 4)
+            .put("gold_correct", 1).put("median_seconds_between_votes", 1.5).put("flagged", true);
         String text = EvalCommand.Results.text(r);
+        assertTrue(text.contains("careless") && text.contains("gold 1/4") && text.contains("FLAGGED"), text);
         assertTrue(text.contains("95% Wilson: A wins 31.3-83.2%, tie 1.8-40.4%, B wins 10.8-60.3%"), text);
         assertTrue(text.contains("1. A") && text.contains("+0.500 (+0.100 to +0.900)"), text);
         String csv = EvalCommand.Results.csv(r);

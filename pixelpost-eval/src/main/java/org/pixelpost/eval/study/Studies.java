@@ -42,7 +42,23 @@ public final class Studies {
      */
     public static int create(StudyStore store, String name, StudyStore.Kind kind, Map<String, Path> models, Path questionsFile,
                              List<String> prompts, int annotators, long seed) throws IOException, SQLException {
+        return create(store, name, kind, models, questionsFile, prompts, annotators, seed, 0, null);
+    }
+
+    /** The model name of gold items' images: an image against a degraded copy of itself. */
+    public static final String GOLD_ORIGINAL = "gold:original", GOLD_DEGRADED = "gold:degraded";
+
+    /**
+     * As above; an A/B study also gets gold items at {@code goldRate} of its (prompt, seed) samples:
+     * one of the images against a copy of itself, blurred and with noise (written to {@code goldDir}),
+     * whose known answer (the original has fewer flaws and more appeal) measures each annotator's care.
+     */
+    public static int create(StudyStore store, String name, StudyStore.Kind kind, Map<String, Path> models, Path questionsFile,
+                             List<String> prompts, int annotators, long seed, double goldRate, Path goldDir) throws IOException, SQLException {
         if (annotators < 1) throw new IllegalArgumentException("--annotators must be positive");
+        if (!(goldRate >= 0 && goldRate <= 1)) throw new IllegalArgumentException("--gold-rate must be in [0, 1], not " + goldRate);
+        if (goldRate > 0 && kind != StudyStore.Kind.AB) throw new IllegalArgumentException("--gold-rate is for A/B studies");
+        if (goldRate > 0 && goldDir == null) throw new IllegalArgumentException("gold items need a folder for their degraded images");
         Random rnd = new Random(seed);
         Map<String, String> images = new LinkedHashMap<>();
         Map<String, Map<String, Sample>> byModel = new LinkedHashMap<>();
@@ -103,12 +119,56 @@ public final class Studies {
             }
         }
         if (items.isEmpty()) throw new IllegalArgumentException("the sample folders share no (prompt, seed): nothing to compare");
+        if (goldRate > 0) {
+            List<Sample> pool = new ArrayList<>(byModel.get(names.get(0)).values());
+            java.util.Collections.shuffle(pool, rnd);
+            int n = (int) Math.max(1, Math.round(goldRate * pool.size()));
+            java.nio.file.Files.createDirectories(goldDir);
+            for (Sample s : pool.subList(0, Math.min(n, pool.size()))) {
+                Path degraded = goldDir.resolve(StudyStore.randomId(8) + ".png");
+                writeDegraded(s.file(), degraded, rnd.nextLong());
+                Sample d = new Sample(s.prompt(), s.seed(), degraded.toAbsolutePath());
+                for (String q : List.of("flaws", "appeal")) {
+                    boolean originalLeft = rnd.nextBoolean();
+                    ObjectNode it = StudyStore.JSON.createObjectNode();
+                    it.put("question", q).put("prompt", s.prompt()).put("seed", s.seed()).put("gold", originalLeft ? "left" : "right");
+                    it.set("left", originalLeft ? image(GOLD_ORIGINAL, s, images) : image(GOLD_DEGRADED, d, images));
+                    it.set("right", originalLeft ? image(GOLD_DEGRADED, d, images) : image(GOLD_ORIGINAL, s, images));
+                    items.add(it);
+                }
+            }
+            java.util.Collections.shuffle(items, rnd); // gold items are not told apart by their position
+        }
         ObjectNode settings = StudyStore.JSON.createObjectNode();
         ObjectNode ms = settings.putObject("models");
         models.forEach((k, v) -> ms.put(k, v.toAbsolutePath().toString()));
         settings.put("seed", seed);
         store.createStudy(new StudyStore.Study(name, kind, annotators, false, settings), items, images);
         return items.size();
+    }
+
+    /** A 3x3 box blur and Gaussian noise (sigma 24 of 255): visibly worse, same content. */
+    static void writeDegraded(Path from, Path to, long seed) throws IOException {
+        java.awt.image.BufferedImage src = javax.imageio.ImageIO.read(from.toFile());
+        if (src == null) throw new BadFileException(from, "not an image");
+        int w = src.getWidth(), h = src.getHeight();
+        java.awt.image.BufferedImage out = new java.awt.image.BufferedImage(w, h, java.awt.image.BufferedImage.TYPE_INT_RGB);
+        Random r = new Random(seed);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                int[] sum = new int[3];
+                int n = 0;
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int xx = Math.min(w - 1, Math.max(0, x + dx)), yy = Math.min(h - 1, Math.max(0, y + dy)), c = src.getRGB(xx, yy);
+                        sum[0] += c >> 16 & 255; sum[1] += c >> 8 & 255; sum[2] += c & 255;
+                        n++;
+                    }
+                int rgb = 0;
+                for (int k = 0; k < 3; k++) rgb = rgb << 8 | Math.min(255, Math.max(0, (int) Math.round(sum[k] / (double) n + 24 * r.nextGaussian())));
+                out.setRGB(x, y, rgb);
+            }
+        javax.imageio.ImageIO.write(out, "png", to.toFile());
     }
 
     private static ObjectNode image(String model, Sample s, Map<String, String> images) {

@@ -70,9 +70,35 @@ public final class StudyResults {
     }
 
     public static ObjectNode compute(StudyStore store, String studyName) throws SQLException {
+        return compute(store, studyName, false, 0.7);
+    }
+
+    /**
+     * The results; with gold items, a per-annotator quality table (gold accuracy, votes, median
+     * seconds between votes) flags annotators below {@code minGoldAccuracy} (with at least three
+     * gold answers), and {@code excludeFlagged} leaves their votes out of every table.
+     */
+    public static ObjectNode compute(StudyStore store, String studyName, boolean excludeFlagged, double minGoldAccuracy) throws SQLException {
         StudyStore.Study study = store.study(studyName);
         if (study == null) throw new IllegalArgumentException("no study named '" + studyName + "'");
         Map<StudyStore.Item, List<JsonNode>> answers = store.answers(studyName);
+        List<StudyStore.Vote> votes = store.votes(studyName);
+        Map<String, StudyStore.Item> byId = new LinkedHashMap<>();
+        answers.keySet().forEach(i -> byId.put(i.id(), i));
+        java.util.Set<String> flagged = new java.util.HashSet<>();
+        Map<String, String> names = new LinkedHashMap<>();
+        for (StudyStore.Vote v : votes) if (!names.containsKey(v.annotator())) names.put(v.annotator(), store.annotatorName(v.annotator()));
+        ObjectNode quality = quality(byId, votes, minGoldAccuracy, names, flagged);
+        if (excludeFlagged && !flagged.isEmpty()) {
+            Map<StudyStore.Item, List<JsonNode>> kept = new LinkedHashMap<>();
+            answers.keySet().forEach(i -> kept.put(i, new ArrayList<>()));
+            for (StudyStore.Vote v : votes) if (!flagged.contains(v.annotator())) kept.get(byId.get(v.item())).add(v.answer());
+            answers = kept;
+        }
+        // gold items measure the annotators, not the models
+        Map<StudyStore.Item, List<JsonNode>> real = new LinkedHashMap<>();
+        answers.forEach((i, a) -> { if (!i.payload().has("gold")) real.put(i, a); });
+        answers = real;
         ObjectNode out = StudyStore.JSON.createObjectNode();
         out.put("study", studyName).put("kind", study.kind().name().toLowerCase()).put("annotators_per_item", study.annotatorsPerItem())
             .put("items", answers.size()).put("votes", answers.values().stream().mapToInt(List::size).sum())
@@ -83,7 +109,46 @@ public final class StudyResults {
             case ALIGNMENT -> alignment(answers, out);
             case PAIRS -> pairs(answers, out);
         }
+        if (quality.path("gold_items").asInt() > 0) {
+            out.set("quality", quality);
+            out.put("excluded_flagged", excludeFlagged);
+        }
         return out;
+    }
+
+    /**
+     * Per annotator (name and the first characters of the token, never the whole secret): gold
+     * answers and accuracy, votes, median seconds between consecutive votes, and the flag; the
+     * flagged annotators' tokens go into {@code flagged}.
+     */
+    static ObjectNode quality(Map<String, StudyStore.Item> items, List<StudyStore.Vote> votes, double minGoldAccuracy, Map<String, String> names,
+                              java.util.Set<String> flagged) {
+        ObjectNode q = StudyStore.JSON.createObjectNode();
+        q.put("gold_items", items.values().stream().filter(i -> i.payload().has("gold")).count()).put("min_gold_accuracy", minGoldAccuracy);
+        Map<String, List<StudyStore.Vote>> by = new LinkedHashMap<>();
+        for (StudyStore.Vote v : votes) by.computeIfAbsent(v.annotator(), k -> new ArrayList<>()).add(v);
+        ArrayNode rows = q.putArray("annotators");
+        by.forEach((who, vs) -> {
+            int gold = 0, right = 0;
+            List<Double> gaps = new ArrayList<>();
+            for (int i = 0; i < vs.size(); i++) {
+                StudyStore.Item it = items.get(vs.get(i).item());
+                if (it != null && it.payload().has("gold")) {
+                    gold++;
+                    if (it.payload().get("gold").asText().equals(vs.get(i).answer().path("choice").asText())) right++;
+                }
+                if (i > 0) gaps.add((vs.get(i).created().toEpochMilli() - vs.get(i - 1).created().toEpochMilli()) / 1000.0);
+            }
+            gaps.sort(null);
+            ObjectNode r = rows.addObject().put("annotator", names.getOrDefault(who, "?")).put("id", who.substring(0, Math.min(6, who.length())))
+                .put("votes", vs.size()).put("gold_answered", gold).put("gold_correct", right);
+            if (gold > 0) r.put("gold_accuracy", (double) right / gold);
+            if (!gaps.isEmpty()) r.put("median_seconds_between_votes", gaps.get(gaps.size() / 2));
+            boolean flag = gold >= 3 && (double) right / gold < minGoldAccuracy;
+            r.put("flagged", flag);
+            if (flag) flagged.add(who);
+        });
+        return q;
     }
 
     private static void ab(Map<StudyStore.Item, List<JsonNode>> answers, ObjectNode out) {

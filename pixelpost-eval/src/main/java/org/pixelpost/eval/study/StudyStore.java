@@ -459,6 +459,23 @@ public final class StudyStore implements AutoCloseable {
         });
     }
 
+    /** One stored vote with its annotator and time. */
+    public record Vote(String item, String annotator, JsonNode answer, Instant created) {}
+
+    /** Every vote of a study, oldest first. */
+    public List<Vote> votes(String study) throws SQLException {
+        return tx(() -> {
+            List<Vote> out = new ArrayList<>();
+            try (PreparedStatement p = db.prepareStatement("SELECT v.item, v.annotator, v.answer, v.created FROM votes v JOIN items i ON i.id = v.item "
+                + "WHERE i.study = ? ORDER BY v.created")) {
+                p.setString(1, study);
+                ResultSet r = p.executeQuery();
+                while (r.next()) out.add(new Vote(r.getString(1), r.getString(2), parse(r.getString(3)), Instant.parse(r.getString(4))));
+            }
+            return out;
+        });
+    }
+
     public String imagePath(String id) throws SQLException {
         return tx(() -> {
             try (PreparedStatement p = db.prepareStatement("SELECT path FROM images WHERE id = ?")) {

@@ -33,20 +33,25 @@ class BradleyTerryTest {
     @Test
     void aStudyOfThreeModelsRanksThemWithIntervalsCoveringTheTruth(@TempDir Path dir) throws Exception {
         List<String> prompts = new ArrayList<>();
-        for (int i = 0; i < 60; i++) prompts.add("prompt " + i);
+        for (int i = 0; i < 100; i++) prompts.add("prompt " + i);
         Map<String, Double> truth = Map.of("strong", 0.8, "middle", 0.0, "weak", -0.8);
         Map<String, Path> m = new LinkedHashMap<>();
         m.put("strong", StudyFixtures.samples(dir.resolve("s"), prompts, 1, 0x101010));
         m.put("middle", StudyFixtures.samples(dir.resolve("m"), prompts, 1, 0x505050));
         m.put("weak", StudyFixtures.samples(dir.resolve("w"), prompts, 1, 0x909090));
         try (StudyStore store = new StudyStore("jdbc:sqlite:" + dir.resolve("bt.db"))) {
-            assertEquals(360, Studies.create(store, "three", StudyStore.Kind.AB, m, null, null, 1, 3));
+            assertEquals(600, Studies.create(store, "three", StudyStore.Kind.AB, m, null, null, 1, 3));
             String t = store.join("simulated");
-            Random rnd = new Random(42);
             for (StudyStore.Item it = store.next("three", t); it != null; it = store.next("three", t)) {
                 String left = it.payload().get("left").get("model").asText(), right = it.payload().get("right").get("model").asText();
                 double pLeft = 1 / (1 + Math.exp(truth.get(right) - truth.get(left)));
-                store.vote(it.id(), t, StudyStore.JSON.createObjectNode().put("choice", rnd.nextDouble() < pLeft ? "left" : "right"));
+                // each comparison's draw depends on the comparison alone, not on the order the store serves it in
+                String a = left.compareTo(right) < 0 ? left : right;
+                Random rnd = new Random((it.payload().get("prompt").asText() + "|" + it.payload().get("question").asText() + "|" + a + "|"
+                    + (a.equals(left) ? right : left)).hashCode());
+                double u = rnd.nextDouble();
+                boolean leftWins = a.equals(left) ? u < pLeft : !(u < 1 - pLeft);
+                store.vote(it.id(), t, StudyStore.JSON.createObjectNode().put("choice", leftWins ? "left" : "right"));
             }
             JsonNode r = StudyResults.compute(store, "three");
             for (String q : List.of("flaws", "appeal")) {
@@ -58,7 +63,7 @@ class BradleyTerryTest {
                     assertTrue(row.get("ci95_low").asDouble() <= want && want <= row.get("ci95_high").asDouble(), q + ": the interval covers " + want + ": " + row);
                 }
             }
-            assertEquals(360, r.get("per_prompt").size(), "one row per prompt, pair of models and question");
+            assertEquals(600, r.get("per_prompt").size(), "one row per prompt, pair of models and question");
         }
     }
 }
