@@ -68,6 +68,8 @@ final class EvalCommand implements Runnable {
         @Option(names = "--gold-rate", defaultValue = "0", description = "A/B: add gold items (an image against a degraded copy of itself) "
             + "for this share of the samples, to measure each annotator's care (default: ${DEFAULT-VALUE})") double goldRate;
         @Option(names = "--gold-dir", description = "where the degraded copies go (default: DIR/gold/NAME)") Path goldDir;
+        @Option(names = "--repeat-rate", defaultValue = "0", description = "A/B: show this share of the items a second time (sides exchanged) "
+            + "to measure each annotator's self-consistency (default: ${DEFAULT-VALUE})") double repeatRate;
 
         @Override
         public Integer call() throws Exception {
@@ -81,7 +83,7 @@ final class EvalCommand implements Runnable {
             try (StudyStore store = db.open()) {
                 long s = seed != null ? seed : new java.security.SecureRandom().nextLong();
                 Path gold = goldRate == 0 ? null : goldDir != null ? goldDir : db.dir.resolve("gold").resolve(name.replaceAll("[^A-Za-z0-9._-]", "_"));
-                int n = Studies.create(store, name, k, samples, questions, only, annotators, s, goldRate, gold);
+                int n = Studies.create(store, name, k, samples, questions, only, annotators, s, goldRate, repeatRate, gold);
                 System.out.printf("study '%s' (%s): %d items, %d annotators each, seed %d, in %s%n", name, kind, n, annotators, s, store.url());
             }
             return 0;
@@ -238,8 +240,9 @@ final class EvalCommand implements Runnable {
                 b.append(String.format("annotators (%d gold items; flagged below %.0f%% gold accuracy%s):%n", q.get("gold_items").asInt(),
                     100 * q.get("min_gold_accuracy").asDouble(), r.path("excluded_flagged").asBoolean() ? ", their votes left out" : ""));
                 for (JsonNode a : q.get("annotators"))
-                    b.append(String.format("  %-20s %s  votes %4d  gold %d/%d  median %.1f s%s%n", a.get("annotator").asText(), a.get("id").asText(),
-                        a.get("votes").asInt(), a.get("gold_correct").asInt(), a.get("gold_answered").asInt(),
+                    b.append(String.format("  %-20s %s  votes %4d  gold %d/%d  self-consistency %s  median %.1f s%s%n", a.get("annotator").asText(),
+                        a.get("id").asText(), a.get("votes").asInt(), a.get("gold_correct").asInt(), a.get("gold_answered").asInt(),
+                        a.has("self_consistency") ? String.format("%.0f%% of %d", 100 * a.get("self_consistency").asDouble(), a.get("repeats_answered").asInt()) : "-",
                         a.path("median_seconds_between_votes").asDouble(Double.NaN), a.get("flagged").asBoolean() ? "  FLAGGED" : ""));
             }
             b.append("rule: ").append(r.get("majority_rule").asText()).append('\n');

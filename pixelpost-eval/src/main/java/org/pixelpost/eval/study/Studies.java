@@ -42,7 +42,7 @@ public final class Studies {
      */
     public static int create(StudyStore store, String name, StudyStore.Kind kind, Map<String, Path> models, Path questionsFile,
                              List<String> prompts, int annotators, long seed) throws IOException, SQLException {
-        return create(store, name, kind, models, questionsFile, prompts, annotators, seed, 0, null);
+        return create(store, name, kind, models, questionsFile, prompts, annotators, seed, 0, 0, null);
     }
 
     /** The model name of gold items' images: an image against a degraded copy of itself. */
@@ -54,7 +54,10 @@ public final class Studies {
      * whose known answer (the original has fewer flaws and more appeal) measures each annotator's care.
      */
     public static int create(StudyStore store, String name, StudyStore.Kind kind, Map<String, Path> models, Path questionsFile,
-                             List<String> prompts, int annotators, long seed, double goldRate, Path goldDir) throws IOException, SQLException {
+                             List<String> prompts, int annotators, long seed, double goldRate, double repeatRate, Path goldDir)
+        throws IOException, SQLException {
+        if (!(repeatRate >= 0 && repeatRate <= 1)) throw new IllegalArgumentException("--repeat-rate must be in [0, 1], not " + repeatRate);
+        if (repeatRate > 0 && kind != StudyStore.Kind.AB) throw new IllegalArgumentException("--repeat-rate is for A/B studies");
         if (annotators < 1) throw new IllegalArgumentException("--annotators must be positive");
         if (!(goldRate >= 0 && goldRate <= 1)) throw new IllegalArgumentException("--gold-rate must be in [0, 1], not " + goldRate);
         if (goldRate > 0 && kind != StudyStore.Kind.AB) throw new IllegalArgumentException("--gold-rate is for A/B studies");
@@ -119,6 +122,18 @@ public final class Studies {
             }
         }
         if (items.isEmpty()) throw new IllegalArgumentException("the sample folders share no (prompt, seed): nothing to compare");
+        if (repeatRate > 0) {
+            // repeated items: a second copy of some real items, sides exchanged, to measure each annotator's self-consistency
+            List<ObjectNode> originals = new ArrayList<>(items);
+            java.util.Collections.shuffle(originals, rnd);
+            for (ObjectNode o : originals.subList(0, (int) Math.max(1, Math.round(repeatRate * originals.size())))) {
+                ObjectNode r = o.deepCopy();
+                r.set("left", o.get("right"));
+                r.set("right", o.get("left"));
+                r.put("repeat_of", comparisonKey(o));
+                items.add(r);
+            }
+        }
         if (goldRate > 0) {
             List<Sample> pool = new ArrayList<>(byModel.get(names.get(0)).values());
             java.util.Collections.shuffle(pool, rnd);
@@ -137,14 +152,21 @@ public final class Studies {
                     items.add(it);
                 }
             }
-            java.util.Collections.shuffle(items, rnd); // gold items are not told apart by their position
         }
+        if (goldRate > 0 || repeatRate > 0) java.util.Collections.shuffle(items, rnd); // gold and repeated items are not told apart by position
         ObjectNode settings = StudyStore.JSON.createObjectNode();
         ObjectNode ms = settings.putObject("models");
         models.forEach((k, v) -> ms.put(k, v.toAbsolutePath().toString()));
         settings.put("seed", seed);
         store.createStudy(new StudyStore.Study(name, kind, annotators, false, settings), items, images);
         return items.size();
+    }
+
+    /** What an A/B item compares: question, prompt, seed and the two models, whatever the sides. */
+    public static String comparisonKey(JsonNode payload) {
+        String a = payload.path("left").path("model").asText(), b = payload.path("right").path("model").asText();
+        return payload.path("question").asText() + "|" + payload.path("prompt").asText() + "|" + payload.path("seed").asText() + "|"
+            + (a.compareTo(b) < 0 ? a + "|" + b : b + "|" + a);
     }
 
     /** A 3x3 box blur and Gaussian noise (sigma 24 of 255): visibly worse, same content. */

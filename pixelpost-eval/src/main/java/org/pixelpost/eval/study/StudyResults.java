@@ -97,7 +97,7 @@ public final class StudyResults {
         }
         // gold items measure the annotators, not the models
         Map<StudyStore.Item, List<JsonNode>> real = new LinkedHashMap<>();
-        answers.forEach((i, a) -> { if (!i.payload().has("gold")) real.put(i, a); });
+        answers.forEach((i, a) -> { if (!i.payload().has("gold") && !i.payload().has("repeat_of")) real.put(i, a); });
         answers = real;
         ObjectNode out = StudyStore.JSON.createObjectNode();
         out.put("study", studyName).put("kind", study.kind().name().toLowerCase()).put("annotators_per_item", study.annotatorsPerItem())
@@ -109,7 +109,7 @@ public final class StudyResults {
             case ALIGNMENT -> alignment(answers, out);
             case PAIRS -> pairs(answers, out);
         }
-        if (quality.path("gold_items").asInt() > 0) {
+        if (quality.path("gold_items").asInt() > 0 || quality.path("repeated_items").asInt() > 0) {
             out.set("quality", quality);
             out.put("excluded_flagged", excludeFlagged);
         }
@@ -125,6 +125,7 @@ public final class StudyResults {
                               java.util.Set<String> flagged) {
         ObjectNode q = StudyStore.JSON.createObjectNode();
         q.put("gold_items", items.values().stream().filter(i -> i.payload().has("gold")).count()).put("min_gold_accuracy", minGoldAccuracy);
+        q.put("repeated_items", items.values().stream().filter(i -> i.payload().has("repeat_of")).count());
         Map<String, List<StudyStore.Vote>> by = new LinkedHashMap<>();
         for (StudyStore.Vote v : votes) by.computeIfAbsent(v.annotator(), k -> new ArrayList<>()).add(v);
         ArrayNode rows = q.putArray("annotators");
@@ -140,9 +141,27 @@ public final class StudyResults {
                 if (i > 0) gaps.add((vs.get(i).created().toEpochMilli() - vs.get(i - 1).created().toEpochMilli()) / 1000.0);
             }
             gaps.sort(null);
+            // self-consistency: the same comparison answered twice (once as a repeated item) gets the same model, or tie both times
+            Map<String, String> first = new LinkedHashMap<>(), again = new LinkedHashMap<>();
+            for (StudyStore.Vote v : vs) {
+                StudyStore.Item it = items.get(v.item());
+                if (it == null || it.payload().has("gold") || !it.payload().has("left")) continue;
+                String c = v.answer().path("choice").asText();
+                String picked = c.equals("left") || c.equals("right") ? it.payload().get(c).get("model").asText() : c;
+                if (it.payload().has("repeat_of")) again.put(it.payload().get("repeat_of").asText(), picked);
+                else first.put(Studies.comparisonKey(it.payload()), picked);
+            }
+            int pairs = 0, same = 0;
+            for (Map.Entry<String, String> e : again.entrySet())
+                if (first.containsKey(e.getKey())) {
+                    pairs++;
+                    if (first.get(e.getKey()).equals(e.getValue())) same++;
+                }
             ObjectNode r = rows.addObject().put("annotator", names.getOrDefault(who, "?")).put("id", who.substring(0, Math.min(6, who.length())))
                 .put("votes", vs.size()).put("gold_answered", gold).put("gold_correct", right);
             if (gold > 0) r.put("gold_accuracy", (double) right / gold);
+            r.put("repeats_answered", pairs);
+            if (pairs > 0) r.put("self_consistency", (double) same / pairs);
             if (!gaps.isEmpty()) r.put("median_seconds_between_votes", gaps.get(gaps.size() / 2));
             boolean flag = gold >= 3 && (double) right / gold < minGoldAccuracy;
             r.put("flagged", flag);

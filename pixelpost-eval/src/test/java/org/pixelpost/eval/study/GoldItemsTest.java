@@ -25,8 +25,8 @@ class GoldItemsTest {
         m.put("A", StudyFixtures.samples(dir.resolve("a"), prompts, 1, 0x808080));
         m.put("B", StudyFixtures.samples(dir.resolve("b"), prompts, 1, 0x404040));
         try (StudyStore store = new StudyStore("jdbc:sqlite:" + dir.resolve("g.db"))) {
-            int n = Studies.create(store, "g", StudyStore.Kind.AB, m, null, null, 5, 11, 0.25, dir.resolve("gold"));
-            assertEquals(40 + 2 * 5, n, "40 real items and two gold items (flaws, appeal) for each of 5 of the 20 samples");
+            int n = Studies.create(store, "g", StudyStore.Kind.AB, m, null, null, 5, 11, 0.25, 0.1, dir.resolve("gold"));
+            assertEquals(40 + 4 + 2 * 5, n, "40 real items, 4 of them repeated, and two gold items (flaws, appeal) for each of 5 of the 20 samples");
             // the degraded copy is the same size and visibly different
             Path degraded;
             try (var files = Files.list(dir.resolve("gold"))) {
@@ -38,8 +38,10 @@ class GoldItemsTest {
             for (int i = 0; i < 4; i++) careful.add(store.join("careful " + i));
             String careless = store.join("careless");
             Random rnd = new Random(5);
-            for (String t : careful) answerAll(store, t, it -> it.payload().has("gold") ? it.payload().get("gold").asText() : "left");
-            // the careless annotator always picks right: on real items A's side as it happens, on gold items half wrong
+            for (String t : careful) answerAll(store, t, it -> it.payload().has("gold") ? it.payload().get("gold").asText()
+                : it.payload().get("left").get("model").asText().equals("A") ? "left" : "right");
+            // the careful ones vote for A wherever it stands (consistent); the careless one always picks the right side:
+            // on gold items about half wrong, and on a repeated item (sides exchanged) the other model
             answerAll(store, careless, it -> "right");
             JsonNode r = StudyResults.compute(store, "g", false, 0.7);
             JsonNode rows = r.get("quality").get("annotators");
@@ -48,11 +50,13 @@ class GoldItemsTest {
                 boolean isCareless = row.get("annotator").asText().equals("careless");
                 assertEquals(isCareless, row.get("flagged").asBoolean(), row.toString());
                 if (!isCareless) assertEquals(1.0, row.get("gold_accuracy").asDouble());
+                assertEquals(4, row.get("repeats_answered").asInt());
+                assertEquals(isCareless ? 0.0 : 1.0, row.get("self_consistency").asDouble(), "self-consistency over the 4 repeated comparisons: " + row);
                 assertEquals(6, row.get("id").asText().length(), "a token prefix, never the whole token");
             }
             // gold items stay out of the model table; excluding the careless annotator leaves 4 votes per real item
             JsonNode flaws = r.get("pairs").get(0).get("flaws");
-            assertEquals(20, flaws.get("n").asInt());
+            assertEquals(20, flaws.get("n").asInt(), "repeated and gold items stay out of the model table");
             JsonNode excluded = StudyResults.compute(store, "g", true, 0.7);
             assertTrue(excluded.get("excluded_flagged").asBoolean());
             assertEquals(20, excluded.get("pairs").get(0).get("flaws").get("n").asInt());
