@@ -206,10 +206,13 @@ public final class Lora {
         for (Adapter a : adapters(root).values()) a.enabled(on);
     }
 
-    /** Reseeds the adapters' dropout masks (the trainer does this from (seed, step, micro-batch), so a resumed run draws the same masks). */
-    public static void reseedDropout(Module root, long seed) {
+    /**
+     * Reseeds the dropout masks of {@code adapters} (in their order, as {@link #adapters} gives them);
+     * the trainer does this from (seed, step, micro-batch), so a resumed run draws the same masks.
+     */
+    public static void reseedDropout(java.util.Collection<Adapter> adapters, long seed) {
         int i = 0;
-        for (Adapter a : adapters(root).values()) {
+        for (Adapter a : adapters) {
             if (a.lora().dropoutGen != null) a.lora().dropoutGen.reseed(Generator.mix(seed, i));
             i++;
         }

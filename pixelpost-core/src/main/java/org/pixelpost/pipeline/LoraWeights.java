@@ -141,26 +141,31 @@ public final class LoraWeights {
 
     /** Every update's layer, or a refusal naming the ones that do not fit (so nothing is applied halfway). */
     private List<Site> sites(Map<String, Module> components, String what) {
-        List<Site> out = new ArrayList<>();
         List<String> bad = new ArrayList<>();
-        for (Map.Entry<String, Update> e : updates.entrySet()) {
-            Module[] found = locate(components, e.getKey());
-            String problem = found == null ? "no such layer" : shapeProblem(found[1], e.getValue());
-            if (problem != null) bad.add(e.getKey() + " (" + problem + ")");
-            else out.add(new Site(e.getKey(), found[0], e.getKey().substring(e.getKey().indexOf('.') + 1), found[1], e.getValue()));
-        }
+        List<Site> out = sites(components, key -> key, bad);
         if (!bad.isEmpty())
             throw new IllegalArgumentException(what + ": " + bad.size() + " of " + updates.size() + " LoRA layers do not fit this model, first: "
                 + bad.subList(0, Math.min(3, bad.size())) + "; the model's components: " + components.keySet());
         return out;
     }
 
-    /** The component and the layer a qualified key names, or null. */
-    private static Module[] locate(Map<String, Module> components, String key) {
-        int dot = key.indexOf('.');
-        Module root = dot < 0 ? null : components.get(key.substring(0, dot));
-        Module layer = root == null ? null : root.modules().get(key.substring(dot + 1));
-        return layer == null ? null : new Module[] {root, layer};
+    /**
+     * Every update's layer; the updates that do not fit go to {@code bad}, each under the name
+     * {@code name} gives its qualified key (ours, or the file's own).
+     */
+    private List<Site> sites(Map<String, Module> components, java.util.function.UnaryOperator<String> name, List<String> bad) {
+        Map<String, Map<String, Module>> layers = new java.util.HashMap<>(); // each component's layers, walked once
+        List<Site> out = new ArrayList<>();
+        for (Map.Entry<String, Update> e : updates.entrySet()) {
+            String key = e.getKey();
+            int dot = key.indexOf('.');
+            Module root = dot < 0 ? null : components.get(key.substring(0, dot));
+            Module layer = root == null ? null : layers.computeIfAbsent(key.substring(0, dot), k -> root.modules()).get(key.substring(dot + 1));
+            String problem = layer == null ? "no such layer" : shapeProblem(layer, e.getValue());
+            if (problem != null) bad.add(name.apply(key) + " (" + problem + ")");
+            else out.add(new Site(key, root, key.substring(dot + 1), layer, e.getValue()));
+        }
+        return out;
     }
 
     /** Adds {@code scale * (alpha / rank) up down} into each layer's weight (merging: no adapter remains). */
@@ -182,10 +187,11 @@ public final class LoraWeights {
     /** Attaches each update as an adapter (unmerged; {@code scale} multiplies alpha), to switch off or train further. */
     public void attach(Map<String, Module> components, double scale) {
         checkScale(scale);
-        for (Site site : sites(components, "attach"))
+        List<Site> sites = sites(components, "attach");
+        for (Site site : sites)
             if (site.layer() instanceof Lora.Adapter)
                 throw new IllegalArgumentException(site.key() + " already has an adapter; merge one of the LoRAs instead");
-        for (Site site : sites(components, "attach"))
+        for (Site site : sites)
             Lora.attach(site.root(), site.path(), site.update().down(), site.update().up(), site.update().alpha() * scale);
     }
 
@@ -441,18 +447,15 @@ public final class LoraWeights {
             if (!missingAlpha.isEmpty())
                 notes.add(file + ": " + missingAlpha.size() + " layers have no .alpha (first: " + missingAlpha.get(0)
                     + "); read as alpha = rank (scale 1), as AUTOMATIC1111 and ComfyUI read them");
-            List<String> misfits = new ArrayList<>();
-            for (Map.Entry<String, Update> e : updates.entrySet()) {
-                Module[] found = locate(components, e.getKey());
-                String problem = found == null ? "no such layer" : shapeProblem(found[1], e.getValue());
-                if (problem != null) misfits.add(fileNames.get(e.getKey()) + " (" + problem + ")");
-            }
-            if (!misfits.isEmpty())
-                throw new BadFileException(file, misfits.size() + " of " + updates.size() + " LoRA layers do not fit this model, first: " + first(misfits, 3));
             java.util.Set<String> kinds = new java.util.TreeSet<>(layouts.values());
             if (kinds.contains("kohya") && fileNames.entrySet().stream().anyMatch(e -> e.getValue().startsWith(KOHYA_UNET) && !e.getValue().equals(kohyaName(e.getKey()))))
                 kinds = new java.util.TreeSet<>(kinds.stream().map(k -> k.equals("kohya") ? "kohya (LDM names)" : k).toList());
-            return new LoraWeights(updates, meta, notes, String.join(" + ", kinds));
+            LoraWeights w = new LoraWeights(updates, meta, notes, String.join(" + ", kinds));
+            List<String> misfits = new ArrayList<>();
+            w.sites(components, fileNames::get, misfits);
+            if (!misfits.isEmpty())
+                throw new BadFileException(file, misfits.size() + " of " + updates.size() + " LoRA layers do not fit this model, first: " + first(misfits, 3));
+            return w;
         }
     }
 

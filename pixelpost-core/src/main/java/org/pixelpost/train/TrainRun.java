@@ -100,9 +100,8 @@ public final class TrainRun {
         created[0] = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
         if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
             throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
-        try (RunLock lock = acquire(out, locked); TextToImageModel m = TextToImageModel.load(Paths.get(c.init()));
+        try (RunLock lock = acquire(out, locked); TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
-            attachAdapters(m); // before the data: a bad --lora-targets is refused at once
             if (resumeFrom != null) checkSameRun();
             listener.message("encoding data (cached after the first run)");
             try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
@@ -111,7 +110,6 @@ public final class TrainRun {
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
                 EncodedBatches batches = data.batches(c, c.seed());
                 List<Batch> valBatches = val == null ? null : val.batches(c, 0).inOrder();
-                attachAdapters(m);
                 if (c.gradientCheckpointing() && m.denoiser instanceof UNet2DCondition u) u.gradientCheckpointing(true);
                 try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
                      Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
@@ -167,11 +165,10 @@ public final class TrainRun {
     }
 
     /**
-     * Puts the run's adapters on the model (a LoRA run) and returns DPO's reference: in a LoRA run
-     * without {@code --reference}, the same model with its adapters off (no second copy of the base).
+     * DPO's reference: in a LoRA run without {@code --reference}, the same model with its adapters
+     * off (no second copy of the base).
      */
     private Denoiser reference(TextToImageModel m) throws IOException {
-        attachAdapters(m);
         if (c.lora() && c.reference() == null) return Denoisers.withoutAdapters(m.denoiser);
         Path dir = Paths.get(c.reference() != null ? c.reference() : c.init());
         // PixelPost's folders keep the denoiser in denoiser/, diffusers' in unet/ or transformer/
@@ -181,8 +178,6 @@ public final class TrainRun {
         r.module().freeze();
         return r;
     }
-
-    private boolean attached;
 
     /**
      * A resumed run must be the run its checkpoints belong to: the same starting model and, in a
@@ -205,10 +200,13 @@ public final class TrainRun {
                     + ", which the checkpoints belong to; resume with the run's own config (--config " + f + ")");
     }
 
-    /** A LoRA run's adapters, initialised from the run's seed (a resumed run starts from the same, then loads its checkpoint). */
-    private void attachAdapters(TextToImageModel m) {
-        if (!c.lora() || attached) return;
-        attached = true;
+    /**
+     * {@code m} with a LoRA run's adapters, initialised from the run's seed (a resumed run starts from
+     * the same, then loads its checkpoint); put on before the data is encoded, so a bad
+     * {@code --lora-targets} is refused at once. The model is closed if that fails.
+     */
+    private TextToImageModel withAdapters(TextToImageModel m) {
+        if (!c.lora()) return m;
         long before = m.denoiser.module().parameterCount();
         try (Generator g = Generator.seeded(Generator.mix(c.seed(), 0x10AAL))) {
             List<String> layers;
@@ -220,6 +218,10 @@ public final class TrainRun {
             long adapters = m.denoiser.module().trainableParameters().values().stream().mapToLong(Tensor::numel).sum();
             listener.message(String.format("LoRA rank %d, alpha %s on %d layers: %,d trainable parameters (%.2f%% of the denoiser's %,d)",
                 c.loraRank(), c.effectiveLoraAlpha(), layers.size(), adapters, 100.0 * adapters / before, before));
+            return m;
+        } catch (RuntimeException e) {
+            m.close();
+            throw e;
         }
     }
 

@@ -84,6 +84,7 @@ public final class Trainer implements AutoCloseable {
     private final Objective objective;
     private final Options o;
     private final Map<String, Tensor> params;
+    private final java.util.List<org.pixelpost.nn.Lora.Adapter> adapters; // found once, like params: their dropout is reseeded each micro-batch
     private final AdamW opt;
     private final Ema ema;
     private final LrSchedule lr;
@@ -102,6 +103,7 @@ public final class Trainer implements AutoCloseable {
         this.objective = objective;
         this.o = options;
         this.params = model.denoiser.module().trainableParameters();
+        this.adapters = java.util.List.copyOf(org.pixelpost.nn.Lora.adapters(model.denoiser.module()).values());
         if (params.isEmpty()) throw new IllegalArgumentException("the denoiser has no trainable parameters");
         for (Map.Entry<String, Tensor> e : params.entrySet())
             if (e.getValue().scalar_type().intern() != org.bytedeco.pytorch.global.torch.ScalarType.Float)
@@ -172,7 +174,7 @@ public final class Trainer implements AutoCloseable {
             gen.reseed(Generator.mix(o.seed(), step));
             opt.zeroGrad();
             for (int micro = 0; micro < o.gradAccum() && finite; micro++) {
-                org.pixelpost.nn.Lora.reseedDropout(model.denoiser.module(), Generator.mix(Generator.mix(o.seed(), step), micro));
+                org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), micro));
                 Loss loss;
                 try (Autocast a = Autocast.bf16(o.bf16())) {
                     loss = objective.loss(ctx, batches.get(step, micro));

@@ -200,12 +200,7 @@ public final class EvalServer implements AutoCloseable {
      * item's own orientation.
      */
     static boolean swapped(String annotator, String item) {
-        long h = 0x9E3779B97F4A7C15L;
-        for (char c : (annotator + "|" + item).toCharArray()) h = (h ^ c) * 0x100000001B3L;
-        h ^= h >>> 29;
-        h *= 0xBF58476D1CE4E5B9L;
-        h ^= h >>> 32;
-        return (h & 1) == 1;
+        return (StudyStore.draw(annotator, item, "sides") & 1) == 1;
     }
 
     /** What the browser sees of an item: image URLs and the question, never a model or a path. */

@@ -164,9 +164,7 @@ public final class Studies {
 
     /** What an A/B item compares: question, prompt, seed and the two models, whatever the sides. */
     public static String comparisonKey(JsonNode payload) {
-        String a = payload.path("left").path("model").asText(), b = payload.path("right").path("model").asText();
-        return payload.path("question").asText() + "|" + payload.path("prompt").asText() + "|" + payload.path("seed").asText() + "|"
-            + (a.compareTo(b) < 0 ? a + "|" + b : b + "|" + a);
+        return payload.path("question").asText() + "\u0000" + StudyStore.pairKey((ObjectNode) payload);
     }
 
     /** A 3x3 box blur and Gaussian noise (sigma 24 of 255): visibly worse, same content. */

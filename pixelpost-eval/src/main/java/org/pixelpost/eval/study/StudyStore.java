@@ -307,12 +307,22 @@ public final class StudyStore implements AutoCloseable {
         return payload.path("prompt").asText() + "\u0000" + payload.path("seed").asText() + "\u0000" + (a.compareTo(b) < 0 ? a + "|" + b : b + "|" + a);
     }
 
-    /** A per-annotator order of the items: a hash of (annotator, item), so each annotator meets them in another order. */
+    /** A per-annotator order of the items, so each annotator meets them in another order. */
     private static long order(String annotator, String item) {
+        return draw(annotator, item, "order");
+    }
+
+    /**
+     * A pseudo-random 64-bit draw fixed by (annotator, item, purpose): what the blinding decides per
+     * annotator and item (their order of items, the sides they see), repeatable without storing it.
+     */
+    static long draw(String annotator, String item, String purpose) {
         long h = 1125899906842597L;
-        for (char c : (annotator + "|" + item).toCharArray()) h = 31 * h + c;
+        for (char c : (purpose + "|" + annotator + "|" + item).toCharArray()) h = 31 * h + c;
         h ^= h >>> 33;
         h *= 0xff51afd7ed558ccdL;
+        h ^= h >>> 33;
+        h *= 0xc4ceb9fe1a85ec53L;
         h ^= h >>> 33;
         return h;
     }
