@@ -41,6 +41,10 @@ final class TrainBench implements Callable<Integer> {
     @Option(names = "--rows", split = ",", description = "sd15-shapes: the rows to run, by number from 0 (default: all; 7-11 compare full fine-tuning, LoRA and DPO with AdamW)")
     List<Integer> rows;
     @Option(names = "--image-size", defaultValue = "512", description = "sd15-shapes: image size (default: ${DEFAULT-VALUE})") int imageSize;
+    @Option(names = "--no-options", description = "tiny: time the four main rows only, not the cost options") boolean noOptions;
+    @Option(names = "--save-step", paramLabel = "FILE", description = {"tiny: write the step's weights, inputs, draws and resulting losses to a safetensors",
+        "file, so that another implementation (bench/pytorch_twin.py) can check it computes the same step"})
+    java.nio.file.Path saveStep;
 
     @Override
     public Integer call() throws Exception {
@@ -68,6 +72,10 @@ final class TrainBench implements Callable<Integer> {
             UnaryOperator<Tensor> decode = m::decodeLatents;
             StepContext ctx = new StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), decode, gen);
 
+            if (saveStep != null) {
+                saveStep(m, ctx, saveStep);
+                return 0;
+            }
             Map<String, Object> o = new LinkedHashMap<>();
             double latentMs = stepMs(m, opt, ctx, sft(0, 1, 0, 0));
             Tensor z = this.z;
@@ -89,16 +97,57 @@ final class TrainBench implements Callable<Integer> {
             o.put("pixel_overhead_vs_decoder", round((pixelMs - latentMs) / (decodeMs + decodeBackMs)));
 
             // cost options: time per step, and how closely the step's gradient follows the full pixel term's
-            Map<String, Object> options = new LinkedHashMap<>();
-            options.put("pixel_fraction_0.5", option(m, opt, ctx, sft(8, 0.5, 0, 0)));
-            options.put("pixel_crop_4_margin_1", option(m, opt, ctx, sft(8, 1, 4, 0)));
-            options.put("decoder_chunk_2", option(m, opt, ctx, sft(8, 1, 0, 2)));
-            o.put("options", options);
+            if (!noOptions) {
+                Map<String, Object> options = new LinkedHashMap<>();
+                options.put("pixel_fraction_0.5", option(m, opt, ctx, sft(8, 0.5, 0, 0)));
+                options.put("pixel_crop_4_margin_1", option(m, opt, ctx, sft(8, 1, 4, 0)));
+                options.put("decoder_chunk_2", option(m, opt, ctx, sft(8, 1, 0, 2)));
+                o.put("options", options);
+            }
             o.put("peak_rss_mib", Math.round(BenchCommand.peakRssMiB()));
             if (json) System.out.println(Json.write(o));
             else o.forEach((k, v) -> System.out.printf("%-28s %s%n", k, v));
             return 0;
         }
+    }
+
+    /**
+     * One latent + pixel step (lambda 8) on the benchmark's batch: the denoiser's and decoder's
+     * weights, the batch, the timesteps and noise it draws, the schedule, and as metadata the
+     * latent and pixel terms, the loss and the gradient norm it gives, and the gradients.
+     */
+    private void saveStep(TextToImageModel m, StepContext ctx, java.nio.file.Path file) throws java.io.IOException {
+        ensureBatch(m);
+        double lambda = 8;
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        m.denoiser.module().parameters().forEach((k, v) -> out.put("denoiser." + k, v));
+        m.autoencoder.decoder().parameters().forEach((k, v) -> out.put("decoder." + k, v));
+        out.put("z", z);
+        out.put("tokens", tokens);
+        out.put("mask", mask.to(torch.ScalarType.Float));
+        ctx.gen().reseed(7);
+        out.put("t", ctx.gen().randint(ctx.schedule().numTrainTimesteps(), batch).to(torch.ScalarType.Float)); // the draws Sft makes, in its order
+        out.put("eps", ctx.gen().randnLike(z));
+        float[] alphaBar = new float[ctx.schedule().numTrainTimesteps()];
+        for (int i = 0; i < alphaBar.length; i++) alphaBar[i] = (float) ctx.schedule().alphaBar(i);
+        out.put("alpha_bar", Tensors.fromFloats(alphaBar, alphaBar.length));
+        ctx.gen().reseed(7);
+        Loss res = sft(lambda, 1, 0, 0).loss(ctx, Batch.of(z, tokens, mask));
+        res.loss().backward();
+        double sq = 0;
+        for (Map.Entry<String, Tensor> e : m.denoiser.module().parameters().entrySet()) {
+            Tensor g = e.getValue().grad();
+            if (!g.defined()) continue;
+            sq += Tensors.item(g.square().sum());
+            out.put("grad.denoiser." + e.getKey(), g);
+        }
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("lambda", String.valueOf(lambda));
+        meta.put("config", m.denoiser.module() instanceof org.pixelpost.model.denoiser.DiT d ? d.configJson().toString() : "");
+        res.terms().forEach((k, v) -> meta.put(k, String.valueOf(v)));
+        meta.put("grad_norm", String.valueOf(Math.sqrt(sq)));
+        org.pixelpost.io.SafeTensors.write(file, out, meta);
+        System.out.println("wrote " + file + ": " + meta);
     }
 
     private static Sft sft(double lambda, double fraction, int crop, int chunk) {

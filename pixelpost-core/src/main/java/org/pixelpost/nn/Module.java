@@ -175,6 +175,18 @@ public abstract class Module implements AutoCloseable {
         }
     }
 
+    /**
+     * Stores every 4-D parameter (convolution kernels) channels-last, the layout oneDNN's
+     * convolutions run fastest in; fed channels-last input, a convolution stack then never
+     * reorders. Values, shapes and names stay as they were.
+     */
+    public void toChannelsLast() {
+        try (NoGradGuard g = Tensors.noGrad()) {
+            for (Tensor p : parameters().values())
+                if (p.dim() == 4) p.set_data(p.contiguous(org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast));
+        }
+    }
+
     /** Stops gradients into the parameters; gradients still flow through to the inputs. */
     public void freeze() {
         for (Tensor p : parameters().values()) p.set_requires_grad(false);

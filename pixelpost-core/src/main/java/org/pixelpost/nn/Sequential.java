@@ -6,7 +6,11 @@ import org.bytedeco.pytorch.Tensor;
 
 /**
  * Layers applied in order. Layers that are modules are registered under their index, as
- * PyTorch's {@code nn.Sequential} names them; parameter-free layers only take up an index.
+ * PyTorch's {@code nn.Sequential} names them; parameter-free layers only take up an index. Each
+ * intermediate result is released as soon as the next layer has consumed it (PyTorch frees it the
+ * same way, by reference count), so a long stack reuses memory instead of touching fresh pages.
+ * A layer may work in place ({@code Tensor::relu_}) except the first, which would change the
+ * caller's input.
  */
 public final class Sequential extends Module implements Layer {
     private final List<Layer> layers = new ArrayList<>();
@@ -27,7 +31,13 @@ public final class Sequential extends Module implements Layer {
 
     @Override
     public Tensor forward(Tensor x) {
-        for (Layer l : layers) x = l.forward(x);
+        Tensor in = x;
+        for (Layer l : layers) {
+            Tensor y = l.forward(x);
+            if (y.address() == x.address()) continue; // an in-place layer: x (the owning handle) holds its result
+            if (x != in) x.close(); // an intermediate of this loop: its memory is reused now, not at the scope's end
+            x = y;
+        }
         return x;
     }
 }

@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.KeyLayout;
@@ -39,6 +40,8 @@ public final class TinyAutoencoder implements Autoencoder {
             this.encoder = encoder(v.latentChannels, v.midBlockGroupNorm);
             this.decoder = decoder(v.latentChannels, v.midBlockGroupNorm);
         }
+        encoder.toChannelsLast();
+        decoder.toChannelsLast();
         encoder.freeze();
         decoder.freeze();
     }
@@ -48,16 +51,24 @@ public final class TinyAutoencoder implements Autoencoder {
         private final Sequential conv, pool;
 
         Block(boolean groupNorm) {
-            conv = add("conv", new Sequential(Conv2d.k3(64, 64), Tensor::relu, Conv2d.k3(64, 64), Tensor::relu, Conv2d.k3(64, 64)));
+            // in-place ReLUs: a convolution's or GroupNorm's output is not needed by its own backward
+            conv = add("conv", new Sequential(Conv2d.k3(64, 64), Tensor::relu_, Conv2d.k3(64, 64), Tensor::relu_, Conv2d.k3(64, 64)));
             pool = groupNorm
-                ? add("pool", new Sequential(Conv2d.k1(64, 256, false), new GroupNorm(4, 256, 1e-5), Tensor::relu, Conv2d.k1(256, 64, false)))
+                ? add("pool", new Sequential(Conv2d.k1(64, 256, false), new GroupNorm(4, 256, 1e-5), Tensor::relu_, Conv2d.k1(256, 64, false)))
                 : null;
         }
 
         @Override
         public Tensor forward(Tensor x) {
-            if (pool != null) x = x.add(pool.forward(x));
-            return conv.forward(x).add(x).relu();
+            if (pool != null) {
+                Tensor p = pool.forward(x);                  // [B, 64, h, w]
+                p.add_(x);
+                x = p;                                       // the owning handle, closed below
+            }
+            Tensor y = conv.forward(x);                      // [B, 64, h, w]
+            y.add_(x).relu_();                               // y stays the owning handle of the result
+            if (pool != null) x.close();                     // freed now, not at the scope's end
+            return y;
         }
     }
 
@@ -72,7 +83,7 @@ public final class TinyAutoencoder implements Autoencoder {
     }
 
     static Sequential decoder(int latentChannels, boolean gn) {
-        Sequential s = new Sequential(x -> x.div(Tensors.s(3)).tanh().mul(Tensors.s(3)), Conv2d.k3(latentChannels, 64), Tensor::relu);
+        Sequential s = new Sequential(x -> x.div(Tensors.s(3)).tanh().mul(Tensors.s(3)), Conv2d.k3(latentChannels, 64), Tensor::relu_);
         for (int stage = 0; stage < 3; stage++) {
             for (int i = 0; i < 3; i++) s.append(new Block(gn && stage == 0));
             s.append(Layers::upsample2x).append(new Conv2d(64, 64, 3, 1, 1, false));
@@ -129,11 +140,18 @@ public final class TinyAutoencoder implements Autoencoder {
 
     @Override
     public Tensor encode(Tensor images) {
-        return encoder.forward(images);
+        return channelsFirst(encoder.forward(images.contiguous(torch.MemoryFormat.ChannelsLast)));
     }
 
+    /** Channels-last all the way through (see {@link Module#toChannelsLast}); the image comes back in the usual layout. */
     @Override
     public Tensor decode(Tensor latents) {
-        return decoder.forward(latents);
+        return channelsFirst(decoder.forward(latents.contiguous(torch.MemoryFormat.ChannelsLast)));
+    }
+
+    private static Tensor channelsFirst(Tensor x) {
+        Tensor y = x.contiguous();
+        if (y.address() != x.address()) x.close();
+        return y;
     }
 }
