@@ -37,6 +37,44 @@ final class BenchCommand implements Runnable {
         return -1;
     }
 
+    /**
+     * GFLOP/s of a 1024 x 1024 x 1024 float32 matrix product (median of 10 after 3 warm-ups) with
+     * {@code blasThreads} BLAS threads; the engine's setting is restored afterwards. Measured on
+     * every core it is the peak that model FLOP utilisation is measured against (libtorch's
+     * convolutions use every core whatever the BLAS setting).
+     */
+    static double gemmGflops(int blasThreads) {
+        Engine.setBlasThreadsTemporarily(blasThreads);
+        try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            Tensor a = torch.randn(1024, 1024), b = torch.randn(1024, 1024);
+            double ms = medianMs(3, 10, () -> a.mm(b));
+            return 2.0 * 1024 * 1024 * 1024 / (ms * 1e6);
+        } finally {
+            Engine.setBlasThreadsTemporarily(Engine.blasThreads());
+        }
+    }
+
+    /** The matrix-product peak on every core and with the engine's own BLAS threads, GFLOP/s. */
+    static Map<String, Object> gemmPeaks() {
+        Map<String, Object> o = new LinkedHashMap<>();
+        int cores = Runtime.getRuntime().availableProcessors();
+        o.put("gemm_peak_gflops", Math.round(gemmGflops(cores) * 10) / 10.0);
+        o.put("gemm_peak_cores", cores);
+        o.put("gemm_engine_gflops", Math.round(gemmGflops(Engine.blasThreads()) * 10) / 10.0);
+        o.put("engine_blas_threads", Engine.blasThreads());
+        return o;
+    }
+
+    /** A row's work and speed: GFLOP, achieved GFLOP/s and the share of {@code peak} (MFU). */
+    static Map<String, Object> flops(double flop, double ms, double peak) {
+        Map<String, Object> o = new LinkedHashMap<>();
+        double gflops = flop / (ms * 1e6);
+        o.put("gflop", Math.round(flop / 1e7) / 100.0);
+        o.put("gflops", Math.round(gflops * 10) / 10.0);
+        o.put("mfu", Math.round(gflops / peak * 1000) / 1000.0);
+        return o;
+    }
+
     /** Median milliseconds of {@code iters} runs after {@code warmup} runs, each in its own scope. */
     static double medianMs(int warmup, int iters, Runnable r) {
         double[] t = new double[iters];
@@ -124,6 +162,14 @@ final class BenchCommand implements Runnable {
                 o.put("images", images);
                 o.put("threads", Engine.threads());
                 o.put("seconds_per_image", Math.round(secs / images * 1000) / 1000.0);
+                // work per image: a denoiser forward per step (two with guidance: conditional and unconditional), one decode
+                long tokens = m.textEncoder.encode(java.util.List.of("", "grinning face")).tokens().size(1);
+                double perImage = (guidance > 1 ? 2 : 1) * (double) steps
+                    * ((org.pixelpost.model.denoiser.DiT) m.denoiser.module()).config().forwardFlops((int) tokens)
+                    + (m.autoencoder instanceof org.pixelpost.model.autoencoder.TinyAutoencoder t ? t.decoderFlops(m.latentSize(), m.latentSize()) : 0);
+                Map<String, Object> f = gemmPeaks();
+                f.putAll(flops(perImage, secs / images * 1000, (double) f.get("gemm_peak_gflops")));
+                o.put("flops", f);
                 o.put("peak_rss_mib", Math.round(peakRssMiB()));
                 if (json) System.out.println(Json.write(o));
                 else o.forEach((k, v) -> System.out.printf("%-20s %s%n", k, v));

@@ -41,6 +41,9 @@ final class TrainBench implements Callable<Integer> {
     @Option(names = "--rows", split = ",", description = "sd15-shapes: the rows to run, by number from 0 (default: all; 7-11 compare full fine-tuning, LoRA and DPO with AdamW)")
     List<Integer> rows;
     @Option(names = "--image-size", defaultValue = "512", description = "sd15-shapes: image size (default: ${DEFAULT-VALUE})") int imageSize;
+    @Option(names = "--profile", paramLabel = "FILE", description = {"tiny: time one latent + pixel training step phase by phase, the decoder layer by",
+        "layer (forward and backward), and the fixed costs of a call from Java; write the table to FILE"})
+    java.nio.file.Path profile;
     @Option(names = "--no-options", description = "tiny: time the four main rows only, not the cost options") boolean noOptions;
     @Option(names = "--save-step", paramLabel = "FILE", description = {"tiny: write the step's weights, inputs, draws and resulting losses to a safetensors",
         "file, so that another implementation (bench/pytorch_twin.py) can check it computes the same step"})
@@ -72,6 +75,12 @@ final class TrainBench implements Callable<Integer> {
             UnaryOperator<Tensor> decode = m::decodeLatents;
             StepContext ctx = new StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), decode, gen);
 
+            if (profile != null) {
+                String table = Profile.of(m, opt, ctx, iters, batch);
+                org.pixelpost.io.AtomicFiles.writeString(profile, table);
+                System.out.print(table);
+                return 0;
+            }
             if (saveStep != null) {
                 saveStep(m, ctx, saveStep);
                 return 0;
@@ -95,6 +104,16 @@ final class TrainBench implements Callable<Integer> {
             o.put("decode_ms", round(decodeMs));
             o.put("decode_backward_ms", round(decodeBackMs));
             o.put("pixel_overhead_vs_decoder", round((pixelMs - latentMs) / (decodeMs + decodeBackMs)));
+            // work per row (backward 2x forward; through the frozen decoder only the input's gradient: 1x)
+            Map<String, Object> f = BenchCommand.gemmPeaks();
+            double peak = (double) f.get("gemm_peak_gflops");
+            double dit = batch * (double) ((org.pixelpost.model.denoiser.DiT) m.denoiser.module()).config().forwardFlops((int) tokens.size(1));
+            double dec = batch * (double) ((org.pixelpost.model.autoencoder.TinyAutoencoder) m.autoencoder).decoderFlops(m.latentSize(), m.latentSize());
+            f.put("latent", BenchCommand.flops(3 * dit, latentMs, peak));
+            f.put("pixel", BenchCommand.flops(3 * dit + 3 * dec, pixelMs, peak));
+            f.put("decode", BenchCommand.flops(dec, decodeMs, peak));
+            f.put("decode_backward", BenchCommand.flops(2 * dec, decodeBackMs, peak));
+            o.put("flops", f);
 
             // cost options: time per step, and how closely the step's gradient follows the full pixel term's
             if (!noOptions) {

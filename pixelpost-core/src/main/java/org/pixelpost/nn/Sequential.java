@@ -29,6 +29,11 @@ public final class Sequential extends Module implements Layer {
         return layers.size();
     }
 
+    /** The {@code i}-th layer. */
+    public Layer layer(int i) {
+        return layers.get(i);
+    }
+
     @Override
     public Tensor forward(Tensor x) {
         Tensor in = x;

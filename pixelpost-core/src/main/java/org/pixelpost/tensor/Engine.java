@@ -14,7 +14,7 @@ import org.bytedeco.pytorch.global.torch;
  */
 public final class Engine {
     private static volatile boolean started;
-    private static int threads;
+    private static int threads, blasThreads;
 
     private Engine() {}
 
@@ -40,6 +40,7 @@ public final class Engine {
         Loader.load(torch.class);
         torch.set_num_threads(intraOpThreads);
         threads = intraOpThreads;
+        Engine.blasThreads = blasThreads;
         started = true;
     }
 
@@ -52,5 +53,21 @@ public final class Engine {
     public static int threads() {
         start();
         return threads;
+    }
+
+    /** Threads of the BLAS library (libtorch's matrix products). */
+    public static int blasThreads() {
+        start();
+        return blasThreads;
+    }
+
+    /**
+     * Sets the BLAS library's threads for a while, e.g. to measure the machine's matrix-product peak
+     * on every core; callers restore {@link #blasThreads()} afterwards. Not for use during training:
+     * more than one BLAS thread competes with libtorch's OpenMP threads (see the class comment).
+     */
+    public static void setBlasThreadsTemporarily(int n) {
+        start();
+        openblas.blas_set_num_threads(n);
     }
 }

@@ -2,33 +2,51 @@ package org.pixelpost.train;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
+import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.tensor.Tensors;
 
 /**
  * Adam with decoupled weight decay (Loshchilov and Hutter): {@code p -= lr (mHat / (sqrt(vHat) +
- * eps) + wd p)}. The moments are plain named tensors, so they checkpoint like the weights.
+ * eps) + wd p)}. It works on {@link FlatParameters}: the update is a few operations over one
+ * buffer, whatever the number of parameters. The moments are flat buffers too, exposed as named
+ * views, so they checkpoint like the weights.
  */
 public final class AdamW implements AutoCloseable {
-    private final Map<String, Tensor> params;
-    private final Map<String, Tensor> m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
+    private final FlatParameters flat;
+    private final boolean ownsFlat;
+    private final Tensor m, v;
     private final double beta1, beta2, eps, weightDecay;
+    private final Scalar b1, b2, oneMinusB1, oneMinusB2;
     private long step;
 
+    /** Over {@code params}, laid out in a buffer of their own. */
     public AdamW(Map<String, Tensor> params, double beta1, double beta2, double eps, double weightDecay) {
-        this.params = params;
+        this(new FlatParameters(params), true, beta1, beta2, eps, weightDecay);
+    }
+
+    /** Over parameters already laid out in {@code flat} (shared with the EMA and clipping). */
+    public AdamW(FlatParameters flat, double beta1, double beta2, double eps, double weightDecay) {
+        this(flat, false, beta1, beta2, eps, weightDecay);
+    }
+
+    private AdamW(FlatParameters flat, boolean ownsFlat, double beta1, double beta2, double eps, double weightDecay) {
+        this.flat = flat;
+        this.ownsFlat = ownsFlat;
         this.beta1 = beta1;
         this.beta2 = beta2;
         this.eps = eps;
         this.weightDecay = weightDecay;
-        params.forEach((k, p) -> {
-            m.put(k, keep(torch.zeros_like(p)));
-            v.put(k, keep(torch.zeros_like(p)));
-        });
+        m = keep(flat.zeros());
+        v = keep(flat.zeros());
+        b1 = keep(Tensors.s(beta1));
+        b2 = keep(Tensors.s(beta2));
+        oneMinusB1 = keep(Tensors.s(1 - beta1));
+        oneMinusB2 = keep(Tensors.s(1 - beta2));
     }
 
-    private static Tensor keep(Tensor t) {
+    private static <P extends org.bytedeco.javacpp.Pointer> P keep(P t) {
         t.retainReference();
         return t;
     }
@@ -37,60 +55,53 @@ public final class AdamW implements AutoCloseable {
         return step;
     }
 
-    /** One update with the gradients the parameters hold. Parameters without a gradient are left alone. */
+    public FlatParameters flat() {
+        return flat;
+    }
+
+    /** One update with the gradients the parameters hold. */
     public void step(double lr) {
         step++;
         double c1 = 1 - Math.pow(beta1, step), c2 = 1 - Math.pow(beta2, step);
-        try (var g = Tensors.noGrad()) {
-            for (Map.Entry<String, Tensor> e : params.entrySet()) {
-                // a scope per parameter: the one temporary (denom) is freed at once, so the update
-                // needs one parameter's worth of extra memory, not the whole model's
-                try (var s = org.pixelpost.tensor.Scope.open()) {
-                    Tensor p = e.getValue(), grad = p.grad();
-                    if (grad == null || !grad.defined()) continue;
-                    Tensor mi = m.get(e.getKey()), vi = v.get(e.getKey());
-                    mi.mul_(Tensors.s(beta1)).add_(grad, Tensors.s(1 - beta1));
-                    vi.mul_(Tensors.s(beta2)).addcmul_(grad, grad, Tensors.s(1 - beta2));
-                    if (weightDecay != 0) p.mul_(Tensors.s(1 - lr * weightDecay));
-                    Tensor denom = vi.div(Tensors.s(c2));
-                    denom.sqrt_().add_(Tensors.s(eps));
-                    p.addcdiv_(mi, denom, Tensors.s(-lr / c1));
-                }
-            }
+        Tensor p = flat.data(), grad = flat.grad();
+        try (var g = Tensors.noGrad(); var s = org.pixelpost.tensor.Scope.open()) {
+            m.mul_(b1).add_(grad, oneMinusB1);                                  // m = beta1 m + (1 - beta1) g
+            v.mul_(b2).addcmul_(grad, grad, oneMinusB2);                        // v = beta2 v + (1 - beta2) g^2
+            if (weightDecay != 0) p.mul_(Tensors.s(1 - lr * weightDecay));     // decoupled weight decay
+            Tensor denom = v.div(Tensors.s(c2));                                // vHat
+            denom.sqrt_().add_(Tensors.s(eps));                                 // sqrt(vHat) + eps
+            p.addcdiv_(m, denom, Tensors.s(-lr / c1));                          // p -= lr mHat / denom
         }
     }
 
     public void zeroGrad() {
-        for (Tensor p : params.values()) {
-            Tensor g = p.grad();
-            if (g != null && g.defined()) g.zero_();
-        }
+        flat.zeroGrad();
     }
 
     /** Moments under {@code m.KEY} and {@code v.KEY}, and the step count under {@code step}. */
     public Map<String, Tensor> state() {
         Map<String, Tensor> s = new LinkedHashMap<>();
-        m.forEach((k, t) -> s.put("m." + k, t));
-        v.forEach((k, t) -> s.put("v." + k, t));
+        s.putAll(flat.views(m, "m."));
+        s.putAll(flat.views(v, "v."));
         s.put("step", Tensors.fromFloats(new float[] {step}, 1).to(torch.ScalarType.Long));
         return s;
     }
 
     public void load(Map<String, Tensor> s) {
         try (var g = Tensors.noGrad()) {
-            m.forEach((k, t) -> t.copy_(require(s, "m." + k, t)));
-            v.forEach((k, t) -> t.copy_(require(s, "v." + k, t)));
+            flat.views(m, "m.").forEach((k, t) -> t.copy_(require(s, k, t)));
+            flat.views(v, "v.").forEach((k, t) -> t.copy_(require(s, k, t)));
         }
         step = (long) Tensors.item(require(s, "step"));
     }
 
-    /** Frees the moments' native memory. */
+    /** Frees the moments' native memory (and the parameter buffer's, where this optimizer made it). */
     @Override
     public void close() {
-        m.values().forEach(Tensor::releaseReference);
-        v.values().forEach(Tensor::releaseReference);
-        m.clear();
-        v.clear();
+        m.releaseReference();
+        v.releaseReference();
+        for (Scalar c : new Scalar[] {b1, b2, oneMinusB1, oneMinusB2}) c.releaseReference();
+        if (ownsFlat) flat.close();
     }
 
     private static Tensor require(Map<String, Tensor> s, String k) {

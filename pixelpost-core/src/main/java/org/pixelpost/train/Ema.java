@@ -1,49 +1,49 @@
 package org.pixelpost.train;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.tensor.Tensors;
 
-/** An exponential moving average of the weights: {@code ema = decay ema + (1 - decay) p} after each step. */
+/**
+ * An exponential moving average of the weights: {@code ema = decay ema + (1 - decay) p} after each
+ * step, one operation over the {@link FlatParameters} buffer.
+ */
 public final class Ema implements AutoCloseable {
-    private final Map<String, Tensor> params, shadow = new LinkedHashMap<>();
+    private final FlatParameters flat;
+    private final Tensor shadow;
     private final double decay;
 
-    public Ema(Map<String, Tensor> params, double decay) {
-        this.params = params;
+    public Ema(FlatParameters flat, double decay) {
+        this.flat = flat;
         this.decay = decay;
         try (var g = Tensors.noGrad()) {
-            params.forEach((k, p) -> {
-                Tensor c = p.detach().clone();
-                c.retainReference();
-                shadow.put(k, c);
-            });
+            shadow = flat.data().detach().clone();
+            shadow.retainReference();
         }
     }
 
     public void update() {
-        try (var g = Tensors.noGrad()) {
-            params.forEach((k, p) -> shadow.get(k).lerp_(p, org.pixelpost.tensor.Tensors.s(1 - decay)));
+        try (var g = Tensors.noGrad(); var s = org.pixelpost.tensor.Scope.open()) {
+            shadow.lerp_(flat.data(), Tensors.s(1 - decay));
         }
     }
 
+    /** The averaged weights by parameter name (views into one buffer). */
     public Map<String, Tensor> weights() {
-        return shadow;
+        return flat.views(shadow, "");
     }
 
     /** Frees the averaged weights' native memory. */
     @Override
     public void close() {
-        shadow.values().forEach(Tensor::releaseReference);
-        shadow.clear();
+        shadow.releaseReference();
     }
 
     public void load(Map<String, Tensor> w) {
         try (var g = Tensors.noGrad()) {
-            shadow.forEach((k, t) -> {
+            weights().forEach((k, t) -> {
                 Tensor x = w.get(k);
-                if (x == null || !java.util.Arrays.equals(org.pixelpost.tensor.Tensors.shape(x), org.pixelpost.tensor.Tensors.shape(t)))
+                if (x == null || !java.util.Arrays.equals(Tensors.shape(x), Tensors.shape(t)))
                     throw new IllegalArgumentException("EMA weights lack " + k + " in its shape");
                 t.copy_(x);
             });

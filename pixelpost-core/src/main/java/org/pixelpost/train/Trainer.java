@@ -93,6 +93,7 @@ public final class Trainer implements AutoCloseable {
     private GradSync gradSync = GradSync.LOCAL;
     private Listener listener = new Listener() {};
     private Checkpointer checkpointer;
+    private final FlatParameters flat;
     private long step;
     private int nonfinite;
     private volatile String stopRequest;
@@ -109,8 +110,9 @@ public final class Trainer implements AutoCloseable {
             if (e.getValue().scalar_type().intern() != org.bytedeco.pytorch.global.torch.ScalarType.Float)
                 throw new IllegalArgumentException("the denoiser's weights are " + e.getValue().scalar_type().intern() + " (" + e.getKey()
                     + "); training keeps fp32 weights: load them in fp32 and use bf16 autocast (--bf16)");
-        this.opt = new AdamW(params, o.adamBeta1(), o.adamBeta2(), o.adamEps(), o.weightDecay());
-        this.ema = o.emaDecay() > 0 ? new Ema(params, o.emaDecay()) : null;
+        this.flat = new FlatParameters(params);
+        this.opt = new AdamW(flat, o.adamBeta1(), o.adamBeta2(), o.adamEps(), o.weightDecay());
+        this.ema = o.emaDecay() > 0 ? new Ema(flat, o.emaDecay()) : null;
         this.lr = new LrSchedule(o.lr(), o.warmupSteps(), (int) o.steps(), o.cosine());
         this.gen = Generator.seeded(o.seed());
         this.ctx = new StepContext(model.denoiser, model.noiseSchedule(), model.predictionType(), model::decodeLatents, gen,
@@ -190,7 +192,7 @@ public final class Trainer implements AutoCloseable {
             }
             if (finite) {
                 gradSync.allReduce(params);
-                gradNorm = clip(params, o.maxGradNorm());
+                gradNorm = flat.clipGradNorm(o.maxGradNorm());
                 finite = Double.isFinite(gradNorm);
             }
             if (finite) {
@@ -290,18 +292,11 @@ public final class Trainer implements AutoCloseable {
         }
     }
 
-    /** Clips the global gradient norm; returns the norm before clipping. */
-    static double clip(Map<String, Tensor> params, double max) {
-        List<Tensor> grads = new ArrayList<>();
-        for (Tensor p : params.values()) if (p.grad().defined()) grads.add(p);
-        TensorVector v = new TensorVector(grads.toArray(new Tensor[0]));
-        return torch.clip_grad_norm_(v, max > 0 ? max : Double.POSITIVE_INFINITY, 2.0, false);
-    }
-
     @Override
     public void close() {
         opt.close();
         if (ema != null) ema.close();
+        flat.close();
         gen.close();
     }
 }

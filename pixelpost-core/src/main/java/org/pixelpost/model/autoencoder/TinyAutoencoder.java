@@ -9,6 +9,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.BadFileException;
 import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.KeyLayout;
+import org.pixelpost.nn.Flops;
 import org.pixelpost.nn.Layers;
 import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.GroupNorm;
@@ -89,6 +90,22 @@ public final class TinyAutoencoder implements Autoencoder {
             s.append(Layers::upsample2x).append(new Conv2d(64, 64, 3, 1, 1, false));
         }
         return s.append(new Block(false)).append(Conv2d.k3(64, 3));
+    }
+
+    /** The decoder's forward FLOPs for one {@code h x w} latent (see {@link org.pixelpost.nn.Flops}), following {@link #decoder}. */
+    public long decoderFlops(int h, int w) {
+        long total = Flops.conv(variant.latentChannels, 64, 3, h, w);
+        for (int stage = 0; stage < 3; stage++) {
+            for (int i = 0; i < 3; i++) total += blockFlops(variant.midBlockGroupNorm && stage == 0, h, w);
+            h *= 2;
+            w *= 2;
+            total += Flops.conv(64, 64, 3, h, w);
+        }
+        return total + blockFlops(false, h, w) + Flops.conv(64, 3, 3, h, w);
+    }
+
+    private static long blockFlops(boolean pool, long h, long w) {
+        return 3 * Flops.conv(64, 64, 3, h, w) + (pool ? Flops.conv(64, 256, 1, h, w) + Flops.conv(256, 64, 1, h, w) : 0);
     }
 
     /**

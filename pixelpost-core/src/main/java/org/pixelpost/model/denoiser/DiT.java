@@ -21,6 +21,7 @@ import org.pixelpost.io.SafeTensors;
 import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.LayerNorm;
 import org.pixelpost.nn.Layers.Linear;
+import org.pixelpost.nn.Flops;
 import org.pixelpost.nn.Module;
 import org.pixelpost.nn.blocks.Attention;
 import org.pixelpost.nn.blocks.Embeddings;
@@ -99,6 +100,22 @@ public final class DiT extends Module implements Denoiser {
                 + 6 * d;                                                              // scale_shift_table
             long fin = d * out + out + 2 * d;                                         // final_layer.linear, scale_shift_table
             return embed + depth * block + fin;
+        }
+
+        /**
+         * Forward FLOPs for one sample over {@code textTokens} caption tokens (see {@link Flops}):
+         * patch embedding, timestep and caption embedders, each block's self-attention,
+         * cross-attention and MLP, and the output layer.
+         */
+        public long forwardFlops(int textTokens) {
+            long d = hiddenSize, n = (long) (sampleSize / patchSize) * (sampleSize / patchSize), t = textTokens, h = (long) (d * mlpRatio);
+            long embed = Flops.conv(inChannels, d, patchSize, sampleSize / patchSize, sampleSize / patchSize)
+                + Flops.linear(1, FREQ_DIM, d) + Flops.linear(1, d, d) + Flops.linear(1, d, 6 * d)
+                + Flops.linear(t, captionChannels, d) + Flops.linear(t, d, d);
+            long block = Flops.linear(n, d, 3 * d) + Flops.attention(n, n, d) + Flops.linear(n, d, d)      // self-attention
+                + Flops.linear(n, d, d) + Flops.linear(t, d, 2 * d) + Flops.attention(n, t, d) + Flops.linear(n, d, d) // cross-attention
+                + Flops.linear(n, d, h) + Flops.linear(n, h, d);                                           // MLP
+            return embed + depth * block + Flops.linear(n, d, (long) patchSize * patchSize * outChannels);
         }
 
         public ObjectNode toJson() {

@@ -1,0 +1,154 @@
+package org.pixelpost.cli;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.pixelpost.model.autoencoder.TinyAutoencoder;
+import org.pixelpost.model.text.TextEncoder;
+import org.pixelpost.nn.Layer;
+import org.pixelpost.nn.Sequential;
+import org.pixelpost.objective.Objectives;
+import org.pixelpost.objective.StepContext;
+import org.pixelpost.pipeline.TextToImageModel;
+import org.pixelpost.schedule.NoiseSchedule;
+import org.pixelpost.tensor.Generator;
+import org.pixelpost.tensor.Scope;
+import org.pixelpost.tensor.Tensors;
+import org.pixelpost.train.AdamW;
+
+/**
+ * Where a training step's time goes: the latent + pixel step (lambda 8) cut into its phases, the
+ * decoder layer by layer, and the fixed cost of calling libtorch from Java. libtorch's own
+ * profiler cannot be driven through the JavaCPP presets (its callbacks are not mapped), so the
+ * phases are timed from Java around the same calls the objective makes.
+ */
+final class Profile {
+    private Profile() {}
+
+    private static final String[] PHASES = {"draws and noising", "denoiser forward", "latent term", "target decode (no grad)",
+        "predicted decode forward", "pixel term", "backward", "AdamW update", "zero gradients", "free the step's tensors"};
+
+    static String of(TextToImageModel m, AdamW opt, StepContext ctx, int iters, int batch) {
+        Tensor z, tokens, mask;
+        try (Generator g = Generator.seeded(1)) {
+            z = g.randn(batch, m.autoencoder.latentChannels(), m.latentSize(), m.latentSize());
+        }
+        List<String> caps = new ArrayList<>();
+        for (int i = 0; i < batch; i++) caps.add("emoji number " + i);
+        TextEncoder.Encoded e = m.textEncoder.encode(caps);
+        tokens = e.tokens();
+        mask = e.mask();
+
+        double[][] t = new double[PHASES.length][iters];
+        double[] total = new double[iters];
+        NoiseSchedule s = ctx.schedule();
+        for (int it = -2; it < iters; it++) {
+            long[] mark = new long[PHASES.length + 1];
+            int k = 0;
+            mark[k++] = System.nanoTime();
+            try (Scope sc = Scope.open()) {
+                Tensor tt = ctx.gen().randint(s.numTrainTimesteps(), batch);
+                Tensor eps = ctx.gen().randnLike(z);
+                Tensor zT = s.addNoise(z, eps, tt);
+                mark[k++] = System.nanoTime();
+                Tensor epsHat = ctx.model().forward(zT, tt, tokens, mask);
+                mark[k++] = System.nanoTime();
+                Tensor latent = Objectives.latent(epsHat, eps).mean();
+                mark[k++] = System.nanoTime();
+                Tensor target;
+                try (var ng = Tensors.noGrad()) {
+                    target = m.decodeLatents(zT);
+                }
+                mark[k++] = System.nanoTime();
+                Tensor image = m.decodeLatents(s.addNoise(z, epsHat, tt));
+                mark[k++] = System.nanoTime();
+                Tensor loss = Objectives.sft(latent, Objectives.latent(image, target).mul(Tensors.s(4)), 1, 8);
+                mark[k++] = System.nanoTime();
+                loss.backward();
+                mark[k++] = System.nanoTime();
+                opt.step(0);
+                mark[k++] = System.nanoTime();
+                opt.zeroGrad();
+                mark[k++] = System.nanoTime();
+            }
+            mark[k] = System.nanoTime();
+            if (it < 0) continue;
+            for (int p = 0; p < PHASES.length; p++) t[p][it] = (mark[p + 1] - mark[p]) / 1e6;
+            total[it] = (mark[PHASES.length] - mark[0]) / 1e6;
+        }
+
+        StringBuilder b = new StringBuilder();
+        b.append(String.format("One latent + pixel training step (batch %d, %s), median of %d, ms%n%n", batch, m.denoiser.module().getClass().getSimpleName(), iters));
+        b.append(String.format("%-28s %9s %7s%n", "phase", "ms", "share"));
+        double all = median(total);
+        for (int p = 0; p < PHASES.length; p++)
+            b.append(String.format("%-28s %9.2f %6.1f%%%n", PHASES[p], median(t[p]), 100 * median(t[p]) / all));
+        b.append(String.format("%-28s %9.2f%n%n", "step", all));
+
+        if (m.autoencoder instanceof TinyAutoencoder tae && tae.decoder() instanceof Sequential dec) b.append(layers(dec, m, z, iters));
+        b.append(callCosts());
+        return b.toString();
+    }
+
+    /** Each decoder layer's forward and forward + backward to its input, on the activations the decoder really sees. */
+    private static String layers(Sequential dec, TextToImageModel m, Tensor z, int iters) {
+        StringBuilder b = new StringBuilder(String.format("Decoder layer by layer (input %s, channels-last), median ms; each time includes one copy of the layer's input%n%n", Arrays.toString(Tensors.shape(z))));
+        b.append(String.format("%-4s %-18s %-18s %9s %11s%n", "#", "layer", "output", "forward", "fwd+bwd"));
+        Tensor x = z.contiguous(torch.MemoryFormat.ChannelsLast);
+        x.retainReference();
+        double sumF = 0, sumB = 0;
+        for (int i = 0; i < dec.size(); i++) {
+            Layer l = dec.layer(i);
+            Tensor in = x;
+            double f, fb;
+            try (var ng = Tensors.noGrad()) {
+                f = BenchCommand.medianMs(1, iters, () -> l.forward(in.clone()));
+            }
+            fb = BenchCommand.medianMs(1, iters, () -> {
+                Tensor xi = in.detach().set_requires_grad(true);
+                l.forward(xi.clone()).sum().backward(); // a copy: in-place layers may not write into a leaf
+            });
+            Tensor y;
+            try (Scope sc = Scope.open(); var ng = Tensors.noGrad()) {
+                y = sc.keep(l.forward(in.clone()));
+            }
+            sumF += f;
+            sumB += fb;
+            String name = l instanceof org.pixelpost.nn.Module mod ? mod.getClass().getSimpleName() : "function";
+            b.append(String.format("%-4d %-18s %-18s %9.2f %11.2f%n", i, name, Arrays.toString(Tensors.shape(y)), f, fb));
+            x = y;
+            in.releaseReference();
+            x.retainReference();
+        }
+        x.releaseReference();
+        b.append(String.format("%-42s %9.2f %11.2f%n%n", "sum", sumF, sumB));
+        return b.toString();
+    }
+
+    /** What a call costs before any arithmetic: the floor under many small operations. */
+    private static String callCosts() {
+        int n = 2000;
+        Map<String, Double> c = new LinkedHashMap<>();
+        Tensor one = torch.ones(1), other = torch.ones(1);
+        Scalar s = Tensors.s(1);
+        c.put("add_ of two 1-element tensors", BenchCommand.medianMs(1, 5, () -> { for (int i = 0; i < n; i++) one.add_(other); }) * 1000 / n);
+        c.put("add_ of a Scalar (made once)", BenchCommand.medianMs(1, 5, () -> { for (int i = 0; i < n; i++) one.add_(s); }) * 1000 / n);
+        c.put("new Scalar", BenchCommand.medianMs(1, 5, () -> { for (int i = 0; i < n; i++) Tensors.s(1); }) * 1000 / n);
+        c.put("add of two 1-element tensors (new result)", BenchCommand.medianMs(1, 5, () -> { for (int i = 0; i < n; i++) one.add(other); }) * 1000 / n);
+        c.put("open and close a Scope", BenchCommand.medianMs(1, 5, () -> { for (int i = 0; i < n; i++) Scope.open().close(); }) * 1000 / n);
+        StringBuilder b = new StringBuilder("Fixed cost of a call from Java, microseconds\n\n");
+        c.forEach((k, v) -> b.append(String.format("%-44s %7.2f%n", k, v)));
+        return b.toString();
+    }
+
+    private static double median(double[] v) {
+        double[] c = v.clone();
+        Arrays.sort(c);
+        return c[c.length / 2];
+    }
+}
