@@ -44,6 +44,8 @@ final class Profile {
         tokens = e.tokens();
         mask = e.mask();
 
+        StringBuilder b = new StringBuilder();
+        b.append(latentOnly(m, opt, ctx, iters, batch, z, tokens, mask));
         double[][] t = new double[PHASES.length][iters];
         double[] total = new double[iters];
         NoiseSchedule s = ctx.schedule();
@@ -82,7 +84,6 @@ final class Profile {
             total[it] = (mark[PHASES.length] - mark[0]) / 1e6;
         }
 
-        StringBuilder b = new StringBuilder();
         b.append(String.format("One latent + pixel training step (batch %d, %s), median of %d, ms%n%n", batch, m.denoiser.module().getClass().getSimpleName(), iters));
         b.append(String.format("%-28s %9s %7s%n", "phase", "ms", "share"));
         double all = median(total);
@@ -91,8 +92,77 @@ final class Profile {
         b.append(String.format("%-28s %9.2f%n%n", "step", all));
 
         if (m.autoencoder instanceof TinyAutoencoder tae && tae.decoder() instanceof Sequential dec) b.append(layers(dec, m, z, iters));
+        if (m.denoiser.module() instanceof org.pixelpost.model.denoiser.DiT dit) b.append(gemms(dit.config(), batch, (int) tokens.size(1)));
         b.append(callCosts());
         return b.toString();
+    }
+
+    private static final String[] LATENT_PHASES = {"draws and noising", "denoiser forward", "latent term", "backward", "AdamW update",
+        "zero gradients", "free the step's tensors"};
+
+    /** The latent-only step (no decoder), phase by phase. */
+    private static String latentOnly(TextToImageModel m, AdamW opt, StepContext ctx, int iters, int batch, Tensor z, Tensor tokens, Tensor mask) {
+        double[][] t = new double[LATENT_PHASES.length][iters];
+        double[] total = new double[iters];
+        NoiseSchedule s = ctx.schedule();
+        for (int it = -2; it < iters; it++) {
+            long[] mark = new long[LATENT_PHASES.length + 1];
+            int k = 0;
+            mark[k++] = System.nanoTime();
+            try (Scope sc = Scope.open()) {
+                Tensor tt = ctx.gen().randint(s.numTrainTimesteps(), batch);
+                Tensor eps = ctx.gen().randnLike(z);
+                Tensor zT = s.addNoise(z, eps, tt);
+                mark[k++] = System.nanoTime();
+                Tensor epsHat = ctx.model().forward(zT, tt, tokens, mask);
+                mark[k++] = System.nanoTime();
+                Tensor loss = Objectives.latent(epsHat, eps).mean();
+                mark[k++] = System.nanoTime();
+                loss.backward();
+                mark[k++] = System.nanoTime();
+                opt.step(0);
+                mark[k++] = System.nanoTime();
+                opt.zeroGrad();
+                mark[k++] = System.nanoTime();
+            }
+            mark[k] = System.nanoTime();
+            if (it < 0) continue;
+            for (int p = 0; p < LATENT_PHASES.length; p++) t[p][it] = (mark[p + 1] - mark[p]) / 1e6;
+            total[it] = (mark[LATENT_PHASES.length] - mark[0]) / 1e6;
+        }
+        StringBuilder b = new StringBuilder(String.format("One latent-only training step (batch %d), median of %d, ms%n%n", batch, iters));
+        b.append(String.format("%-28s %9s %7s%n", "phase", "ms", "share"));
+        double all = median(total);
+        for (int p = 0; p < LATENT_PHASES.length; p++)
+            b.append(String.format("%-28s %9.2f %6.1f%%%n", LATENT_PHASES[p], median(t[p]), 100 * median(t[p]) / all));
+        b.append(String.format("%-28s %9.2f%n%n", "step", all));
+        return b.toString();
+    }
+
+    /**
+     * The denoiser's matrix products one by one at the step's shapes (rows x in -> out), forward
+     * and forward + backward, and the GFLOP/s each reaches: the ceiling of a step made of them.
+     */
+    private static String gemms(org.pixelpost.model.denoiser.DiT.Config c, int batch, int textTokens) {
+        long d = c.hiddenSize(), n = (long) batch * (c.sampleSize() / c.patchSize()) * (c.sampleSize() / c.patchSize()), t = (long) batch * textTokens;
+        long h = (long) (d * c.mlpRatio());
+        long[][] shapes = {{n, d, 3 * d}, {n, d, d}, {t, d, 2 * d}, {n, d, h}, {n, h, d}};
+        String[] names = {"attn.qkv", "attn.proj, cross q and proj", "cross_attn.kv_linear", "mlp.fc1", "mlp.fc2"};
+        StringBuilder b = new StringBuilder(String.format("The denoiser's matrix products at this step's shapes (%d BLAS thread(s)), GFLOP/s%n%n", org.pixelpost.tensor.Engine.blasThreads()));
+        b.append(String.format("%-30s %-18s %9s %9s%n", "layer", "rows x in -> out", "forward", "fwd+bwd"));
+        for (int i = 0; i < shapes.length; i++) {
+            long[] s = shapes[i];
+            Tensor x = torch.randn(s[0], s[1]), w = torch.randn(s[2], s[1]).set_requires_grad(true), bias = torch.randn(s[2]);
+            int reps = 20;
+            double fl = 2.0 * s[0] * s[1] * s[2] * reps, f, fb;
+            try (var ng = Tensors.noGrad()) {
+                f = BenchCommand.medianMs(2, 7, () -> { for (int r = 0; r < reps; r++) torch.linear(x, w, Tensors.opt(bias)); });
+            }
+            Tensor xg = x.detach().set_requires_grad(true);
+            fb = BenchCommand.medianMs(2, 7, () -> { for (int r = 0; r < reps; r++) torch.linear(xg, w, Tensors.opt(bias)).sum().backward(); });
+            b.append(String.format("%-30s %-18s %9.1f %9.1f%n", names[i], s[0] + " x " + s[1] + " -> " + s[2], fl / f / 1e6, 3 * fl / fb / 1e6));
+        }
+        return b.append('\n').toString();
     }
 
     /** Each decoder layer's forward and forward + backward to its input, on the activations the decoder really sees. */

@@ -44,6 +44,10 @@ final class TrainBench implements Callable<Integer> {
     @Option(names = "--profile", paramLabel = "FILE", description = {"tiny: time one latent + pixel training step phase by phase, the decoder layer by",
         "layer (forward and backward), and the fixed costs of a call from Java; write the table to FILE"})
     java.nio.file.Path profile;
+    @Option(names = "--bf16", description = "tiny: time every row under bf16 autocast (weights stay fp32)") boolean bf16;
+    @Option(names = "--bf16-curve", paramLabel = "STEPS", defaultValue = "0", description = {"tiny: train the same model from the same start",
+        "for STEPS latent + pixel steps in fp32 and under bf16 autocast, and compare the two loss curves"})
+    int bf16Curve;
     @Option(names = "--no-options", description = "tiny: time the four main rows only, not the cost options") boolean noOptions;
     @Option(names = "--save-step", paramLabel = "FILE", description = {"tiny: write the step's weights, inputs, draws and resulting losses to a safetensors",
         "file, so that another implementation (bench/pytorch_twin.py) can check it computes the same step"})
@@ -69,8 +73,16 @@ final class TrainBench implements Callable<Integer> {
             return 0;
         }
         if (!model.equals("tiny")) throw new org.pixelpost.io.InvalidValueException("--model", "'" + model + "' is not tiny or sd15-shapes");
+        if (bf16Curve > 0) {
+            Map<String, Object> c = Bf16Curve.run(size, batch, bf16Curve);
+            if (json) System.out.println(Json.write(c));
+            else c.forEach((k, v) -> System.out.printf("%-28s %s%n", k, v));
+            return 0;
+        }
+        Map<String, Object> f = BenchCommand.gemmPeaks(); // before autocast: the peak is float32's
         Engine.seed(0);
         try (TextToImageModel m = TextToImageModel.create(size, "taef2", 64, 1.0); Generator gen = Generator.seeded(0);
+             org.pixelpost.tensor.Autocast autocast = org.pixelpost.tensor.Autocast.bf16(bf16);
              AdamW opt = new AdamW(m.denoiser.module().parameters(), 0.9, 0.999, 1e-8, 5e-6)) {
             UnaryOperator<Tensor> decode = m::decodeLatents;
             StepContext ctx = new StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), decode, gen);
@@ -97,6 +109,7 @@ final class TrainBench implements Callable<Integer> {
             decodeBackMs = BenchCommand.medianMs(2, iters, () -> decode.apply(z.detach().set_requires_grad(true)).mul(r).sum().backward());
             o.put("denoiser", size);
             o.put("batch", batch);
+            o.put("precision", bf16 ? "bf16 autocast" : "fp32");
             o.put("threads", Engine.threads());
             o.put("latent_ms", round(latentMs));
             o.put("pixel_ms", round(pixelMs));
@@ -105,7 +118,6 @@ final class TrainBench implements Callable<Integer> {
             o.put("decode_backward_ms", round(decodeBackMs));
             o.put("pixel_overhead_vs_decoder", round((pixelMs - latentMs) / (decodeMs + decodeBackMs)));
             // work per row (backward 2x forward; through the frozen decoder only the input's gradient: 1x)
-            Map<String, Object> f = BenchCommand.gemmPeaks();
             double peak = (double) f.get("gemm_peak_gflops");
             double dit = batch * (double) ((org.pixelpost.model.denoiser.DiT) m.denoiser.module()).config().forwardFlops((int) tokens.size(1));
             double dec = batch * (double) ((org.pixelpost.model.autoencoder.TinyAutoencoder) m.autoencoder).decoderFlops(m.latentSize(), m.latentSize());

@@ -18,6 +18,7 @@ public final class AdamW implements AutoCloseable {
     private final boolean ownsFlat;
     private final Tensor m, v;
     private final double beta1, beta2, eps, weightDecay;
+    private final long chunk;
     private final Scalar b1, b2, oneMinusB1, oneMinusB2;
     private long step;
 
@@ -32,6 +33,12 @@ public final class AdamW implements AutoCloseable {
     }
 
     private AdamW(FlatParameters flat, boolean ownsFlat, double beta1, double beta2, double eps, double weightDecay) {
+        this(flat, ownsFlat, beta1, beta2, eps, weightDecay, CHUNK);
+    }
+
+    /** With {@code chunk} elements per pass (tests use small ones). */
+    AdamW(FlatParameters flat, boolean ownsFlat, double beta1, double beta2, double eps, double weightDecay, long chunk) {
+        this.chunk = chunk;
         this.flat = flat;
         this.ownsFlat = ownsFlat;
         this.beta1 = beta1;
@@ -59,18 +66,29 @@ public final class AdamW implements AutoCloseable {
         return flat;
     }
 
+    /** Elements updated per pass: bounds the one temporary (the denominator) to 64 MB, whatever the model's size. */
+    static final long CHUNK = 1L << 24;
+
     /** One update with the gradients the parameters hold. */
     public void step(double lr) {
         step++;
         double c1 = 1 - Math.pow(beta1, step), c2 = 1 - Math.pow(beta2, step);
-        Tensor p = flat.data(), grad = flat.grad();
+        long n = flat.numel();
         try (var g = Tensors.noGrad(); var s = org.pixelpost.tensor.Scope.open()) {
-            m.mul_(b1).add_(grad, oneMinusB1);                                  // m = beta1 m + (1 - beta1) g
-            v.mul_(b2).addcmul_(grad, grad, oneMinusB2);                        // v = beta2 v + (1 - beta2) g^2
-            if (weightDecay != 0) p.mul_(Tensors.s(1 - lr * weightDecay));     // decoupled weight decay
-            Tensor denom = v.div(Tensors.s(c2));                                // vHat
-            denom.sqrt_().add_(Tensors.s(eps));                                 // sqrt(vHat) + eps
-            p.addcdiv_(m, denom, Tensors.s(-lr / c1));                          // p -= lr mHat / denom
+            Scalar decay = Tensors.s(1 - lr * weightDecay), c2s = Tensors.s(c2), epsilon = Tensors.s(eps), stepSize = Tensors.s(-lr / c1);
+            for (long off = 0; off < n; off += chunk) {
+                try (var pass = org.pixelpost.tensor.Scope.open()) {
+                    long len = Math.min(chunk, n - off);
+                    Tensor p = flat.data().narrow(0, off, len), grad = flat.grad().narrow(0, off, len);
+                    Tensor mc = m.narrow(0, off, len), vc = v.narrow(0, off, len);
+                    mc.mul_(b1).add_(grad, oneMinusB1);                         // m = beta1 m + (1 - beta1) g
+                    vc.mul_(b2).addcmul_(grad, grad, oneMinusB2);               // v = beta2 v + (1 - beta2) g^2
+                    if (weightDecay != 0) p.mul_(decay);                        // decoupled weight decay
+                    Tensor denom = vc.div(c2s);                                 // vHat
+                    denom.sqrt_().add_(epsilon);                                // sqrt(vHat) + eps
+                    p.addcdiv_(mc, denom, stepSize);                            // p -= lr mHat / denom
+                }
+            }
         }
     }
 

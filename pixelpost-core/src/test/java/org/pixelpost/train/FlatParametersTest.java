@@ -86,6 +86,29 @@ class FlatParametersTest {
     }
 
     @Test
+    void anUpdateInChunksEqualsOneInOnePass() {
+        try (Scope s = Scope.open(); Generator g = Generator.seeded(6)) {
+            Map<String, Tensor> p = params(g), q = new LinkedHashMap<>();
+            p.forEach((k, t) -> q.put(k, t.detach().clone().set_requires_grad(true)));
+            Tensor x = g.randn(5, 4);
+            try (FlatParameters fp = new FlatParameters(p); FlatParameters fq = new FlatParameters(q);
+                 AdamW whole = new AdamW(fp, false, 0.9, 0.999, 1e-8, 0.1, AdamW.CHUNK);
+                 AdamW chunked = new AdamW(fq, false, 0.9, 0.999, 1e-8, 0.1, 5)) {
+                for (int step = 0; step < 3; step++) {
+                    whole.zeroGrad();
+                    chunked.zeroGrad();
+                    loss(p, x).backward();
+                    loss(q, x).backward();
+                    whole.step(0.05);
+                    chunked.step(0.05);
+                }
+                assertArrayEquals(Tensors.toFloats(fp.data()), Tensors.toFloats(fq.data()), 0f);
+                assertTrue(Tensors.item(fp.data().sub(Tensors.s(0)).abs().sum()) > 0);
+            }
+        }
+    }
+
+    @Test
     void clippingMatchesLibtorchsGlobalNorm() {
         try (Scope s = Scope.open(); Generator g = Generator.seeded(4)) {
             Map<String, Tensor> p = params(g), q = new LinkedHashMap<>();
