@@ -16,11 +16,16 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--quick", description = "a smoke run with tiny budgets (minutes)") boolean quick;
     @Option(names = "--out", description = "output folder (default: demo or demo-quick)") Path out;
     @Option(names = "--tarball", description = "emoji package tarball instead of npm pack") Path tarball;
+    @Option(names = "--report", description = {"only write report.html again from a finished demo's results, folding in the votes",
+        "of its human studies (nothing is trained or sampled)"}) boolean reportOnly;
 
     @Override
     public Integer call() throws Exception {
         Plan plan = quick ? Plan.quick() : Plan.full();
         Path dir = out != null ? out : Path.of(quick ? "demo-quick" : "demo");
+        if (reportOnly && !java.nio.file.Files.isRegularFile(dir.resolve("studies/studies.json")))
+            throw new org.pixelpost.io.InvalidValueException("--report", dir + " holds no finished demo (no studies/studies.json): run pixelpost demo"
+                + (quick ? " --quick" : "") + " --out " + dir + " first");
         long t0 = System.nanoTime();
         ProgressBar[] bar = {null};
         String[] current = {""};

@@ -110,6 +110,7 @@ final class TrainBench implements Callable<Integer> {
             o.put("denoiser", size);
             o.put("batch", batch);
             o.put("precision", bf16 ? "bf16 autocast" : "fp32");
+            o.put("text_tokens", tokens.size(1));
             o.put("threads", Engine.threads());
             o.put("latent_ms", round(latentMs));
             o.put("pixel_ms", round(pixelMs));

@@ -85,8 +85,9 @@ public final class Demo {
         for (Arm a : sftArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
         for (Arm a : prefArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
         Map<String, JsonNode> metrics = stage("evaluation", () -> evaluate(models, data));
+        JsonNode studies = stage("human studies", () -> studies(headlineSftGroup(), data));
         double total = (System.nanoTime() - t0) / 1e9;
-        return stage("report", () -> Report.write(out, plan, headlineSftGroup(), sftArms, prefArms, metrics, sweep, stageSeconds, total));
+        return stage("report", () -> Report.write(out, plan, headlineSftGroup(), sftArms, prefArms, metrics, sweep, studies, stageSeconds, total));
     }
 
     interface Stage<T> {
@@ -355,14 +356,80 @@ public final class Demo {
                 }
                 Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
                 saveGrid(dir, samples, items.size());
-                for (int i = 0; i < samples.size(0); i++) Images.writePng(dir.resolve(String.format("%03d-%d.png", i % items.size(), i / items.size())), samples.select(0, i));
+                List<org.pixelpost.pipeline.SampleFolder.Image> listed = new ArrayList<>();
+                for (int i = 0; i < samples.size(0); i++) {
+                    String f = String.format("%03d-%d.png", i % items.size(), i / items.size());
+                    Images.writePng(dir.resolve(f), samples.select(0, i));
+                    listed.add(new org.pixelpost.pipeline.SampleFolder.Image(f, prompts.get(i), seeds.get(i)));
+                }
+                // the folder is a sample folder like pixelpost sample's, so that studies can be made of it
+                new org.pixelpost.pipeline.SampleFolder(e.getKey(), items.stream().map(ImageCaptionSet.Item::caption).toList(), plan.evalSteps(),
+                    guidance, 0, 0, plan.evalSeeds(), null, listed, 0).write(dir);
                 ObjectNode j = imageMetrics(samples, realRep, realRep, items.size());
-                j.set("denoise_error", denoiseError(m, held, heldCaptions));
+                ObjectNode[] err = denoiseError(m, held, heldCaptions);
+                j.set("denoise_error", err[0]);
+                j.set("denoise_error_hf", err[1]);
                 AtomicFiles.writeString(mf, j.toPrettyString());
                 all.put(e.getKey(), j);
             }
         }
         return all;
+    }
+
+    /** The paper's human studies of the headline arms, ready to serve: three A/B studies and one alignment study. */
+    static final java.util.List<String[]> AB_STUDIES = java.util.List.of(
+        new String[] {"sft-latent-vs-pixel", "sft-latent", null}, new String[] {"dpo-vs-dpo-pixel", "dpo", "dpo-pixel"},
+        new String[] {"simpo-vs-simpo-pixel", "simpo", "simpo-pixel"});
+
+    /**
+     * Creates, in {@code studies/eval.db}, the A/B studies of each headline pair (seed 0 of each
+     * group; gold and repeated items for annotator quality) and an alignment study of the headline
+     * arms with yes/no questions generated from each evaluation prompt; says how to serve them.
+     * Cached in {@code studies/studies.json}.
+     */
+    private JsonNode studies(String headline, Path data) throws IOException {
+        Path dir = out.resolve("studies"), file = dir.resolve("studies.json");
+        if (Files.isRegularFile(file)) return JSON.readTree(file.toFile());
+        Files.createDirectories(dir);
+        ObjectNode j = JSON.createObjectNode();
+        ArrayNode list = j.putArray("studies");
+        Map<String, Path> aligned = new LinkedHashMap<>();
+        try (org.pixelpost.eval.study.StudyStore store = new org.pixelpost.eval.study.StudyStore("jdbc:sqlite:" + dir.resolve("eval.db"))) {
+            for (String[] st : AB_STUDIES) {
+                String a = st[1] + "-s0", b = (st[2] == null ? headline : st[2]) + "-s0";
+                Path da = out.resolve("eval").resolve(a), db = out.resolve("eval").resolve(b);
+                if (!Files.isRegularFile(da.resolve(org.pixelpost.pipeline.SampleFolder.FILE)) || !Files.isRegularFile(db.resolve(org.pixelpost.pipeline.SampleFolder.FILE))) continue;
+                Map<String, Path> models = new LinkedHashMap<>();
+                models.put(a, da);
+                models.put(b, db);
+                aligned.putAll(models);
+                int n = org.pixelpost.eval.study.Studies.create(store, st[0], org.pixelpost.eval.study.StudyStore.Kind.AB, models, null, null, 3, 7,
+                    0.1, 0.05, dir.resolve("gold"));
+                list.addObject().put("name", st[0]).put("kind", "ab").put("items", n).put("model_a", a).put("model_b", b);
+            }
+            Path questions = dir.resolve("questions.jsonl");
+            StringBuilder q = new StringBuilder();
+            for (ImageCaptionSet.Item it : ImageCaptionSet.load(data.resolve("eval")).items()) {
+                ObjectNode line = JSON.createObjectNode().put("prompt", it.caption());
+                line.putArray("questions").add("Does the image show " + it.caption() + "?")
+                    .add("Is it a single emoji-style icon on a plain background?").add("Is it free of visible noise, smears or broken shapes?");
+                q.append(line).append('\n');
+            }
+            AtomicFiles.writeString(questions, q.toString());
+            if (!aligned.isEmpty()) {
+                int n = org.pixelpost.eval.study.Studies.create(store, "alignment", org.pixelpost.eval.study.StudyStore.Kind.ALIGNMENT, aligned, questions,
+                    null, 3, 7);
+                list.addObject().put("name", "alignment").put("kind", "alignment").put("items", n);
+            }
+        } catch (java.sql.SQLException e) {
+            throw new IOException("cannot create the studies in " + dir + ": " + e.getMessage(), e);
+        }
+        j.put("serve", "pixelpost eval serve --dir " + dir + " --port 8080");
+        j.put("results", "pixelpost demo --report --out " + out);
+        AtomicFiles.writeString(file, j.toPrettyString());
+        listener.message("human studies ready: " + j.get("serve").asText() + "; then invite annotators (pixelpost eval invite --dir " + dir
+            + " NAME...) and, once they have voted, " + j.get("results").asText());
+        return j;
     }
 
     private static void saveGrid(Path dir, Tensor images, int cols) throws IOException {
@@ -387,12 +454,21 @@ public final class Demo {
         ArrayNode a = j.putArray("judge_distance");
         for (double v : perPrompt) a.add(v);
         j.put("judge_mean", java.util.Arrays.stream(perPrompt).average().orElse(0));
+        // the second judge (colour and structure statistics), which played no part in picking the preference pairs
+        double[] d2 = Metrics.statisticsDistance(images, references), perPrompt2 = new double[p];
+        for (int i = 0; i < d2.length; i++) perPrompt2[i % p] += d2[i] / (d2.length / p);
+        ArrayNode a2 = j.putArray("judge2_distance");
+        for (double v : perPrompt2) a2.add(v);
+        j.put("judge2_mean", java.util.Arrays.stream(perPrompt2).average().orElse(0));
         return j;
     }
 
-    /** Mean pixel MSE of {@code D(predicted z_0)} against the held-out images (with their captions), at a few timesteps. */
-    private static ObjectNode denoiseError(TextToImageModel m, Tensor images, List<String> captions) {
-        ObjectNode j = JSON.createObjectNode();
+    /**
+     * Mean pixel MSE of {@code D(predicted z_0)} against the held-out images (with their captions),
+     * at a few timesteps, and the part of it above half of Nyquist.
+     */
+    private static ObjectNode[] denoiseError(TextToImageModel m, Tensor images, List<String> captions) {
+        ObjectNode j = JSON.createObjectNode(), hf = JSON.createObjectNode();
         NoiseSchedule s = m.noiseSchedule();
         try (Scope sc = Scope.open(); var g = Tensors.noGrad()) {
             Tensor z = m.encodeImages(images);
@@ -407,9 +483,10 @@ public final class Demo {
                 Tensor x0 = s.sample(m.predictionType(), m.denoiser.forward(zT, tt, text.tokens(), text.mask()), zT, tt);
                 Tensor img = Tensors.clamp(m.decodeLatents(x0), 0, 1);
                 j.put(Integer.toString(t), Tensors.item(img.sub(images).square().mean()));
+                hf.put(Integer.toString(t), Metrics.highFrequencyError(img, images, 0.5));
             }
         }
-        return j;
+        return new ObjectNode[] {j, hf};
     }
 
 

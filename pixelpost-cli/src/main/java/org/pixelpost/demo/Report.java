@@ -9,6 +9,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.pixelpost.eval.PairedBootstrap;
 import org.pixelpost.eval.PairedTable;
 import org.pixelpost.io.AtomicFiles;
 
@@ -20,7 +21,7 @@ final class Report {
     private Report() {}
 
     static Path write(Path out, Plan plan, String headline, List<Demo.Arm> sft, List<Demo.Arm> pref, Map<String, JsonNode> metrics,
-                      JsonNode sweep, Map<String, Double> stageSeconds, double totalSeconds) throws IOException {
+                      JsonNode sweep, JsonNode studies, Map<String, Double> stageSeconds, double totalSeconds) throws IOException {
         Report r = new Report();
         r.h.append("<!doctype html><html><head><meta charset=utf-8><title>PixelPost demo report</title><style>")
             .append("body{font:14px/1.4 system-ui,sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;margin:8px 0 16px}")
@@ -38,6 +39,8 @@ final class Report {
         r.metricsTable("All models", metrics);
         r.headline(metrics, headline, sft, pref);
         r.paired(metrics, headline, sft, pref);
+        r.mechanism(metrics, sft);
+        r.studies(out, studies);
         r.samples(out, metrics.keySet());
         r.curves(out, sft, pref);
         r.h.append("<h2>Settings</h2><pre>").append(esc(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(plan))).append("</pre>");
@@ -72,17 +75,34 @@ final class Report {
                 .append(Demo.fmt(g)).append("/grid.png\" height=64></td></tr>");
         }
         h.append("</table>");
+        for (JsonNode r : sweep.get("rows"))
+            if (r.get("guidance").asDouble() == sweep.get("chosen").asDouble()) h.append(baseCheck(r.get("hf_energy_ratio").asDouble(), r.get("laplacian_var_ratio").asDouble()));
+    }
+
+    /** Bounds within which the base's sharpness ratios count as near the real images'. */
+    static final double NEAR_LO = 0.8, NEAR_HI = 1.25;
+
+    /** Whether the base model's samples look like the real images in sharpness, said before any arm is compared. */
+    static String baseCheck(double hf, double lap) {
+        boolean near = hf >= NEAR_LO && hf <= NEAR_HI && lap >= NEAR_LO && lap <= NEAR_HI;
+        return String.format("<p id=base-check><b>Base check:</b> at the chosen guidance the base model's samples have %.2fx the real images' "
+            + "high-frequency energy and %.2fx their Laplacian variance. %s</p>", hf, lap, near
+            ? "Both are within [" + NEAR_LO + ", " + NEAR_HI + "] of the real images, so the base is a sound start and the arms below compare "
+                + "post-training, not a distorted base."
+            : "<span style=\"color:#a00\">At least one is outside [" + NEAR_LO + ", " + NEAR_HI + "]: the base's samples are not like the real "
+                + "images in sharpness, and differences between the arms below may reflect that rather than the objectives.</span>");
     }
 
     static final List<String> T = List.of("100", "300", "500", "700", "900");
 
     private void metricsTable(String title, Map<String, JsonNode> metrics) {
-        h.append("<h2>").append(title).append("</h2><table><tr><th>model</th><th>judge distance</th><th>HF energy ratio</th><th>Laplacian var. ratio</th>")
+        h.append("<h2>").append(title).append("</h2><table><tr><th>model</th><th>judge distance</th><th>judge 2 distance</th><th>HF energy ratio</th><th>Laplacian var. ratio</th>")
             .append("<th>SWD 64</th><th>SWD 32</th><th>SWD 16</th>");
         for (String t : T) h.append("<th>denoise err. t=").append(t).append("</th>");
         h.append("</tr>");
         metrics.forEach((k, j) -> {
-            h.append("<tr><td>").append(esc(k)).append("</td>").append(td(j.path("judge_mean"), 4)).append(td(j.path("hf_energy_ratio"), 3))
+            h.append("<tr><td>").append(esc(k)).append("</td>").append(td(j.path("judge_mean"), 4)).append(td(j.path("judge2_mean"), 4))
+                .append(td(j.path("hf_energy_ratio"), 3))
                 .append(td(j.path("laplacian_var_ratio"), 3));
             for (int l = 0; l < 3; l++) h.append(td(j.path("swd").path(l), 2));
             for (String t : T) h.append(td(j.path("denoise_error").path(t), 4));
@@ -139,30 +159,56 @@ final class Report {
     }
 
     private void paired(Map<String, JsonNode> metrics, String h2, List<Demo.Arm> sft, List<Demo.Arm> pref) {
-        h.append("<h2>Head to head per prompt (paper layout)</h2><p>Per evaluation prompt, the automatic judge's distance to the real emoji ")
-            .append("(pixels plus image gradients, averaged over sample seeds). A wins when its distance is lower by more than ")
-            .append((int) (TIE_MARGIN * 100)).append("% of the larger of the two; otherwise a tie.</p>");
+        h.append("<h2>Head to head per prompt (paper layout), with 95% intervals</h2>");
+        paired(metrics, h2, sft, pref, "judge_distance", "Judge 1: pixels and image gradients against the real emoji. This judge also "
+            + "picked the preference pairs (winner: the sample closest to the real emoji), so the preference arms were trained towards it.");
+        paired(metrics, h2, sft, pref, "judge2_distance", "Judge 2: colour (per-channel mean and spread) and structure (energy of the two finest "
+            + "Laplacian-pyramid bands) statistics against the real emoji's, position-free. It played no part in picking the pairs.");
+    }
+
+    private void paired(Map<String, JsonNode> metrics, String h2, List<Demo.Arm> sft, List<Demo.Arm> pref, String key, String judge) {
+        h.append("<h3>").append(esc(judge.substring(0, judge.indexOf(':')))).append("</h3><p>").append(esc(judge))
+            .append(" Per evaluation prompt, the distance is averaged over sample seeds and, for a group, over its training seeds. ")
+            .append("A wins when its distance is lower by more than ").append((int) (TIE_MARGIN * 100)).append("% of the larger of the two; ")
+            .append("otherwise a tie. The intervals come from a paired bootstrap over prompts that also resamples each group's training seeds (")
+            .append(RESAMPLES).append(" resamples): a difference is stated only where its interval excludes zero.</p>");
         List<String[]> rows = new ArrayList<>();
-        for (Demo.Arm a : sft)
-            if (a.seed() == 0) rows.add(new String[] {a.name(), "base"});
-        for (Demo.Arm a : sft)
-            if (a.group().equals(h2)) rows.add(new String[] {a.name(), a.name().replace(h2, "sft-latent")});
-        rows.add(new String[] {"sft-latent-s0", "sft-latent-s1"}); // the seed-noise control
-        for (Demo.Arm a : pref)
-            if (a.seed() == 0) rows.add(new String[] {a.name(), "base"});
-        for (Demo.Arm a : pref)
-            if (a.group().equals("dpo-pixel")) rows.add(new String[] {a.name(), a.name().replace("dpo-pixel", "dpo")});
-        rows.add(new String[] {"dpo-s0", "dpo-s1"});
-        rows.add(new String[] {"simpo-pixel-s0", "dpo-s0"});
-        h.append("<table><tr><th>model A</th><th>model B</th><th>A wins</th><th>tie</th><th>B wins</th><th>prompts</th></tr>");
+        rows.add(new String[] {h2, "sft-latent"});
+        rows.add(new String[] {"dpo-pixel", "dpo"});
+        rows.add(new String[] {"simpo-pixel", "simpo"});
+        java.util.Set<String> groups = new java.util.LinkedHashSet<>();
+        for (Demo.Arm a : sft) groups.add(a.group());
+        for (Demo.Arm a : pref) groups.add(a.group());
+        for (String g : groups) rows.add(new String[] {g, "base"});
+        List<Demo.Arm> all = new ArrayList<>(sft);
+        all.addAll(pref);
+        h.append("<table><tr><th>A</th><th>B</th><th>seeds</th><th>A wins</th><th>tie</th><th>B wins</th><th>prompts</th>")
+            .append("<th>mean distance A - B [95%]</th><th>wins - losses of A [95%]</th><th>verdict</th></tr>");
         for (String[] r : rows) {
-            JsonNode ja = metrics.get(r[0]), jb = metrics.get(r[1]);
-            if (ja == null || jb == null) continue;
-            PairedTable t = PairedTable.of(r[0], r[1], arr(ja.path("judge_distance")), arr(jb.path("judge_distance")), TIE_MARGIN);
-            h.append(String.format("<tr><td>%s</td><td>%s</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td><td>%d</td></tr>",
-                esc(r[0]), esc(r[1]), t.pct(t.aWins()), t.pct(t.ties()), t.pct(t.bWins()), t.total()));
+            double[][] a = scores(metrics, all, r[0], key), b = scores(metrics, all, r[1], key);
+            if (a.length == 0 || b.length == 0 || a[0].length != b[0].length) continue;
+            PairedBootstrap.Comparison c = PairedBootstrap.compare(r[0], r[1], a, b, TIE_MARGIN, RESAMPLES, 20251129L);
+            PairedTable t = c.table();
+            PairedBootstrap.Interval d = c.meanDifference(), w = c.winMinusLoss();
+            String verdict = !d.excludesZero() ? "<span class=same>no difference shown</span>"
+                : d.hi() < 0 ? "<span class=good>" + esc(r[0]) + " closer</span>" : esc(r[1]) + " closer";
+            h.append(String.format("<tr><td>%s</td><td>%s</td><td>%d / %d</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td><td>%d</td>"
+                    + "<td>%+.4f [%+.4f, %+.4f]</td><td>%+.2f [%+.2f, %+.2f]</td><td>%s</td></tr>",
+                esc(r[0]), esc(r[1]), a.length, b.length, t.pct(t.aWins()), t.pct(t.ties()), t.pct(t.bWins()), t.total(),
+                d.estimate(), d.lo(), d.hi(), w.estimate(), w.lo(), w.hi(), verdict));
         }
         h.append("</table>");
+    }
+
+    static final int RESAMPLES = 2000;
+
+    /** Per-prompt distances under {@code key} {@code [trainingSeed][prompt]} of a group's arms (or of the model named {@code group}). */
+    static double[][] scores(Map<String, JsonNode> metrics, List<Demo.Arm> arms, String group, String key) {
+        List<double[]> rows = new ArrayList<>();
+        for (Demo.Arm a : arms)
+            if (a.group().equals(group) && metrics.containsKey(a.name())) rows.add(arr(metrics.get(a.name()).path(key)));
+        if (rows.isEmpty() && metrics.containsKey(group)) rows.add(arr(metrics.get(group).path(key)));
+        return rows.toArray(new double[0][]);
     }
 
     static double[] arr(JsonNode a) {
@@ -204,35 +250,101 @@ final class Report {
         figure("preference: implicit accuracy (latent)", fs, ls, "accuracy");
     }
 
+    /**
+     * The human studies the demo created: how to serve them, and the results of every study that has
+     * votes (read from {@code studies/eval.db} each time the report is written, so
+     * {@code pixelpost demo --report} folds in new votes).
+     */
+    private void studies(Path out, JsonNode studies) {
+        h.append("<h2 id=studies>Human evaluation</h2>");
+        if (studies == null || studies.path("studies").isEmpty()) {
+            h.append("<p>No studies were created.</p>");
+            return;
+        }
+        h.append("<p>The automatic judges above are no substitute for people. The demo created these studies (the paper's A/B questions: ")
+            .append("fewer flaws, more appeal; and yes/no alignment questions per prompt). Serve them with <code>").append(esc(studies.path("serve").asText()))
+            .append("</code>, invite annotators, and once they have voted run <code>").append(esc(studies.path("results").asText()))
+            .append("</code> to fold the results in here.</p><table><tr><th>study</th><th>kind</th><th>items</th><th>votes</th></tr>");
+        Path db = out.resolve("studies/eval.db");
+        Map<String, JsonNode> results = new LinkedHashMap<>();
+        if (Files.isRegularFile(db))
+            try (org.pixelpost.eval.study.StudyStore store = new org.pixelpost.eval.study.StudyStore("jdbc:sqlite:" + db)) {
+                for (JsonNode st : studies.get("studies"))
+                    results.put(st.get("name").asText(), org.pixelpost.eval.study.StudyResults.compute(store, st.get("name").asText()));
+            } catch (Exception e) {
+                h.append("<p>The study results could not be read from ").append(esc(db.toString())).append(": ").append(esc(String.valueOf(e.getMessage()))).append("</p>");
+            }
+        for (JsonNode st : studies.get("studies")) {
+            JsonNode r = results.get(st.get("name").asText());
+            h.append("<tr><td>").append(esc(st.get("name").asText())).append("</td><td>").append(esc(st.get("kind").asText())).append("</td><td>")
+                .append(st.get("items").asInt()).append("</td><td>").append(r == null ? "-" : String.valueOf(r.path("votes").asInt())).append("</td></tr>");
+        }
+        h.append("</table>");
+        results.forEach((name, r) -> {
+            if (r.path("votes").asInt() == 0) return;
+            h.append("<h3>").append(esc(name)).append("</h3>");
+            for (JsonNode pair : r.path("pairs")) {
+                h.append("<table><tr><th>question</th><th>").append(esc(pair.get("model_a").asText())).append(" wins [95%]</th><th>tie</th><th>")
+                    .append(esc(pair.get("model_b").asText())).append(" wins [95%]</th><th>items</th></tr>");
+                pair.fields().forEachRemaining(f -> {
+                    if (!f.getValue().isObject()) return;
+                    JsonNode q = f.getValue();
+                    h.append("<tr><td>").append(esc(f.getKey())).append("</td>").append(share(q.path("a_wins"))).append(share(q.path("tie")))
+                        .append(share(q.path("b_wins"))).append("<td>").append(q.path("n").asInt()).append("</td></tr>");
+                });
+                h.append("</table>");
+            }
+            if (r.has("alignment")) {
+                h.append("<table><tr><th>model</th><th>yes [95%]</th><th>questions</th></tr>");
+                r.get("alignment").fields().forEachRemaining(f -> h.append("<tr><td>").append(esc(f.getKey())).append("</td>")
+                    .append(String.format("<td>%.0f%% [%.0f, %.0f]</td>", 100 * f.getValue().path("rate").asDouble(),
+                        100 * f.getValue().path("ci95_low").asDouble(), 100 * f.getValue().path("ci95_high").asDouble()))
+                    .append("<td>").append(f.getValue().path("questions").asInt()).append("</td></tr>"));
+                h.append("</table>");
+            }
+        });
+    }
+
+    private static String share(JsonNode s) {
+        return String.format("<td>%.0f%% [%.0f, %.0f]</td>", 100 * s.path("share").asDouble(), 100 * s.path("ci95_low").asDouble(), 100 * s.path("ci95_high").asDouble());
+    }
+
     static final String[] COLORS = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
     /** An inline SVG line plot of one metric over steps, one line per file. */
     private void figure(String title, List<Path> files, List<String> labels, String key) throws IOException {
         List<double[][]> series = new ArrayList<>();
         ObjectMapper om = new ObjectMapper();
-        double minX = Double.MAX_VALUE, maxX = -Double.MAX_VALUE, minY = Double.MAX_VALUE, maxY = -Double.MAX_VALUE;
         for (Path f : files) {
             List<double[]> pts = new ArrayList<>();
             if (Files.isRegularFile(f))
                 for (String l : Files.readAllLines(f)) {
                     JsonNode j = om.readTree(l);
-                    if (!j.has(key)) continue;
-                    double x = j.get("step").asDouble(), y = j.get(key).asDouble();
-                    pts.add(new double[] {x, y});
-                    minX = Math.min(minX, x);
-                    maxX = Math.max(maxX, x);
-                    minY = Math.min(minY, y);
-                    maxY = Math.max(maxY, y);
+                    if (j.has(key)) pts.add(new double[] {j.get("step").asDouble(), j.get(key).asDouble()});
                 }
             series.add(pts.toArray(new double[0][]));
         }
+        plot(title, "step", labels, series);
+    }
+
+    /** An inline SVG line plot: one line per series of (x, y) points. */
+    private void plot(String title, String xName, List<String> labels, List<double[][]> series) {
+        double minX = Double.MAX_VALUE, maxX = -Double.MAX_VALUE, minY = Double.MAX_VALUE, maxY = -Double.MAX_VALUE;
+        for (double[][] pts : series)
+            for (double[] p : pts) {
+                minX = Math.min(minX, p[0]);
+                maxX = Math.max(maxX, p[0]);
+                minY = Math.min(minY, p[1]);
+                maxY = Math.max(maxY, p[1]);
+            }
         if (minX == Double.MAX_VALUE) return;
         int w = 520, hh = 260, pad = 40;
         double sx = (w - 2 * pad) / Math.max(1e-9, maxX - minX), sy = (hh - 2 * pad) / Math.max(1e-9, maxY - minY);
         h.append("<figure><svg width=").append(w).append(" height=").append(hh).append(" style=\"border:1px solid #ddd\">");
         h.append(String.format("<text x=%d y=16 font-size=13>%s</text>", pad, esc(title)));
         h.append(String.format("<text x=4 y=%d font-size=10>%.3g</text><text x=4 y=%d font-size=10>%.3g</text>", pad, maxY, hh - pad, minY));
-        h.append(String.format("<text x=%d y=%d font-size=10>step %.0f</text><text x=%d y=%d font-size=10>%.0f</text>", pad, hh - 8, minX, w - pad - 20, hh - 8, maxX));
+        h.append(String.format("<text x=%d y=%d font-size=10>%s %.0f</text><text x=%d y=%d font-size=10>%.0f</text>", pad, hh - 8, esc(xName), minX,
+            w - pad - 20, hh - 8, maxX));
         for (int i = 0; i < series.size(); i++) {
             StringBuilder pts = new StringBuilder();
             for (double[] p : series.get(i)) pts.append(String.format("%.1f,%.1f ", pad + (p[0] - minX) * sx, hh - pad - (p[1] - minY) * sy));
@@ -242,6 +354,39 @@ final class Report {
         for (int i = 0; i < labels.size(); i++)
             h.append("<span style=\"color:").append(COLORS[i % COLORS.length]).append("\">&#9632; ").append(esc(labels.get(i))).append("</span> ");
         h.append("</figcaption></figure>");
+    }
+
+    /**
+     * The mechanism the paper names: the pixel-space error of each SFT group's one-step prediction of
+     * the clean image, by timestep, in whole and above half of Nyquist (the detail a latent loss
+     * does not see), averaged over the group's training seeds.
+     */
+    private void mechanism(Map<String, JsonNode> metrics, List<Demo.Arm> sft) {
+        h.append("<h2 id=mechanism>Mechanism: pixel-space denoising error by timestep</h2><p>Each model predicts the clean latent of held-out ")
+            .append("validation images noised to timestep t, in one step; the decoded prediction is compared with the real image. Left: the whole ")
+            .append("mean squared error; right: its part above half of Nyquist (high frequencies). Lower is better.</p>");
+        java.util.Set<String> groups = new java.util.LinkedHashSet<>();
+        groups.add("base");
+        for (Demo.Arm a : sft) if (a.group().equals("sft-latent") || a.group().startsWith("sft-pixel-l")) groups.add(a.group());
+        for (String key : new String[] {"denoise_error", "denoise_error_hf"}) {
+            List<String> labels = new ArrayList<>();
+            List<double[][]> series = new ArrayList<>();
+            for (String g : groups) {
+                List<JsonNode> ms = new ArrayList<>();
+                for (Demo.Arm a : sft) if (a.group().equals(g) && metrics.containsKey(a.name())) ms.add(metrics.get(a.name()));
+                if (ms.isEmpty() && metrics.containsKey(g)) ms.add(metrics.get(g));
+                if (ms.isEmpty() || ms.get(0).path(key).isMissingNode()) continue;
+                double[][] pts = new double[T.size()][];
+                for (int i = 0; i < T.size(); i++) {
+                    double v = 0;
+                    for (JsonNode m : ms) v += m.path(key).path(T.get(i)).asDouble() / ms.size();
+                    pts[i] = new double[] {Double.parseDouble(T.get(i)), v};
+                }
+                labels.add(g);
+                series.add(pts);
+            }
+            plot(key.endsWith("_hf") ? "high-frequency part (above Nyquist / 2)" : "whole error", "t", labels, series);
+        }
     }
 
     private static String td(JsonNode v, int digits) {

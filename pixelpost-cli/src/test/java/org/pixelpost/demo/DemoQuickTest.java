@@ -10,6 +10,7 @@ import java.nio.file.attribute.FileTime;
 import java.util.Map;
 import javax.imageio.ImageIO;
 import org.junit.jupiter.api.Test;
+import org.pixelpost.eval.study.StudyStore;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.TestData;
 
@@ -26,8 +27,13 @@ class DemoQuickTest {
         Demo demo = new Demo(Plan.quick(), out, TestData.emojiTarball(), QUIET);
         Path report = demo.run();
         String html = Files.readString(report);
-        for (String section : new String[] {"Stages", "All models", "Headline", "Head to head", "Samples", "Loss curves", "Settings", "<svg"})
+        for (String section : new String[] {"Stages", "All models", "Headline", "Head to head", "Samples", "Loss curves", "Settings", "<svg",
+            "id=mechanism", "high-frequency part", "mean distance A - B [95%]"})
             assertTrue(html.contains(section), "report has " + section);
+        // every head-to-head states a verdict from its interval: the three pixel-vs-latent pairs and each group against the base
+        long verdicts = html.split("no difference shown|closer</span>|closer</td>", -1).length - 1;
+        assertTrue(verdicts >= 2 * (3 + 10), verdicts + " verdicts, for each of the two judges");
+        assertTrue(html.contains("Judge 2") && html.contains("played no part in picking the pairs"), "the second judge is named as such");
         // the guidance sweep: every guidance of the plan sampled and measured, one chosen, shown in the report
         JsonNode sweep = new ObjectMapper().readTree(out.resolve("guidance/sweep.json").toFile());
         assertEquals(Plan.quick().guidanceSweep().size(), sweep.get("rows").size());
@@ -37,6 +43,7 @@ class DemoQuickTest {
             assertNotNull(ImageIO.read(out.resolve("guidance/g" + Demo.fmt(r.get("guidance").asDouble()) + "/grid.png").toFile()));
         }
         assertTrue(html.contains("id=guidance") && html.contains("(chosen)"), "report has the guidance sweep");
+        assertTrue(html.contains("id=base-check"), "report says how near the base's samples are to the real images");
         // the base model was trained with caption dropout
         assertEquals(0.1, new ObjectMapper().readTree(out.resolve("base/config.json").toFile()).get("caption_dropout").asDouble());
         for (Demo.Arm a : demo.sftArms()) {
@@ -49,11 +56,32 @@ class DemoQuickTest {
             assertTrue(Double.isFinite(m.get("judge_mean").asDouble()), a.name());
             assertEquals(3, m.get("swd").size());
             assertEquals(5, m.get("denoise_error").size());
+            assertEquals(5, m.get("denoise_error_hf").size());
+            for (String t : new String[] {"100", "900"})
+                assertTrue(m.get("denoise_error_hf").get(t).asDouble() < m.get("denoise_error").get(t).asDouble(), "the high band is part of the error");
         }
         // pairs: winner and loser picked by the judge
         for (String l : Files.readAllLines(out.resolve("pairs/pairs.jsonl"))) {
             JsonNode p = new ObjectMapper().readTree(l);
             assertTrue(p.get("winner_distance").asDouble() <= p.get("loser_distance").asDouble());
+        }
+        // the human studies: three A/B studies of the headline pairs and an alignment study, ready to serve
+        JsonNode studies = new ObjectMapper().readTree(out.resolve("studies/studies.json").toFile());
+        assertEquals(4, studies.get("studies").size(), studies.toString());
+        assertTrue(studies.get("serve").asText().startsWith("pixelpost eval serve --dir "));
+        assertTrue(html.contains("id=studies") && html.contains(studies.get("serve").asText()));
+        try (StudyStore store = new StudyStore("jdbc:sqlite:" + out.resolve("studies/eval.db"))) {
+            String who = store.join("tester");
+            for (JsonNode st : studies.get("studies")) {
+                String name = st.get("name").asText();
+                assertTrue(st.get("items").asInt() > 0, name);
+                // one annotator answers the first item of each study
+                StudyStore.Item item = store.next(name, who);
+                assertNotNull(item, name);
+                JsonNode answer = st.get("kind").asText().equals("ab") ? new ObjectMapper().readTree("{\"choice\":\"left\"}")
+                    : new ObjectMapper().readTree("{\"answers\":[true,false,true]}");
+                assertEquals(StudyStore.VoteResult.STORED, store.vote(item.id(), who, answer), name);
+            }
         }
         // a second run finds every stage done and trains nothing again
         Path marker = out.resolve("runs/sft-latent-s0/model/denoiser/model.safetensors");
@@ -67,5 +95,8 @@ class DemoQuickTest {
         new Demo(Plan.quick(), out, TestData.emojiTarball(), counting).run();
         assertEquals(before, Files.getLastModifiedTime(marker));
         assertEquals(0, trainingSteps.get(), "the resumed run only re-reads its results");
+        // and its report folds in the votes cast since
+        String again = Files.readString(out.resolve("report.html"));
+        for (JsonNode st : studies.get("studies")) assertTrue(again.contains("<h3>" + st.get("name").asText() + "</h3>"), st.toString());
     }
 }

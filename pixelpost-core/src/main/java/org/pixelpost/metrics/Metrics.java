@@ -37,6 +37,33 @@ public final class Metrics {
     }
 
     /**
+     * The part of the mean squared error between {@code a} and {@code b} ({@code [B, C, H, W]})
+     * carried by spatial frequencies above {@code cutoff} of Nyquist (radially): by Parseval, the
+     * error's spectral energy in that band over the number of elements. With cutoff 0 (and the
+     * zero frequency included) it is the whole mean squared error.
+     */
+    public static double highFrequencyError(Tensor a, Tensor b, double cutoff) {
+        try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            Tensor e = a.sub(b);                                                    // [B, C, H, W]
+            long h = e.size(2), w = e.size(3);
+            Tensor p = torch.fft_fft2(e).abs().square();                            // [B, C, H, W]
+            Tensor m = Tensors.fromFloats(radialMask(h, w, cutoff), 1, 1, h, w);
+            return Tensors.item(p.mul(m).sum()) / (h * w) / e.numel();
+        }
+    }
+
+    /** 1 where a frequency's radius (as a share of Nyquist) is above {@code cutoff}, else 0; FFT order. */
+    private static float[] radialMask(long h, long w, double cutoff) {
+        float[] mask = new float[(int) (h * w)];
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < w; j++) {
+                double fy = Math.min(i, h - i) / (h / 2.0), fx = Math.min(j, w - j) / (w / 2.0);
+                mask[(int) (i * w + j)] = Math.sqrt(fy * fy + fx * fx) > cutoff || cutoff == 0 ? 1 : 0;
+            }
+        return mask;
+    }
+
+    /**
      * Mean over images of the share of spectral energy (luma, mean removed) at radial frequencies
      * above {@code cutoff} of Nyquist.
      */
@@ -131,6 +158,39 @@ public final class Metrics {
             Tensor dg = gi.sub(gr).square().flatten(1, -1).mean(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
             return toDoubles(d.add(dg));
         }
+    }
+
+    /**
+     * A second judge, built from other evidence than {@link #judgeDistance} (which compares pixels
+     * and gradients one to one): per image, how far its colour and structure statistics are from its
+     * reference's, position-free. Colour: each RGB channel's mean and standard deviation (absolute
+     * differences, summed). Structure: the energy (mean square) of the two finest Laplacian-pyramid
+     * bands, as absolute log ratios (summed, times 0.1 so that both parts have similar ranges on
+     * emoji). 0 for identical statistics.
+     */
+    public static double[] statisticsDistance(Tensor images, Tensor references) {
+        try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            Tensor colour = moments(images).sub(moments(references)).abs().sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
+            Tensor structure = bandEnergy(images).add(Tensors.s(1e-6)).div(bandEnergy(references).add(Tensors.s(1e-6))).log().abs()
+                .sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
+            return toDoubles(colour.add(structure.mul(Tensors.s(0.1))));
+        }
+    }
+
+    /** Per image, each channel's mean and standard deviation: {@code [B, 6]}. */
+    private static Tensor moments(Tensor x) {
+        Tensor f = x.flatten(2, -1);                                                // [B, 3, HW]
+        Tensor mean = f.mean(new long[] {2}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
+        Tensor std = f.std(new long[] {2}, false, false);
+        return torch.cat(new TensorVector(mean, std), 1);
+    }
+
+    /** Per image, the mean square of the luma of the two finest Laplacian-pyramid bands: {@code [B, 2]}. */
+    private static Tensor bandEnergy(Tensor x) {
+        List<Tensor> bands = laplacianPyramid(x, 3);
+        List<Tensor> e = new ArrayList<>();
+        for (int l = 0; l < 2; l++) e.add(gray(bands.get(l)).square().flatten(1, -1).mean(new long[] {1}, true, new org.bytedeco.pytorch.ScalarTypeOptional()));
+        return torch.cat(new TensorVector(e.toArray(new Tensor[0])), 1);
     }
 
     /** Horizontal and vertical finite differences of the luma, stacked. */

@@ -44,6 +44,44 @@ class MetricsTest {
     }
 
     @Test
+    void highFrequencyErrorSplitsTheMeanSquaredError() {
+        // a checkerboard error of +-0.1 lives at Nyquist only; a constant offset of 0.1 at frequency zero only
+        float[] board = new float[2 * 3 * 8 * 8], flat = new float[2 * 3 * 8 * 8];
+        for (int i = 0; i < board.length; i++) {
+            int y = (i / 8) % 8, x = i % 8;
+            board[i] = (x + y) % 2 == 0 ? 0.1f : -0.1f;
+            flat[i] = 0.1f;
+        }
+        Tensor zero = torch.zeros(2, 3, 8, 8), b = Tensors.fromFloats(board, 2, 3, 8, 8), f = Tensors.fromFloats(flat, 2, 3, 8, 8);
+        assertEquals(0.01, Metrics.highFrequencyError(b, zero, 0.5), 1e-7);
+        assertEquals(0.0, Metrics.highFrequencyError(f, zero, 0.5), 1e-9);
+        assertEquals(0.01, Metrics.highFrequencyError(f, zero, 0), 1e-7);
+        // on real images the band above the cutoff is part of the whole error
+        double all = Metrics.highFrequencyError(blurred, real, 0), high = Metrics.highFrequencyError(blurred, real, 0.5);
+        assertEquals(Tensors.item(blurred.sub(real).square().mean()), all, 1e-6);
+        assertTrue(high > 0 && high < all, high + " of " + all);
+    }
+
+    @Test
+    void statisticsJudgeIgnoresPositionButSeesColourAndBlur() {
+        double[] same = Metrics.statisticsDistance(real, real), blur = Metrics.statisticsDistance(blurred, real);
+        // a mirrored image has the same colour statistics and nearly the same band energies (the pyramid's subsampling grid
+        // shifts by a pixel): the second judge does not compare pixels one to one
+        double[] mirrored = Metrics.statisticsDistance(torch.flip(real, new long[] {3}), real);
+        Tensor tinted = real.mul(Tensors.s(0.8));
+        double[] tint = Metrics.statisticsDistance(tinted, real);
+        for (int i = 0; i < same.length; i++) {
+            assertEquals(0.0, same[i], 1e-9);
+            assertTrue(mirrored[i] < Math.min(0.1 * blur[i], 0.005), "mirror " + mirrored[i] + ", blur " + blur[i]);
+            assertTrue(blur[i] > 0.01, "blur " + blur[i]);
+            assertTrue(tint[i] > 0.01, "tint " + tint[i]);
+        }
+        // while the pixel judge does see the mirror
+        double[] pixelMirror = Metrics.judgeDistance(torch.flip(real, new long[] {3}), real);
+        assertTrue(java.util.Arrays.stream(pixelMirror).max().getAsDouble() > 0.001);
+    }
+
+    @Test
     void laplacianVarianceOfAKnownPattern() {
         // a checkerboard of 0 and 1: the Laplacian is -4 on ones and +4 on zeros, variance 16 (times the luma sum 1)
         float[] v = new float[3 * 8 * 8];
