@@ -44,99 +44,86 @@ final class Profile {
         tokens = e.tokens();
         mask = e.mask();
 
-        StringBuilder b = new StringBuilder();
-        b.append(latentOnly(m, opt, ctx, iters, batch, z, tokens, mask));
-        double[][] t = new double[PHASES.length][iters];
-        double[] total = new double[iters];
         NoiseSchedule s = ctx.schedule();
-        for (int it = -2; it < iters; it++) {
-            long[] mark = new long[PHASES.length + 1];
-            int k = 0;
-            mark[k++] = System.nanoTime();
-            try (Scope sc = Scope.open()) {
-                Tensor tt = ctx.gen().randint(s.numTrainTimesteps(), batch);
-                Tensor eps = ctx.gen().randnLike(z);
-                Tensor zT = s.addNoise(z, eps, tt);
-                mark[k++] = System.nanoTime();
-                Tensor epsHat = ctx.model().forward(zT, tt, tokens, mask);
-                mark[k++] = System.nanoTime();
-                Tensor latent = Objectives.latent(epsHat, eps).mean();
-                mark[k++] = System.nanoTime();
-                Tensor target;
-                try (var ng = Tensors.noGrad()) {
-                    target = m.decodeLatents(zT);
-                }
-                mark[k++] = System.nanoTime();
-                Tensor image = m.decodeLatents(s.addNoise(z, epsHat, tt));
-                mark[k++] = System.nanoTime();
-                Tensor loss = Objectives.sft(latent, Objectives.latent(image, target).mul(Tensors.s(4)), 1, 8);
-                mark[k++] = System.nanoTime();
-                loss.backward();
-                mark[k++] = System.nanoTime();
-                opt.step(0);
-                mark[k++] = System.nanoTime();
-                opt.zeroGrad();
-                mark[k++] = System.nanoTime();
+        StringBuilder b = new StringBuilder();
+        b.append(phases(String.format("One latent-only training step (batch %d), median of %d, ms", batch, iters), LATENT_PHASES, iters, mark -> {
+            Tensor[] d = drawAndPredict(ctx, z, tokens, mask, mark);   // t, eps, zT, epsHat
+            Tensor loss = Objectives.latent(d[3], d[1]).mean();
+            mark.run();
+            backwardAndUpdate(loss, opt, mark);
+        }));
+        b.append(phases(String.format("One latent + pixel training step (batch %d, %s), median of %d, ms", batch,
+            m.denoiser.module().getClass().getSimpleName(), iters), PHASES, iters, mark -> {
+            Tensor[] d = drawAndPredict(ctx, z, tokens, mask, mark);   // t, eps, zT, epsHat
+            Tensor tt = d[0], zT = d[2], epsHat = d[3];
+            Tensor latent = Objectives.latent(epsHat, d[1]).mean();
+            mark.run();
+            Tensor target;
+            try (var ng = Tensors.noGrad()) {
+                target = m.decodeLatents(zT);
             }
-            mark[k] = System.nanoTime();
-            if (it < 0) continue;
-            for (int p = 0; p < PHASES.length; p++) t[p][it] = (mark[p + 1] - mark[p]) / 1e6;
-            total[it] = (mark[PHASES.length] - mark[0]) / 1e6;
-        }
-
-        b.append(String.format("One latent + pixel training step (batch %d, %s), median of %d, ms%n%n", batch, m.denoiser.module().getClass().getSimpleName(), iters));
-        b.append(String.format("%-28s %9s %7s%n", "phase", "ms", "share"));
-        double all = median(total);
-        for (int p = 0; p < PHASES.length; p++)
-            b.append(String.format("%-28s %9.2f %6.1f%%%n", PHASES[p], median(t[p]), 100 * median(t[p]) / all));
-        b.append(String.format("%-28s %9.2f%n%n", "step", all));
-
+            mark.run();
+            Tensor image = m.decodeLatents(s.addNoise(z, epsHat, tt));
+            mark.run();
+            Tensor loss = Objectives.sft(latent, Objectives.latent(image, target).mul(Tensors.s(4)), 1, 8);
+            mark.run();
+            backwardAndUpdate(loss, opt, mark);
+        }));
         if (m.autoencoder instanceof TinyAutoencoder tae && tae.decoder() instanceof Sequential dec) b.append(layers(dec, m, z, iters));
         if (m.denoiser.module() instanceof org.pixelpost.model.denoiser.DiT dit) b.append(gemms(dit.config(), batch, (int) tokens.size(1)));
         b.append(callCosts());
         return b.toString();
     }
 
+    /** The step's first two phases: timesteps and noise drawn and the latents noised; the denoiser's prediction. */
+    private static Tensor[] drawAndPredict(StepContext ctx, Tensor z, Tensor tokens, Tensor mask, Runnable mark) {
+        NoiseSchedule s = ctx.schedule();
+        Tensor tt = ctx.gen().randint(s.numTrainTimesteps(), z.size(0));
+        Tensor eps = ctx.gen().randnLike(z);
+        Tensor zT = s.addNoise(z, eps, tt);
+        mark.run();
+        Tensor epsHat = ctx.model().forward(zT, tt, tokens, mask);
+        mark.run();
+        return new Tensor[] {tt, eps, zT, epsHat};
+    }
+
+    /** The step's last phases: backward, the update (lr 0: its full cost, the weights unchanged), zeroing the gradients. */
+    private static void backwardAndUpdate(Tensor loss, AdamW opt, Runnable mark) {
+        loss.backward();
+        mark.run();
+        opt.step(0);
+        mark.run();
+        opt.zeroGrad();
+        mark.run();
+    }
+
     private static final String[] LATENT_PHASES = {"draws and noising", "denoiser forward", "latent term", "backward", "AdamW update",
         "zero gradients", "free the step's tensors"};
 
-    /** The latent-only step (no decoder), phase by phase. */
-    private static String latentOnly(TextToImageModel m, AdamW opt, StepContext ctx, int iters, int batch, Tensor z, Tensor tokens, Tensor mask) {
-        double[][] t = new double[LATENT_PHASES.length][iters];
+    /**
+     * Runs {@code step} (in a scope of its own) 2 + {@code iters} times; the step calls its argument
+     * at the end of each phase but the last, which is the scope's closing. The table: each phase's
+     * median, its share of the median step.
+     */
+    private static String phases(String title, String[] names, int iters, java.util.function.Consumer<Runnable> step) {
+        double[][] t = new double[names.length][iters];
         double[] total = new double[iters];
-        NoiseSchedule s = ctx.schedule();
         for (int it = -2; it < iters; it++) {
-            long[] mark = new long[LATENT_PHASES.length + 1];
-            int k = 0;
-            mark[k++] = System.nanoTime();
+            long[] mark = new long[names.length + 1];
+            int[] k = {0};
+            mark[k[0]++] = System.nanoTime();
             try (Scope sc = Scope.open()) {
-                Tensor tt = ctx.gen().randint(s.numTrainTimesteps(), batch);
-                Tensor eps = ctx.gen().randnLike(z);
-                Tensor zT = s.addNoise(z, eps, tt);
-                mark[k++] = System.nanoTime();
-                Tensor epsHat = ctx.model().forward(zT, tt, tokens, mask);
-                mark[k++] = System.nanoTime();
-                Tensor loss = Objectives.latent(epsHat, eps).mean();
-                mark[k++] = System.nanoTime();
-                loss.backward();
-                mark[k++] = System.nanoTime();
-                opt.step(0);
-                mark[k++] = System.nanoTime();
-                opt.zeroGrad();
-                mark[k++] = System.nanoTime();
+                step.accept(() -> mark[k[0]++] = System.nanoTime());
             }
-            mark[k] = System.nanoTime();
+            mark[k[0]] = System.nanoTime();
             if (it < 0) continue;
-            for (int p = 0; p < LATENT_PHASES.length; p++) t[p][it] = (mark[p + 1] - mark[p]) / 1e6;
-            total[it] = (mark[LATENT_PHASES.length] - mark[0]) / 1e6;
+            for (int p = 0; p < names.length; p++) t[p][it] = (mark[p + 1] - mark[p]) / 1e6;
+            total[it] = (mark[names.length] - mark[0]) / 1e6;
         }
-        StringBuilder b = new StringBuilder(String.format("One latent-only training step (batch %d), median of %d, ms%n%n", batch, iters));
-        b.append(String.format("%-28s %9s %7s%n", "phase", "ms", "share"));
+        StringBuilder b = new StringBuilder(title).append(String.format("%n%n%-28s %9s %7s%n", "phase", "ms", "share"));
         double all = median(total);
-        for (int p = 0; p < LATENT_PHASES.length; p++)
-            b.append(String.format("%-28s %9.2f %6.1f%%%n", LATENT_PHASES[p], median(t[p]), 100 * median(t[p]) / all));
-        b.append(String.format("%-28s %9.2f%n%n", "step", all));
-        return b.toString();
+        for (int p = 0; p < names.length; p++) b.append(String.format("%-28s %9.2f %6.1f%%%n", names[p], median(t[p]), 100 * median(t[p]) / all));
+        return b.append(String.format("%-28s %9.2f%n%n", "step", all)).toString();
     }
 
     /**

@@ -264,25 +264,31 @@ final class Report {
         h.append("<p>The automatic judges above are no substitute for people. The demo created these studies (the paper's A/B questions: ")
             .append("fewer flaws, more appeal; and yes/no alignment questions per prompt). Serve them with <code>").append(esc(studies.path("serve").asText()))
             .append("</code>, invite annotators, and once they have voted run <code>").append(esc(studies.path("results").asText()))
-            .append("</code> to fold the results in here.</p><table><tr><th>study</th><th>kind</th><th>items</th><th>votes</th></tr>");
+            .append("</code> to fold the results in here (gold and repeated items measure the annotators and are left out of the results).</p>")
+            .append("<table><tr><th>study</th><th>kind</th><th>items</th><th>votes</th></tr>");
         Path db = out.resolve("studies/eval.db");
         Map<String, JsonNode> results = new LinkedHashMap<>();
+        Map<String, Integer> stored = new LinkedHashMap<>();
         if (Files.isRegularFile(db))
             try (org.pixelpost.eval.study.StudyStore store = new org.pixelpost.eval.study.StudyStore("jdbc:sqlite:" + db)) {
-                for (JsonNode st : studies.get("studies"))
-                    results.put(st.get("name").asText(), org.pixelpost.eval.study.StudyResults.compute(store, st.get("name").asText()));
+                for (JsonNode st : studies.get("studies")) {
+                    String name = st.get("name").asText();
+                    results.put(name, org.pixelpost.eval.study.StudyResults.compute(store, name));
+                    stored.put(name, store.votes(name).size());
+                }
             } catch (Exception e) {
                 h.append("<p>The study results could not be read from ").append(esc(db.toString())).append(": ").append(esc(String.valueOf(e.getMessage()))).append("</p>");
             }
         for (JsonNode st : studies.get("studies")) {
             JsonNode r = results.get(st.get("name").asText());
             h.append("<tr><td>").append(esc(st.get("name").asText())).append("</td><td>").append(esc(st.get("kind").asText())).append("</td><td>")
-                .append(st.get("items").asInt()).append("</td><td>").append(r == null ? "-" : String.valueOf(r.path("votes").asInt())).append("</td></tr>");
+                .append(st.get("items").asInt()).append("</td><td>").append(r == null ? "-" : String.valueOf(stored.get(st.get("name").asText()))).append("</td></tr>");
         }
         h.append("</table>");
         results.forEach((name, r) -> {
-            if (r.path("votes").asInt() == 0) return;
-            h.append("<h3>").append(esc(name)).append("</h3>");
+            if (stored.get(name) == 0) return;
+            h.append("<h3>").append(esc(name)).append("</h3><p>").append(stored.get(name)).append(" votes, ").append(r.path("votes").asInt())
+                .append(" of them on the models' own items.</p>");
             for (JsonNode pair : r.path("pairs")) {
                 h.append("<table><tr><th>question</th><th>").append(esc(pair.get("model_a").asText())).append(" wins [95%]</th><th>tie</th><th>")
                     .append(esc(pair.get("model_b").asText())).append(" wins [95%]</th><th>items</th></tr>");

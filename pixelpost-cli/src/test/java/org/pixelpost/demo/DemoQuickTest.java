@@ -10,6 +10,9 @@ import java.nio.file.attribute.FileTime;
 import java.util.Map;
 import javax.imageio.ImageIO;
 import org.junit.jupiter.api.Test;
+import java.util.ArrayList;
+import java.util.List;
+import org.pixelpost.eval.study.EvalServer;
 import org.pixelpost.eval.study.StudyStore;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.TestData;
@@ -70,18 +73,36 @@ class DemoQuickTest {
         assertEquals(4, studies.get("studies").size(), studies.toString());
         assertTrue(studies.get("serve").asText().startsWith("pixelpost eval serve --dir "));
         assertTrue(html.contains("id=studies") && html.contains(studies.get("serve").asText()));
+        Path browser = Path.of("../pixelpost-eval/src/test/browser");
+        boolean ready = Files.isDirectory(browser.resolve("node_modules/playwright-core")) && Files.isExecutable(Path.of("/usr/bin/chromium"));
+        if (!ready && System.getenv("CI") != null) fail("CI must install chromium (apt) and playwright-core (npm in pixelpost-eval/src/test/browser)");
         try (StudyStore store = new StudyStore("jdbc:sqlite:" + out.resolve("studies/eval.db"))) {
-            String who = store.join("tester");
+            List<String> args = new ArrayList<>(List.of("node", browser.resolve("vote-each.mjs").toString()));
             for (JsonNode st : studies.get("studies")) {
-                String name = st.get("name").asText();
-                assertTrue(st.get("items").asInt() > 0, name);
-                // one annotator answers the first item of each study
-                StudyStore.Item item = store.next(name, who);
-                assertNotNull(item, name);
-                JsonNode answer = st.get("kind").asText().equals("ab") ? new ObjectMapper().readTree("{\"choice\":\"left\"}")
-                    : new ObjectMapper().readTree("{\"answers\":[true,false,true]}");
-                assertEquals(StudyStore.VoteResult.STORED, store.vote(item.id(), who, answer), name);
+                assertTrue(st.get("items").asInt() > 0, st.toString());
+                args.add(st.get("name").asText() + ":" + st.get("kind").asText());
             }
+            if (ready) {
+                // each study opens in the evaluation app, and an annotator casts a vote in it from the browser
+                try (EvalServer server = new EvalServer(store, "admin").start("127.0.0.1", 0)) {
+                    args.add(2, "http://127.0.0.1:" + server.port() + "/");
+                    Process p = new ProcessBuilder(args).redirectErrorStream(true).start();
+                    String log = new String(p.getInputStream().readAllBytes());
+                    assertTrue(p.waitFor(180, java.util.concurrent.TimeUnit.SECONDS));
+                    assertEquals(0, p.exitValue(), log);
+                    JsonNode seen = new ObjectMapper().readTree(log.lines().reduce((a, b) -> b).orElse("{}"));
+                    for (JsonNode st : studies.get("studies")) assertTrue(seen.path(st.get("name").asText()).asText().startsWith("you: 1 answered"), log);
+                }
+            } else {
+                // no browser here: one annotator answers the first item of each study through the store
+                String who = store.join("tester");
+                for (JsonNode st : studies.get("studies")) {
+                    StudyStore.Item item = store.next(st.get("name").asText(), who);
+                    JsonNode answer = new ObjectMapper().readTree(st.get("kind").asText().equals("ab") ? "{\"choice\":\"left\"}" : "{\"answers\":[true,true,true]}");
+                    assertEquals(StudyStore.VoteResult.STORED, store.vote(item.id(), who, answer), st.toString());
+                }
+            }
+            for (JsonNode st : studies.get("studies")) assertEquals(1, store.votes(st.get("name").asText()).size(), st.toString());
         }
         // a second run finds every stage done and trains nothing again
         Path marker = out.resolve("runs/sft-latent-s0/model/denoiser/model.safetensors");
