@@ -120,15 +120,25 @@ public final class Autoencoders {
     private static void download(Pinned f, Path target) throws IOException {
         System.err.println("downloading " + f.url);
         HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(15)).followRedirects(HttpClient.Redirect.NORMAL).build();
+        HttpResponse<InputStream> r;
+        URI uri = URI.create(f.url);
+        try {
+            r = http.send(HttpRequest.newBuilder(uri).timeout(Duration.ofMinutes(5)).build(), HttpResponse.BodyHandlers.ofInputStream());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted");
+        } catch (IOException e) {
+            // a failure to connect is not a failure to write the file: say which it is
+            Throwable c = e;
+            while (c.getCause() != null) c = c.getCause();
+            throw new IOException("cannot reach " + uri.getHost() + ": " + (c.getMessage() != null ? c.getMessage() : c.getClass().getSimpleName())
+                + "; offline?", e);
+        }
+        if (r.statusCode() != 200) {
+            r.body().close();
+            throw new IOException("HTTP " + r.statusCode());
+        }
         AtomicFiles.write(target, tmp -> {
-            HttpResponse<InputStream> r;
-            try {
-                r = http.send(HttpRequest.newBuilder(URI.create(f.url)).timeout(Duration.ofMinutes(5)).build(), HttpResponse.BodyHandlers.ofInputStream());
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IOException("interrupted");
-            }
-            if (r.statusCode() != 200) throw new IOException("HTTP " + r.statusCode());
             try (InputStream in = r.body()) {
                 Files.copy(in, tmp, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             }
