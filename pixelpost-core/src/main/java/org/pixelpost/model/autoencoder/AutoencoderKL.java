@@ -198,6 +198,8 @@ public final class AutoencoderKL implements Autoencoder {
         }
         enc.freeze();
         dec.freeze();
+        enc.toChannelsLast(); // oneDNN's preferred layout: measured 4-10% faster decoding at SD 1.5's size
+        dec.toChannelsLast();
     }
 
     public Config config() { return config; }
@@ -212,16 +214,18 @@ public final class AutoencoderKL implements Autoencoder {
 
     @Override
     public Tensor encode(Tensor images) {
-        Tensor moments = enc.quant.forward(enc.encoder.forward(images.mul(Tensors.s(2)).sub(Tensors.s(1))));
+        Tensor x = images.mul(Tensors.s(2)).sub(Tensors.s(1)).contiguous(org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast);
+        Tensor moments = enc.quant.forward(enc.encoder.forward(x)).contiguous();
         Tensor mean = moments.narrow(1, 0, config.latentChannels);
         return mean.sub(Tensors.s(config.shiftFactor)).mul(Tensors.s(config.scalingFactor));
     }
 
     @Override
     public Tensor decode(Tensor latents) {
-        Tensor z = latents.div(Tensors.s(config.scalingFactor)).add(Tensors.s(config.shiftFactor));
+        Tensor z = latents.div(Tensors.s(config.scalingFactor)).add(Tensors.s(config.shiftFactor))
+            .contiguous(org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast);
         Tensor x = dec.decoder.forward(dec.postQuant.forward(z));
-        return x.add(Tensors.s(1)).mul(Tensors.s(0.5));
+        return x.add(Tensors.s(1)).mul(Tensors.s(0.5)).contiguous();
     }
 
     /** The decoder as segments (input and mid block, each up level, the head): one level's activations at a time. */
