@@ -1,11 +1,7 @@
 package org.pixelpost.cli;
 
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
-import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.model.text.TextEncoder;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Loss;
 import org.pixelpost.objective.PixelTerm;
@@ -63,14 +59,7 @@ final class Bf16Curve {
              Scope outer = Scope.open();
              AdamW opt = new AdamW(m.denoiser.module().parameters(), 0.9, 0.999, 1e-8, 0)) {
             StepContext ctx = new StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), m::decodeLatents, gen);
-            Tensor z;
-            try (Generator g = Generator.seeded(1)) {
-                z = g.randn(batch, m.autoencoder.latentChannels(), m.latentSize(), m.latentSize());
-            }
-            List<String> caps = new ArrayList<>();
-            for (int i = 0; i < batch; i++) caps.add("emoji number " + i);
-            TextEncoder.Encoded e = m.textEncoder.encode(caps);
-            Batch b = Batch.of(z, e.tokens(), e.mask());
+            Batch b = TrainBench.syntheticBatch(m, batch);
             Sft objective = new Sft(1, PixelTerm.of(8));
             long t0 = System.nanoTime();
             for (int i = 0; i < steps; i++) {

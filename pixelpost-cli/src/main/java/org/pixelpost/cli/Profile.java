@@ -1,22 +1,18 @@
 package org.pixelpost.cli;
 
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.model.autoencoder.TinyAutoencoder;
-import org.pixelpost.model.text.TextEncoder;
 import org.pixelpost.nn.Layer;
 import org.pixelpost.nn.Sequential;
 import org.pixelpost.objective.Objectives;
 import org.pixelpost.objective.StepContext;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.schedule.NoiseSchedule;
-import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.AdamW;
@@ -34,15 +30,8 @@ final class Profile {
         "predicted decode forward", "pixel term", "backward", "AdamW update", "zero gradients", "free the step's tensors"};
 
     static String of(TextToImageModel m, AdamW opt, StepContext ctx, int iters, int batch) {
-        Tensor z, tokens, mask;
-        try (Generator g = Generator.seeded(1)) {
-            z = g.randn(batch, m.autoencoder.latentChannels(), m.latentSize(), m.latentSize());
-        }
-        List<String> caps = new ArrayList<>();
-        for (int i = 0; i < batch; i++) caps.add("emoji number " + i);
-        TextEncoder.Encoded e = m.textEncoder.encode(caps);
-        tokens = e.tokens();
-        mask = e.mask();
+        org.pixelpost.objective.Batch data = TrainBench.syntheticBatch(m, batch);
+        Tensor z = data.z(), tokens = data.tokens(), mask = data.mask();
 
         NoiseSchedule s = ctx.schedule();
         StringBuilder b = new StringBuilder();

@@ -79,7 +79,8 @@ final class TrainBench implements Callable<Integer> {
             else c.forEach((k, v) -> System.out.printf("%-28s %s%n", k, v));
             return 0;
         }
-        Map<String, Object> f = BenchCommand.gemmPeaks(); // before autocast: the peak is float32's
+        // the peak is float32's, so it is measured before autocast opens (and only where the rows are timed)
+        Map<String, Object> f = profile == null && saveStep == null ? BenchCommand.gemmPeaks() : null;
         Engine.seed(0);
         try (TextToImageModel m = TextToImageModel.create(size, "taef2", 64, 1.0); Generator gen = Generator.seeded(0);
              org.pixelpost.tensor.Autocast autocast = org.pixelpost.tensor.Autocast.bf16(bf16);
@@ -201,17 +202,28 @@ final class TrainBench implements Callable<Integer> {
 
     private void ensureBatch(TextToImageModel m) {
         if (z != null) return;
-        try (Generator g = Generator.seeded(1)) {
-            z = g.randn(batch, m.autoencoder.latentChannels(), m.latentSize(), m.latentSize());
-        }
+        Batch b = syntheticBatch(m, batch);
+        z = b.z();
+        tokens = b.tokens();
+        mask = b.mask();
         z.retainReference();
-        List<String> caps = new ArrayList<>();
-        for (int i = 0; i < batch; i++) caps.add("emoji number " + i);
-        TextEncoder.Encoded e = m.textEncoder.encode(caps);
-        tokens = e.tokens();
-        mask = e.mask();
         tokens.retainReference();
         mask.retainReference();
+    }
+
+    /**
+     * The training benchmarks' fixed batch: {@code n} latents drawn from seed 1 at the model's
+     * latent size, captioned "emoji number i".
+     */
+    static Batch syntheticBatch(TextToImageModel m, int n) {
+        Tensor z;
+        try (Generator g = Generator.seeded(1)) {
+            z = g.randn(n, m.autoencoder.latentChannels(), m.latentSize(), m.latentSize());
+        }
+        List<String> caps = new ArrayList<>();
+        for (int i = 0; i < n; i++) caps.add("emoji number " + i);
+        TextEncoder.Encoded e = m.textEncoder.encode(caps);
+        return Batch.of(z, e.tokens(), e.mask());
     }
 
     /** ms per step, and the cosine between this option's pixel-term gradient and the full one over 5 draws. */

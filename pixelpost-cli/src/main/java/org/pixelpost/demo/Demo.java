@@ -376,10 +376,14 @@ public final class Demo {
         return all;
     }
 
-    /** The paper's human studies of the headline arms, ready to serve: three A/B studies and one alignment study. */
-    static final java.util.List<String[]> AB_STUDIES = java.util.List.of(
-        new String[] {"sft-latent-vs-pixel", "sft-latent", null}, new String[] {"dpo-vs-dpo-pixel", "dpo", "dpo-pixel"},
-        new String[] {"simpo-vs-simpo-pixel", "simpo", "simpo-pixel"});
+    /** One of the paper's headline comparisons: an objective without and with the pixel term (arm groups), and its human study. */
+    record Headline(String study, String latent, String pixel) {}
+
+    /** SFT (with the plan's headline lambda), DPO and SimPO, each without and with the pixel term. */
+    static List<Headline> headlines(String sftPixelGroup) {
+        return List.of(new Headline("sft-latent-vs-pixel", "sft-latent", sftPixelGroup), new Headline("dpo-vs-dpo-pixel", "dpo", "dpo-pixel"),
+            new Headline("simpo-vs-simpo-pixel", "simpo", "simpo-pixel"));
+    }
 
     /**
      * Creates, in {@code studies/eval.db}, the A/B studies of each headline pair (seed 0 of each
@@ -395,17 +399,17 @@ public final class Demo {
         ArrayNode list = j.putArray("studies");
         Map<String, Path> aligned = new LinkedHashMap<>();
         try (org.pixelpost.eval.study.StudyStore store = new org.pixelpost.eval.study.StudyStore("jdbc:sqlite:" + dir.resolve("eval.db"))) {
-            for (String[] st : AB_STUDIES) {
-                String a = st[1] + "-s0", b = (st[2] == null ? headline : st[2]) + "-s0";
+            for (Headline hl : headlines(headline)) {
+                String a = hl.latent() + "-s0", b = hl.pixel() + "-s0";
                 Path da = out.resolve("eval").resolve(a), db = out.resolve("eval").resolve(b);
                 if (!Files.isRegularFile(da.resolve(org.pixelpost.pipeline.SampleFolder.FILE)) || !Files.isRegularFile(db.resolve(org.pixelpost.pipeline.SampleFolder.FILE))) continue;
                 Map<String, Path> models = new LinkedHashMap<>();
                 models.put(a, da);
                 models.put(b, db);
                 aligned.putAll(models);
-                int n = org.pixelpost.eval.study.Studies.create(store, st[0], org.pixelpost.eval.study.StudyStore.Kind.AB, models, null, null, 3, 7,
+                int n = org.pixelpost.eval.study.Studies.create(store, hl.study(), org.pixelpost.eval.study.StudyStore.Kind.AB, models, null, null, 3, 7,
                     0.1, 0.05, dir.resolve("gold"));
-                list.addObject().put("name", st[0]).put("kind", "ab").put("items", n).put("model_a", a).put("model_b", b);
+                list.addObject().put("name", hl.study()).put("kind", "ab").put("items", n).put("model_a", a).put("model_b", b);
             }
             Path questions = dir.resolve("questions.jsonl");
             StringBuilder q = new StringBuilder();
@@ -449,18 +453,22 @@ public final class Demo {
         for (double v : Metrics.slicedWasserstein(images, real, 3, 7)) swd.add(v);
         double[] d = Metrics.judgeDistance(images, references);
         int p = prompts == null ? d.length : prompts;
-        double[] perPrompt = new double[p];
-        for (int i = 0; i < d.length; i++) perPrompt[i % p] += d[i] / (d.length / p);
-        ArrayNode a = j.putArray("judge_distance");
-        for (double v : perPrompt) a.add(v);
-        j.put("judge_mean", java.util.Arrays.stream(perPrompt).average().orElse(0));
+        putPerPrompt(j, "judge", d, p);
         // the second judge (colour and structure statistics), which played no part in picking the preference pairs
-        double[] d2 = Metrics.statisticsDistance(images, references), perPrompt2 = new double[p];
-        for (int i = 0; i < d2.length; i++) perPrompt2[i % p] += d2[i] / (d2.length / p);
-        ArrayNode a2 = j.putArray("judge2_distance");
-        for (double v : perPrompt2) a2.add(v);
-        j.put("judge2_mean", java.util.Arrays.stream(perPrompt2).average().orElse(0));
+        putPerPrompt(j, "judge2", Metrics.statisticsDistance(images, references), p);
         return j;
+    }
+
+    /**
+     * A judge's per-image distances averaged per prompt (images are prompt-major within each seed)
+     * as {@code NAME_distance}, and their mean as {@code NAME_mean}.
+     */
+    private static void putPerPrompt(ObjectNode j, String name, double[] d, int prompts) {
+        double[] perPrompt = new double[prompts];
+        for (int i = 0; i < d.length; i++) perPrompt[i % prompts] += d[i] / (d.length / prompts);
+        ArrayNode a = j.putArray(name + "_distance");
+        for (double v : perPrompt) a.add(v);
+        j.put(name + "_mean", java.util.Arrays.stream(perPrompt).average().orElse(0));
     }
 
     /**

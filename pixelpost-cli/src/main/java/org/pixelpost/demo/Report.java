@@ -173,9 +173,7 @@ final class Report {
             .append("otherwise a tie. The intervals come from a paired bootstrap over prompts that also resamples each group's training seeds (")
             .append(RESAMPLES).append(" resamples): a difference is stated only where its interval excludes zero.</p>");
         List<String[]> rows = new ArrayList<>();
-        rows.add(new String[] {h2, "sft-latent"});
-        rows.add(new String[] {"dpo-pixel", "dpo"});
-        rows.add(new String[] {"simpo-pixel", "simpo"});
+        for (Demo.Headline hl : Demo.headlines(h2)) rows.add(new String[] {hl.pixel(), hl.latent()});
         java.util.Set<String> groups = new java.util.LinkedHashSet<>();
         for (Demo.Arm a : sft) groups.add(a.group());
         for (Demo.Arm a : pref) groups.add(a.group());
@@ -202,13 +200,17 @@ final class Report {
 
     static final int RESAMPLES = 2000;
 
-    /** Per-prompt distances under {@code key} {@code [trainingSeed][prompt]} of a group's arms (or of the model named {@code group}). */
+    /** The metrics of a group's arms (one per training seed), or of the model named {@code group}. */
+    static List<JsonNode> groupMetrics(Map<String, JsonNode> metrics, List<Demo.Arm> arms, String group) {
+        List<JsonNode> ms = new ArrayList<>();
+        for (Demo.Arm a : arms) if (a.group().equals(group) && metrics.containsKey(a.name())) ms.add(metrics.get(a.name()));
+        if (ms.isEmpty() && metrics.containsKey(group)) ms.add(metrics.get(group));
+        return ms;
+    }
+
+    /** Per-prompt distances under {@code key} {@code [trainingSeed][prompt]} of a group (see {@link #groupMetrics}). */
     static double[][] scores(Map<String, JsonNode> metrics, List<Demo.Arm> arms, String group, String key) {
-        List<double[]> rows = new ArrayList<>();
-        for (Demo.Arm a : arms)
-            if (a.group().equals(group) && metrics.containsKey(a.name())) rows.add(arr(metrics.get(a.name()).path(key)));
-        if (rows.isEmpty() && metrics.containsKey(group)) rows.add(arr(metrics.get(group).path(key)));
-        return rows.toArray(new double[0][]);
+        return groupMetrics(metrics, arms, group).stream().map(m -> arr(m.path(key))).toArray(double[][]::new);
     }
 
     static double[] arr(JsonNode a) {
@@ -378,9 +380,7 @@ final class Report {
             List<String> labels = new ArrayList<>();
             List<double[][]> series = new ArrayList<>();
             for (String g : groups) {
-                List<JsonNode> ms = new ArrayList<>();
-                for (Demo.Arm a : sft) if (a.group().equals(g) && metrics.containsKey(a.name())) ms.add(metrics.get(a.name()));
-                if (ms.isEmpty() && metrics.containsKey(g)) ms.add(metrics.get(g));
+                List<JsonNode> ms = groupMetrics(metrics, sft, g);
                 if (ms.isEmpty() || ms.get(0).path(key).isMissingNode()) continue;
                 double[][] pts = new double[T.size()][];
                 for (int i = 0; i < T.size(); i++) {

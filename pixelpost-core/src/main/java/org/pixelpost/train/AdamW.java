@@ -19,21 +19,16 @@ public final class AdamW implements AutoCloseable {
     private final Tensor m, v;
     private final double beta1, beta2, eps, weightDecay;
     private final long chunk;
-    private final Scalar b1, b2, oneMinusB1, oneMinusB2;
     private long step;
 
     /** Over {@code params}, laid out in a buffer of their own. */
     public AdamW(Map<String, Tensor> params, double beta1, double beta2, double eps, double weightDecay) {
-        this(new FlatParameters(params), true, beta1, beta2, eps, weightDecay);
+        this(new FlatParameters(params), true, beta1, beta2, eps, weightDecay, CHUNK);
     }
 
     /** Over parameters already laid out in {@code flat} (shared with the EMA and clipping). */
     public AdamW(FlatParameters flat, double beta1, double beta2, double eps, double weightDecay) {
-        this(flat, false, beta1, beta2, eps, weightDecay);
-    }
-
-    private AdamW(FlatParameters flat, boolean ownsFlat, double beta1, double beta2, double eps, double weightDecay) {
-        this(flat, ownsFlat, beta1, beta2, eps, weightDecay, CHUNK);
+        this(flat, false, beta1, beta2, eps, weightDecay, CHUNK);
     }
 
     /** With {@code chunk} elements per pass (tests use small ones). */
@@ -47,13 +42,9 @@ public final class AdamW implements AutoCloseable {
         this.weightDecay = weightDecay;
         m = keep(flat.zeros());
         v = keep(flat.zeros());
-        b1 = keep(Tensors.s(beta1));
-        b2 = keep(Tensors.s(beta2));
-        oneMinusB1 = keep(Tensors.s(1 - beta1));
-        oneMinusB2 = keep(Tensors.s(1 - beta2));
     }
 
-    private static <P extends org.bytedeco.javacpp.Pointer> P keep(P t) {
+    private static Tensor keep(Tensor t) {
         t.retainReference();
         return t;
     }
@@ -75,6 +66,7 @@ public final class AdamW implements AutoCloseable {
         double c1 = 1 - Math.pow(beta1, step), c2 = 1 - Math.pow(beta2, step);
         long n = flat.numel();
         try (var g = Tensors.noGrad(); var s = org.pixelpost.tensor.Scope.open()) {
+            Scalar b1 = Tensors.s(beta1), b2 = Tensors.s(beta2), oneMinusB1 = Tensors.s(1 - beta1), oneMinusB2 = Tensors.s(1 - beta2);
             Scalar decay = Tensors.s(1 - lr * weightDecay), c2s = Tensors.s(c2), epsilon = Tensors.s(eps), stepSize = Tensors.s(-lr / c1);
             for (long off = 0; off < n; off += chunk) {
                 try (var pass = org.pixelpost.tensor.Scope.open()) {
@@ -118,7 +110,6 @@ public final class AdamW implements AutoCloseable {
     public void close() {
         m.releaseReference();
         v.releaseReference();
-        for (Scalar c : new Scalar[] {b1, b2, oneMinusB1, oneMinusB2}) c.releaseReference();
         if (ownsFlat) flat.close();
     }
 

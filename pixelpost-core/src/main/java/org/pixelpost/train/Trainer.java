@@ -5,12 +5,10 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.data.Batches;
 import org.pixelpost.io.BadFileException;
@@ -107,7 +105,7 @@ public final class Trainer implements AutoCloseable {
         this.adapters = java.util.List.copyOf(org.pixelpost.nn.Lora.adapters(model.denoiser.module()).values());
         if (params.isEmpty()) throw new IllegalArgumentException("the denoiser has no trainable parameters");
         for (Map.Entry<String, Tensor> e : params.entrySet())
-            if (e.getValue().scalar_type().intern() != org.bytedeco.pytorch.global.torch.ScalarType.Float)
+            if (e.getValue().scalar_type().intern() != torch.ScalarType.Float)
                 throw new IllegalArgumentException("the denoiser's weights are " + e.getValue().scalar_type().intern() + " (" + e.getKey()
                     + "); training keeps fp32 weights: load them in fp32 and use bf16 autocast (--bf16)");
         this.flat = new FlatParameters(params);

@@ -166,9 +166,10 @@ public final class TinyAutoencoder implements Autoencoder {
         return channelsFirst(decoder.forward(latents.contiguous(torch.MemoryFormat.ChannelsLast)));
     }
 
+    /** {@code x} in the usual layout; {@code x} itself is freed at once. */
     private static Tensor channelsFirst(Tensor x) {
-        Tensor y = x.contiguous();
-        if (y.address() != x.address()) x.close();
+        Tensor y = x.contiguous(); // a new handle, even where x is already contiguous
+        x.close();
         return y;
     }
 }
