@@ -11,6 +11,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.train.DataParallel;
+import org.pixelpost.train.GradSync;
 import org.pixelpost.train.TrainConfig;
 import org.pixelpost.train.TrainRun;
 import org.pixelpost.train.Trainer;
@@ -27,6 +29,16 @@ import picocli.CommandLine.Option;
 final class TrainCommand implements Callable<Integer> {
     @Option(names = "--config", paramLabel = "FILE.json", description = "training config (snake_case keys)", order = -1)
     Path config;
+
+    @Option(names = "--nproc-per-node", paramLabel = "N", defaultValue = "1", order = -1,
+        description = {"data-parallel training in N worker processes on this machine (Gloo over loopback), as torchrun's",
+            "standalone mode; --batch-size is per process. Processes started by another launcher with RANK, WORLD_SIZE,",
+            "MASTER_ADDR and MASTER_PORT set join their group without this flag (default: ${DEFAULT-VALUE})"})
+    int nprocPerNode;
+
+    @Option(names = "--dist-timeout", paramLabel = "SECONDS", defaultValue = "1800", order = -1,
+        description = "multi-process runs: how long a rendezvous or collective waits for the other processes (default: ${DEFAULT-VALUE})")
+    long distTimeout;
 
     @CommandLine.Spec CommandSpec spec;
 
@@ -101,6 +113,39 @@ final class TrainCommand implements Callable<Integer> {
                 : config != null && over.has(e.key()) ? "\"" + e.key() + "\" in " + config : "--" + e.key().replace('_', '-');
             throw new InvalidValueException(where, e.getMessage().substring(e.key().length() + 2));
         }
+        if (nprocPerNode < 1) throw new InvalidValueException("--nproc-per-node", nprocPerNode + " is not a positive number of processes");
+        if (distTimeout < 1) throw new InvalidValueException("--dist-timeout", distTimeout + " is not a positive number of seconds");
+        DataParallel.Env env = DataParallel.Env.from(System.getenv());
+        if (nprocPerNode > 1) {
+            if (env != null) throw new InvalidValueException("--nproc-per-node", "this process is already rank " + env.rank() + " of " + env.worldSize()
+                + " (WORLD_SIZE is set): a worker does not launch workers");
+            return Launcher.run(nprocPerNode, workerArgs(spec.commandLine().getParseResult().originalArgs()), distTimeout + 30);
+        }
+        if (env == null || env.worldSize() == 1) return train(c, GradSync.LOCAL);
+        try (DataParallel group = DataParallel.join(env, java.time.Duration.ofSeconds(distTimeout))) {
+            try {
+                return train(c, group);
+            } catch (RuntimeException | IOException e) {
+                group.reportFailure(Errors.describe(e)); // so the other processes can name this rank
+                throw e;
+            }
+        }
+    }
+
+    /** The command line each worker runs: this one without {@code --nproc-per-node}. */
+    static List<String> workerArgs(List<String> original) {
+        List<String> out = new java.util.ArrayList<>(List.of("train"));
+        for (int i = 0; i < original.size(); i++) {
+            String a = original.get(i);
+            if (a.equals("--nproc-per-node")) i++;
+            else if (!a.startsWith("--nproc-per-node=")) out.add(a);
+        }
+        return out;
+    }
+
+    private Integer train(TrainConfig c, GradSync group) throws IOException {
+        boolean quiet = group.rank() != 0; // rank 0 shows progress; the others only what goes wrong
+        String tag = quiet ? "[rank " + group.rank() + "] " : "";
         ProgressBar[] bar = {null};
         StopOnSignals signals = new StopOnSignals();
         TrainRun.Summary s;
@@ -113,6 +158,7 @@ final class TrainCommand implements Callable<Integer> {
 
             @Override
             public void step(long step, long total, Map<String, Double> terms) {
+                if (quiet) return;
                 if (bar[0] == null) bar[0] = new ProgressBar("training"); // timing starts at the first step
                 StringBuilder b = new StringBuilder();
                 for (String k : List.of("loss", "latent", "pixel", "accuracy", "margin"))
@@ -122,16 +168,18 @@ final class TrainCommand implements Callable<Integer> {
 
             @Override
             public void message(String text) {
+                if (quiet && !text.startsWith("warning") && !text.contains("non-finite")) return;
                 bar[0] = null;
-                System.err.println(text);
+                System.err.println(tag + text);
             }
-        }).run();
+        }, group).run();
         } catch (Trainer.Stopped e) {
             String how = e.checkpoint != null ? "checkpoint " + e.checkpoint + "; continue with: pixelpost train --config "
                 + Path.of(c.out()).resolve("config.json") + " --resume latest" : "no step was finished, nothing to resume";
             throw new Errors.Interrupted("stopped by " + e.reason + " after step " + e.step + "; " + how, e.reason.equals("SIGINT") ? 130 : 143);
         }
-        System.out.printf("trained %d steps in %s; model: %s%n", s.steps(), ProgressBar.clock(s.seconds()), s.model());
+        if (!quiet) System.out.printf("trained %d steps in %s%s; model: %s%n", s.steps(), ProgressBar.clock(s.seconds()),
+            group.worldSize() > 1 ? " on " + group.worldSize() + " processes" : "", s.model());
         return 0;
     }
 

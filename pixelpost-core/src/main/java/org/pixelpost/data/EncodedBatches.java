@@ -17,7 +17,7 @@ import org.pixelpost.tensor.Generator;
  */
 public final class EncodedBatches implements Batches {
     private final EncodedSet winners, losers;
-    private final int batchSize, gradAccum;
+    private final int batchSize, slotsPerStep;
     private final long seed;
     private final boolean flip;
     private final double captionDropout;
@@ -25,19 +25,21 @@ public final class EncodedBatches implements Batches {
 
     /**
      * @param losers null for captioned images (SFT); the losers of {@code winners}' pairs otherwise
+     * @param slotsPerStep micro-batches per optimizer step over all processes: gradient accumulation
+     *     times the number of data-parallel processes
      * @param captionDropout the probability that a sample's caption is replaced by the empty prompt,
      *     which trains the unconditional prediction that classifier-free guidance extrapolates from
      */
-    public EncodedBatches(EncodedSet winners, EncodedSet losers, int batchSize, int gradAccum, long seed, boolean flip,
+    public EncodedBatches(EncodedSet winners, EncodedSet losers, int batchSize, int slotsPerStep, long seed, boolean flip,
                           double captionDropout) {
         if (losers != null && losers.size() != winners.size())
             throw new IllegalArgumentException(winners.size() + " winners but " + losers.size() + " losers");
-        if (batchSize < 1 || gradAccum < 1) throw new IllegalArgumentException("batch size and accumulation must be positive");
+        if (batchSize < 1 || slotsPerStep < 1) throw new IllegalArgumentException("batch size and micro-batches per step must be positive");
         if (!(captionDropout >= 0 && captionDropout <= 1)) throw new IllegalArgumentException("caption dropout " + captionDropout + " is not in [0, 1]");
         this.winners = winners;
         this.losers = losers;
         this.batchSize = batchSize;
-        this.gradAccum = gradAccum;
+        this.slotsPerStep = slotsPerStep;
         this.seed = seed;
         this.flip = flip;
         this.captionDropout = captionDropout;
@@ -49,8 +51,9 @@ public final class EncodedBatches implements Batches {
     }
 
     @Override
-    public Batch get(long step, int micro) {
-        long first = (step - 1) * batchSize * (long) gradAccum + (long) micro * batchSize;
+    public Batch get(long step, int slot) {
+        if (slot < 0 || slot >= slotsPerStep) throw new IllegalArgumentException("micro-batch " + slot + " of " + slotsPerStep + " per step");
+        long first = (step - 1) * batchSize * (long) slotsPerStep + (long) slot * batchSize;
         long[] idx = new long[batchSize];
         boolean[] flips = new boolean[batchSize], drop = new boolean[batchSize];
         for (int k = 0; k < batchSize; k++) {

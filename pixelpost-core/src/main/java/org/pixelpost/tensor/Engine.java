@@ -18,9 +18,20 @@ public final class Engine {
 
     private Engine() {}
 
-    /** Starts the engine with libtorch using every core and BLAS on one thread. Idempotent. */
+    /**
+     * Starts the engine with libtorch using every core and BLAS on one thread. Idempotent. One of
+     * several processes on a machine ({@code LOCAL_WORLD_SIZE}, as torchrun sets it) takes its share
+     * of the cores.
+     */
     public static void start() {
-        start(Integer.getInteger("pixelpost.threads", Runtime.getRuntime().availableProcessors()),
+        int local = 1;
+        try {
+            String v = System.getenv("LOCAL_WORLD_SIZE");
+            if (v != null && !v.isBlank()) local = Math.max(1, Integer.parseInt(v.strip()));
+        } catch (NumberFormatException e) {
+            // reported where the group is joined
+        }
+        start(Integer.getInteger("pixelpost.threads", Math.max(1, Runtime.getRuntime().availableProcessors() / local)),
               Integer.getInteger("pixelpost.blasThreads", 1));
     }
 

@@ -89,6 +89,11 @@ public final class AdamW implements AutoCloseable {
     }
 
     /** Moments under {@code m.KEY} and {@code v.KEY}, and the step count under {@code step}. */
+    /** The moment buffers, flat and laid out like the parameters. */
+    java.util.List<Tensor> buffers() {
+        return java.util.List.of(m, v);
+    }
+
     public Map<String, Tensor> state() {
         Map<String, Tensor> s = new LinkedHashMap<>();
         s.putAll(flat.views(m, "m."));

@@ -33,6 +33,11 @@ public final class Ema implements AutoCloseable {
         return flat.views(shadow, "");
     }
 
+    /** The averaged weights as one flat buffer, laid out like the parameters. */
+    Tensor buffer() {
+        return shadow;
+    }
+
     /** Frees the averaged weights' native memory. */
     @Override
     public void close() {

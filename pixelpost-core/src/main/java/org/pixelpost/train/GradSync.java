@@ -1,16 +1,36 @@
 package org.pixelpost.train;
 
-import java.util.Map;
+import java.util.List;
 import org.bytedeco.pytorch.Tensor;
 
 /**
- * The step between backward and clipping where gradients are made the same on every process
- * (averaged over the data-parallel group). A single process needs nothing: {@link #LOCAL}.
+ * What a training step shares with the other processes of a data-parallel group: the starting
+ * weights, the gradients between backward and clipping (so the clipped norm is the global one),
+ * and a few numbers (the step's losses, whether a step was finite, whether to stop). A single
+ * process shares nothing: {@link #LOCAL}. {@link DataParallel} is the group over libtorch's c10d.
  */
-@FunctionalInterface
 public interface GradSync {
-    /** Replaces each trainable parameter's gradient by its average over the group. */
-    void allReduce(Map<String, Tensor> params);
+    /** This process's rank, from 0. */
+    default int rank() {
+        return 0;
+    }
 
-    GradSync LOCAL = params -> {};
+    /** The number of processes. */
+    default int worldSize() {
+        return 1;
+    }
+
+    /** Makes every process hold rank 0's values of {@code tensors}, in place. */
+    default void broadcast(List<Tensor> tensors) {}
+
+    /** Replaces the gradients by their mean over the group, in place. */
+    default void averageGradients(FlatParameters flat) {}
+
+    /** Replaces each value by its sum over the group. */
+    default void sum(double[] values) {}
+
+    /** Returns once every process has called it. */
+    default void barrier() {}
+
+    GradSync LOCAL = new GradSync() {};
 }

@@ -64,11 +64,23 @@ public final class TrainRun {
     private final TrainConfig c;
     private final Listener listener;
     private final Path out;
+    private final GradSync group;
 
     public TrainRun(TrainConfig config, Listener listener) {
+        this(config, listener, GradSync.LOCAL);
+    }
+
+    /**
+     * A run as one process of a data-parallel {@code group}: every process trains on its share of
+     * each step's batch, and rank 0 alone writes the run folder (config, metrics, TensorBoard,
+     * validation, samples, checkpoints, the final model). Every process reads the same checkpoint
+     * to resume.
+     */
+    public TrainRun(TrainConfig config, Listener listener, GradSync group) {
         this.c = config;
         this.listener = listener;
         this.out = Paths.get(config.out());
+        this.group = group;
     }
 
     /** The default folder for encoded data: {@code $PIXELPOST_CACHE} or the user cache. */
@@ -97,24 +109,35 @@ public final class TrainRun {
         Path resumeFrom = c.resume() == null || c.resume().isBlank() ? null : checkpoints.resolve(c.resume());
         if (resumeFrom == null && !checkpoints.list().isEmpty())
             throw new IOException(out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
-        created[0] = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
-        if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
-            throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
-        try (RunLock lock = acquire(out, locked); TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
+        boolean writer = group.rank() == 0; // the others only train
+        if (writer) {
+            created[0] = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
+            if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
+                throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
+        }
+        try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
-            if (resumeFrom != null) checkSameRun();
-            listener.message("encoding data (cached after the first run)");
+            if (resumeFrom != null && writer) checkSameRun();
+            if (writer) listener.message("encoding data (cached after the first run)");
+            if (!writer) group.barrier(); // rank 0 encodes into the cache first; the others then read it
             try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
-                 Data val = c.valData() != null ? Data.load(c, Paths.get(c.valData()), m, listener) : null) {
-                long perStep = (long) c.batchSize() * c.gradAccum();
+                 Data val = c.valData() != null && writer ? Data.load(c, Paths.get(c.valData()), m, listener) : null) {
+                if (writer) group.barrier();
+                long perStep = (long) c.batchSize() * c.gradAccum() * group.worldSize();
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
-                EncodedBatches batches = data.batches(c, c.seed());
-                List<Batch> valBatches = val == null ? null : val.batches(c, 0).inOrder();
+                EncodedBatches batches = data.batches(c, c.seed(), group.worldSize());
+                List<Batch> valBatches = val == null ? null : val.batches(c, 0, 1).inOrder();
                 if (c.gradientCheckpointing() && m.denoiser instanceof UNet2DCondition u) u.gradientCheckpointing(true);
                 try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
                      Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
-                    t.checkpointer(checkpoints);
+                    t.checkpointer(checkpoints).gradSync(group);
                     if (pixelDecoder != null) t.pixelDecoder(pixelDecoder);
+                    if (!writer) {
+                        if (resumeFrom != null) t.resume(resumeFrom);
+                        listener.started(t);
+                        Map<String, Double> last = t.run(); // rank 0 logs the terms, averaged over the processes
+                        return new Summary(null, t.step(), (System.nanoTime() - started) / 1e9, last);
+                    }
                     if (resumeFrom != null) {
                         t.resume(resumeFrom);
                         // what the interrupted run logged past its checkpoint goes: metrics and curves do not overlap
@@ -310,8 +333,8 @@ public final class TrainRun {
             return winners.size();
         }
 
-        EncodedBatches batches(TrainConfig c, long seed) {
-            return new EncodedBatches(winners, losers, c.batchSize(), c.gradAccum(), seed, c.flip(), c.captionDropout());
+        EncodedBatches batches(TrainConfig c, long seed, int processes) {
+            return new EncodedBatches(winners, losers, c.batchSize(), c.gradAccum() * processes, seed, c.flip(), c.captionDropout());
         }
 
         static Data load(TrainConfig c, Path path, TextToImageModel m, Listener listener) throws IOException {

@@ -95,6 +95,7 @@ public final class Trainer implements AutoCloseable {
     private long step;
     private int nonfinite;
     private volatile String stopRequest;
+    private boolean stopAgreed;
 
     public Trainer(TextToImageModel model, Batches batches, Objective objective, Options options) {
         this.model = model;
@@ -147,8 +148,10 @@ public final class Trainer implements AutoCloseable {
     /** Runs the remaining steps; returns the last step's terms. */
     public Map<String, Double> run() throws IOException {
         Map<String, Double> last = Map.of();
+        if (gradSync.worldSize() > 1) startTogether();
         while (step < o.steps()) {
-            if (stopRequest != null) throw new Stopped(step, checkpointer != null && step > 0 ? checkpoint() : null, stopRequest);
+            if (stopRequest != null && gradSync.worldSize() == 1)
+                throw new Stopped(step, checkpointer != null && step > 0 ? checkpoint() : null, stopRequest);
             Map<String, Double> terms = trainStep();
             if (terms == null) { // a non-finite step was skipped; a checkpoint due now is still written
                 if (checkpointer != null && checkpointer.due(step, o.steps())) checkpoint();
@@ -156,28 +159,43 @@ public final class Trainer implements AutoCloseable {
             }
             last = terms;
             listener.step(this, step, terms);
+            if (stopAgreed) throw new Stopped(step, checkpointer != null ? checkpoint() : null, stopRequest != null ? stopRequest : "another process's stop");
             if (checkpointer != null && checkpointer.due(step, o.steps())) checkpoint();
         }
         return last;
     }
 
+    /** Every process starts from rank 0's weights, optimizer state and EMA (identical already after a resume; made sure of here). */
+    private void startTogether() {
+        List<Tensor> state = new java.util.ArrayList<>(List.of(flat.data()));
+        state.addAll(opt.buffers());
+        if (ema != null) state.add(ema.buffer());
+        try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
+            gradSync.broadcast(state);
+        }
+    }
+
     /**
-     * One optimizer step over {@code gradAccum} micro-batches. Returns its terms, or null when the
-     * loss or gradient was not finite and the update was skipped.
+     * One optimizer step over {@code gradAccum} micro-batches on each process. Returns its terms
+     * (averaged over the processes), or null when the loss or gradient was not finite on some
+     * process and every process skipped the update.
      */
     public Map<String, Double> trainStep() {
         step++;
         Map<String, Double> terms = new LinkedHashMap<>();
         boolean finite = true;
         double gradNorm = Double.NaN;
+        int world = gradSync.worldSize();
         try (Scope s = Scope.open()) {
-            gen.reseed(Generator.mix(o.seed(), step));
             opt.zeroGrad();
             for (int micro = 0; micro < o.gradAccum() && finite; micro++) {
-                org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), micro));
+                // this micro-batch's slot in the step: its samples and their draws do not depend on how the step is split
+                int slot = micro * world + gradSync.rank();
+                gen.reseed(Generator.mix(o.seed(), step)).shard(slot, (long) o.gradAccum() * world);
+                org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), slot));
                 Loss loss;
                 try (Autocast a = Autocast.bf16(o.bf16())) {
-                    loss = objective.loss(ctx, batches.get(step, micro));
+                    loss = objective.loss(ctx, batches.get(step, slot));
                 }
                 finite = Double.isFinite(Tensors.item(loss.loss()));
                 if (!finite) {
@@ -188,8 +206,9 @@ public final class Trainer implements AutoCloseable {
                 model.denoiser.finishBackward(); // blocks a checkpointing model recomputes
                 loss.terms().forEach((k, v) -> terms.merge(k, v / o.gradAccum(), Double::sum));
             }
-            if (finite) {
-                gradSync.allReduce(params);
+            if (!finite && world > 1) flat.grad().fill_(Tensors.s(Double.NaN)); // so that every process skips this update
+            if (finite || world > 1) {
+                gradSync.averageGradients(flat);
                 gradNorm = flat.clipGradNorm(o.maxGradNorm());
                 finite = Double.isFinite(gradNorm);
             }
@@ -198,6 +217,16 @@ public final class Trainer implements AutoCloseable {
                 if (ema != null) ema.update();
             }
             opt.zeroGrad();
+        }
+        if (world > 1 && finite) {
+            // the step's terms as the mean over the processes, and whether any process was asked to stop
+            List<String> keys = List.copyOf(terms.keySet());
+            double[] v = new double[keys.size() + 1];
+            for (int i = 0; i < keys.size(); i++) v[i] = terms.get(keys.get(i));
+            v[keys.size()] = stopRequest != null ? 1 : 0;
+            gradSync.sum(v);
+            for (int i = 0; i < keys.size(); i++) terms.put(keys.get(i), v[i] / world);
+            stopAgreed = v[keys.size()] > 0; // every process stops after the same step
         }
         if (!finite) {
             nonfinite++;
@@ -225,6 +254,7 @@ public final class Trainer implements AutoCloseable {
     /** Writes a checkpoint of the current step with the trainer's checkpointer. */
     public Path checkpoint() throws IOException {
         if (checkpointer == null) throw new IllegalStateException("no checkpointer set");
+        if (gradSync.rank() != 0) return checkpointer.dir().resolve(String.format("step-%06d", step)); // rank 0 writes it
         Map<String, Map<String, Tensor>> parts = new LinkedHashMap<>();
         parts.put("denoiser", params);
         parts.put("optimizer", opt.state());
