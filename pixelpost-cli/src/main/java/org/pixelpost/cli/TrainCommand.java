@@ -132,9 +132,9 @@ final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    /** The command line each worker runs: this one without {@code --nproc-per-node}. */
+    /** The command line each worker runs: this one ({@code train ...}) without {@code --nproc-per-node}. */
     static List<String> workerArgs(List<String> original) {
-        List<String> out = new java.util.ArrayList<>(List.of("train"));
+        List<String> out = new java.util.ArrayList<>();
         for (int i = 0; i < original.size(); i++) {
             String a = original.get(i);
             if (a.equals("--nproc-per-node")) i++;
