@@ -52,6 +52,10 @@ final class TrainBench implements Callable<Integer> {
     @Option(names = "--save-step", paramLabel = "FILE", description = {"tiny: write the step's weights, inputs, draws and resulting losses to a safetensors",
         "file, so that another implementation (bench/pytorch_twin.py) can check it computes the same step"})
     java.nio.file.Path saveStep;
+    @Option(names = "--nproc-per-node", paramLabel = "N", defaultValue = "1", description = {"tiny: the training step in N data-parallel worker processes",
+        "(Gloo on loopback), --batch per process: ms per step with and without the gradient all-reduce, and its share"})
+    int nprocPerNode;
+    @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
     @Override
     public Integer call() throws Exception {
@@ -73,6 +77,18 @@ final class TrainBench implements Callable<Integer> {
             return 0;
         }
         if (!model.equals("tiny")) throw new org.pixelpost.io.InvalidValueException("--model", "'" + model + "' is not tiny or sd15-shapes");
+        org.pixelpost.train.DataParallel.Env env = org.pixelpost.train.DataParallel.Env.from(System.getenv());
+        if (nprocPerNode > 1 && env == null)
+            return Launcher.run(nprocPerNode, TrainCommand.workerArgs(spec.commandLine().getParseResult().originalArgs()), 60);
+        if (env != null && env.worldSize() > 1) {
+            Checks.atLeast("--iters", iters, 1);
+            Map<String, Object> r = DataParallelBench.run(env, size, batch, iters);
+            if (env.rank() == 0) {
+                if (json) System.out.println(Json.write(r));
+                else r.forEach((k, v) -> System.out.printf("%-22s %s%n", k, v));
+            }
+            return 0;
+        }
         if (bf16Curve > 0) {
             Map<String, Object> c = Bf16Curve.run(size, batch, bf16Curve);
             if (json) System.out.println(Json.write(c));

@@ -40,6 +40,27 @@ class BenchTrainTest {
     }
 
     @Test
+    void twoWorkerProcessesReportTheirStepAndTheAllReducesShareOfIt(@TempDir Path dir) throws Exception {
+        Path out = dir.resolve("out.json"), err = dir.resolve("err.txt");
+        Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-cp", System.getProperty("java.class.path"),
+            "org.pixelpost.cli.Main", "bench", "train", "--nproc-per-node", "2", "--iters", "2", "--batch", "2", "--json")
+            .redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+        assertEquals(0, p.waitFor(), Files.readString(err));
+        JsonNode j = Json.MAPPER.readTree(Files.readString(out)); // rank 0 alone reports
+        assertEquals(2, j.get("processes").asInt());
+        assertEquals(1, j.get("threads_per_process").asInt(), "two processes share the two cores");
+        for (String row : new String[] {"latent", "pixel"}) {
+            JsonNode r = j.get(row);
+            double step = r.get("step_ms").asDouble(), ar = r.get("all_reduce_ms").asDouble();
+            assertTrue(ar > 0 && ar < step, row + ": " + r);
+            assertEquals(ar / step, r.get("all_reduce_share").asDouble(), 0.5 * ar / step + 0.002, row + ": " + r);
+            assertTrue(r.get("step_ms_without_all_reduce").asDouble() > 0, row + ": " + r);
+            // the tiny DiT's parameters, as float32
+            assertEquals(DiT.Config.named("tiny").parameterCount() * 4 / 1048576.0, r.get("gradient_mib").asDouble(), 0.01, row + ": " + r);
+        }
+    }
+
+    @Test
     void profileNamesEveryPhaseAndDecoderLayer(@TempDir Path dir) throws Exception {
         Path file = dir.resolve("profile.txt");
         String[] r = AutoencodeCommandTest.run("bench", "train", "--profile", file.toString(), "--iters", "1");
