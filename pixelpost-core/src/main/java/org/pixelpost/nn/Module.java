@@ -187,6 +187,23 @@ public abstract class Module implements AutoCloseable {
         }
     }
 
+    /**
+     * Moves every parameter to {@code device}. The parameter objects the modules hold are reassigned
+     * in place, so every holder sees the moved tensor (a leaf with the same {@code requires_grad}).
+     */
+    public void to(org.bytedeco.pytorch.Device device) {
+        try (NoGradGuard g = Tensors.noGrad(); org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) {
+            for (Tensor p : parameters().values()) {
+                org.bytedeco.pytorch.Device d = p.device();
+                if (d.type() == device.type() && (!device.has_index() || d.index() == device.index())) continue;
+                boolean grad = p.requires_grad();
+                Tensor moved = p.detach().to(device, p.scalar_type());
+                p.put(moved);
+                p.set_requires_grad(grad);
+            }
+        }
+    }
+
     /** Stops gradients into the parameters; gradients still flow through to the inputs. */
     public void freeze() {
         for (Tensor p : parameters().values()) p.set_requires_grad(false);

@@ -1,6 +1,7 @@
 package org.pixelpost.objective;
 
 import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.tensor.Tensors;
 
 /**
  * One micro-batch in model latent space: latents {@code z [B, C, h, w]} with their text
@@ -8,6 +9,12 @@ import org.bytedeco.pytorch.Tensor;
  * latents {@code zLoser} (the winners are {@code z}, and both share the prompt).
  */
 public record Batch(Tensor z, Tensor zLoser, Tensor tokens, Tensor mask) {
+    /** The batch on {@code like}'s device. */
+    public Batch on(Tensor like) {
+        return new Batch(Tensors.follow(z, like), zLoser == null ? null : Tensors.follow(zLoser, like), Tensors.follow(tokens, like),
+            mask == null ? null : Tensors.follow(mask, like));
+    }
+
     public static Batch of(Tensor z, Tensor tokens, Tensor mask) {
         return new Batch(z, null, tokens, mask);
     }

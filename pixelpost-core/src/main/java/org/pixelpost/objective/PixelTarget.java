@@ -14,7 +14,7 @@ import org.pixelpost.tensor.Tensors;
 record PixelTarget(StepContext ctx, PixelTerm p, Tensor z, Tensor zT, Tensor t, Tensor idx, long[] crop,
                    UnaryOperator<Tensor> decode, UnaryOperator<Tensor> cropImage, Tensor image) {
     static PixelTarget of(StepContext ctx, PixelTerm p, Tensor z, Tensor zT, Tensor t, long[] rows) {
-        Tensor idx = index(rows);
+        Tensor idx = Tensors.follow(index(rows), z);
         Tensor zr = z.index_select(0, idx), zTr = zT.index_select(0, idx), tr = t.index_select(0, idx);
         Tensor targetLatent = Objectives.targetLatent(p.decode(), zr, zTr);
         UnaryOperator<Tensor> decode = ctx.decode(), cropImage = UnaryOperator.identity();

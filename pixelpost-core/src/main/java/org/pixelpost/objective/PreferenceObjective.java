@@ -35,7 +35,7 @@ public interface PreferenceObjective extends Objective {
         if (!batch.isPairs()) throw new IllegalArgumentException(getClass().getSimpleName() + " needs winner/loser pairs");
         Tensor zW = batch.z(), zL = batch.zLoser();
         long b = zW.size(0);
-        Tensor t = ctx.gen().randint(ctx.schedule().numTrainTimesteps(), b);              // [P]
+        Tensor t = Tensors.follow(ctx.gen().randint(ctx.schedule().numTrainTimesteps(), b), zW);              // [P]
         Tensor eps = ctx.gen().randnLike(zW);                                            // [P, C, h, w]
         Tensor t2 = cat(t, t), eps2 = cat(eps, eps), z2 = cat(zW, zL);                   // [2P, ...]
         Tensor zT2 = ctx.schedule().addNoise(z2, eps2, t2);

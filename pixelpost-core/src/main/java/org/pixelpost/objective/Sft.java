@@ -15,7 +15,7 @@ public record Sft(double latentWeight, PixelTerm pixel) implements Objective {
     public Loss loss(StepContext ctx, Batch batch) {
         Tensor z = batch.z();
         long b = z.size(0);
-        Tensor t = ctx.gen().randint(ctx.schedule().numTrainTimesteps(), b);              // [B]
+        Tensor t = Tensors.follow(ctx.gen().randint(ctx.schedule().numTrainTimesteps(), b), z);              // [B]
         Tensor eps = ctx.gen().randnLike(z);                                             // [B, C, h, w]
         Tensor zT = ctx.schedule().addNoise(z, eps, t);                                  // [B, C, h, w]
         Tensor out = ctx.model().forward(zT, t, batch.tokens(), batch.mask());           // [B, C, h, w]

@@ -240,6 +240,24 @@ public final class TextToImageModel implements AutoCloseable {
         AtomicFiles.deleteTree(old);
     }
 
+    /**
+     * Moves the denoiser, the autoencoder and a text encoder that is a libtorch module to
+     * {@code device}; what the model creates then follows (noise is drawn on the CPU and moved, so a
+     * seed gives the same noise on every device).
+     */
+    public TextToImageModel to(org.bytedeco.pytorch.Device device) {
+        denoiser.module().to(device);
+        autoencoder.encoder().to(device);
+        autoencoder.decoder().to(device);
+        if (textEncoder instanceof org.pixelpost.model.text.ClipTextEncoder c) c.model().to(device);
+        return this;
+    }
+
+    /** {@code t} on the denoiser's device. */
+    public Tensor onDevice(Tensor t) {
+        return Tensors.follow(t, denoiser.module().parameters().values().iterator().next());
+    }
+
     @Override
     public void close() {
         textEncoder.close();

@@ -31,7 +31,7 @@ public final class Guidance {
         return (zT, t) -> {
             long n = zT.size(0);
             Tensor in = cfg ? torch.cat(new TensorVector(zT, zT), 0) : zT;                       // [2n or n, C, h, w]
-            Tensor tt = torch.full(new long[] {in.size(0)}, new Scalar(t)).to(torch.ScalarType.Long);
+            Tensor tt = Tensors.follow(torch.full(new long[] {in.size(0)}, new Scalar(t)).to(torch.ScalarType.Long), zT);
             Tensor out = model.apply(in, tt, tokens, mask);
             return cfg ? combine(out.narrow(0, 0, n), out.narrow(0, n, n), g) : out;          // [n, C, h, w]
         };

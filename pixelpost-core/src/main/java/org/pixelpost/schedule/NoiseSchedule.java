@@ -98,13 +98,13 @@ public final class NoiseSchedule {
 
     /** {@code alphaBar_t / (1 - alphaBar_t)} per batch element {@code [B]}, e.g. for SNR-weighted losses. */
     public Tensor snr(Tensor t) {
-        Tensor a = alphaBarTensor.index_select(0, t.to(ScalarType.Long));
+        Tensor a = Tensors.follow(alphaBarTensor, t).gather(0, t.to(ScalarType.Long).reshape(-1)); // [B]
         return a.div(a.neg().add(Tensors.s(1)));
     }
 
     /** {@code sqrt(alphaBar_t)} and {@code sqrt(1 - alphaBar_t)} per batch element, shaped to broadcast against {@code like}. */
     private Tensor[] coefficients(Tensor t, Tensor like) {
-        Tensor a = alphaBarTensor.index_select(0, t.to(ScalarType.Long));
+        Tensor a = Tensors.follow(alphaBarTensor, t).gather(0, t.to(ScalarType.Long).reshape(-1)); // [B]
         long[] shape = new long[(int) like.dim()];
         java.util.Arrays.fill(shape, 1);
         shape[0] = -1;

@@ -65,7 +65,8 @@ public final class Generator implements AutoCloseable {
 
     /** Standard normal samples shaped and typed like {@code like}. */
     public Tensor randnLike(Tensor like) {
-        return sharded(Tensors.shape(like), sh -> torch.randn(sh, opt(), new TensorOptions(like.scalar_type())));
+        // drawn on the CPU, then moved: the same seed gives the same noise on every device
+        return Tensors.follow(sharded(Tensors.shape(like), sh -> torch.randn(sh, opt(), new TensorOptions(like.scalar_type()))), like);
     }
 
     /** Uniform float32 samples in [0, 1). */

@@ -71,6 +71,13 @@ public final class Tensors {
         return new BytePointer(contiguous.data_ptr()).capacity(n).asBuffer();
     }
 
+    /** {@code t} on {@code like}'s device (itself when it is there already). */
+    public static Tensor follow(Tensor t, Tensor like) {
+        org.bytedeco.pytorch.Device d = like.device(), mine = t.device();
+        if (mine.type() == d.type() && mine.index() == d.index()) return t;
+        return t.to(d, t.scalar_type());
+    }
+
     public static Scalar s(double v) {
         return new Scalar(v);
     }

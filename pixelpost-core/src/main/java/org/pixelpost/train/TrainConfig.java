@@ -77,7 +77,8 @@ public record TrainConfig(
     @Doc("LoRA alpha: the update is scaled by alpha / rank (0: alpha = rank)") double loraAlpha,
     @Doc("layers that get adapters: presets attention, ff, proj, conv, or regular expressions on layer paths") List<String> loraTargets,
     @Doc("dropout on the adapters' input while training") double loraDropout,
-    @Doc("layout of the run's lora.safetensors: kohya (loads in AUTOMATIC1111, ComfyUI, diffusers) or peft") String loraFormat) {
+    @Doc("layout of the run's lora.safetensors: kohya (loads in AUTOMATIC1111, ComfyUI, diffusers) or peft") String loraFormat,
+    @Doc("where the models run: cpu, cuda or cuda:N (CUDA needs the build with -Pgpu and an NVIDIA driver)") String device) {
 
     /** Help text of a field. */
     @Retention(RetentionPolicy.RUNTIME)
@@ -96,7 +97,7 @@ public record TrainConfig(
     public static TrainConfig defaults() {
         return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1,
             2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, false, "vae", true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
-            "skip", "skip", 0, 0, 0, org.pixelpost.pipeline.LoraTargets.DEFAULT, 0, "kohya");
+            "skip", "skip", 0, 0, 0, org.pixelpost.pipeline.LoraTargets.DEFAULT, 0, "kohya", "cpu");
     }
 
     /** Defaults, overlaid with {@code overrides} (snake_case keys); unknown keys are refused by name. */
@@ -195,6 +196,7 @@ public record TrainConfig(
 
     TrainConfig validated() {
         kind();
+        org.pixelpost.tensor.Engine.checkDeviceSpec("device", device);
         PixelDecode.of(pixelDecode);
         Checks.oneOf("lr_schedule", lrSchedule, "constant", "cosine");
         Checks.oneOf("on_bad_image", onBadImage, "skip", "fail");

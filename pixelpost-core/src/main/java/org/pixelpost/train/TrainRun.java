@@ -118,6 +118,11 @@ public final class TrainRun {
         try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
+            org.bytedeco.pytorch.Device device = Engine.device(c.device());
+            if (!device.is_cpu()) {
+                m.to(device);
+                if (reference != null) reference.module().to(device);
+            }
             if (writer) listener.message("encoding data (cached after the first run)");
             if (!writer) group.barrier(); // rank 0 encodes into the cache first; the others then read it
             try (Data data = Data.load(c, Paths.get(c.data()), m, listener);

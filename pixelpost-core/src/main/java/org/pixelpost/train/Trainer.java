@@ -194,8 +194,8 @@ public final class Trainer implements AutoCloseable {
                 gen.reseed(Generator.mix(o.seed(), step)).shard(slot, (long) o.gradAccum() * world);
                 org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), slot));
                 Loss loss;
-                try (Autocast a = Autocast.bf16(o.bf16())) {
-                    loss = objective.loss(ctx, batches.get(step, slot));
+                try (Autocast a = Autocast.bf16(o.bf16(), flat.data().device().type())) {
+                    loss = objective.loss(ctx, batches.get(step, slot).on(flat.data())); // data is kept on the CPU
                 }
                 finite = Double.isFinite(Tensors.item(loss.loss()));
                 if (!finite) {

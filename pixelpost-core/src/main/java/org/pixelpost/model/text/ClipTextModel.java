@@ -133,11 +133,13 @@ public final class ClipTextModel extends Module {
      *     for none: the causal mask always applies, as in the reference
      */
     public Output forward(Tensor ids, Tensor attentionMask) {
+        ids = Tensors.follow(ids, tokenEmbedding); // the tokenizer's ids come from the CPU
+        if (attentionMask != null) attentionMask = Tensors.follow(attentionMask, tokenEmbedding);
         long b = ids.size(0), t = ids.size(1);
         if (t > config.maxPositions) throw new IllegalArgumentException(t + " tokens, but the model has " + config.maxPositions + " positions");
-        Tensor pos = torch.arange(new Scalar(t)).to(torch.ScalarType.Long);
+        Tensor pos = Tensors.follow(torch.arange(new Scalar(t)).to(torch.ScalarType.Long), ids);
         Tensor h = torch.embedding(tokenEmbedding, ids).add(torch.embedding(positionEmbedding, pos).unsqueeze(0)); // [B, T, D]
-        Tensor causal = torch.ones(t, t).to(torch.ScalarType.Bool).tril();                  // [T, T] true where a key is visible
+        Tensor causal = Tensors.follow(torch.ones(t, t).to(torch.ScalarType.Bool).tril(), ids);                  // [T, T] true where a key is visible
         Tensor mask = causal.view(1, 1, t, t);
         if (attentionMask != null) mask = mask.logical_and(attentionMask.to(torch.ScalarType.Bool).view(b, 1, 1, t)); // [B, 1, T, T]
         List<Tensor> hidden = new ArrayList<>();
@@ -151,7 +153,7 @@ public final class ClipTextModel extends Module {
         Tensor at = config.eosTokenId == 2 ? ids.argmax(new org.bytedeco.pytorch.LongOptional(-1), false)
             : ids.eq(new Scalar(config.eosTokenId)).to(torch.ScalarType.Int).argmax(new org.bytedeco.pytorch.LongOptional(-1), false);
         Tensor pooled = last.index(new org.bytedeco.pytorch.TensorIndexVector(
-            new org.bytedeco.pytorch.TensorIndex(torch.arange(new Scalar(b)).to(torch.ScalarType.Long)),
+            new org.bytedeco.pytorch.TensorIndex(Tensors.follow(torch.arange(new Scalar(b)).to(torch.ScalarType.Long), ids)),
             new org.bytedeco.pytorch.TensorIndex(at)));                                     // [B, D]
         return new Output(hidden, last, pooled);
     }

@@ -17,7 +17,7 @@ public final class Embeddings {
      */
     public static Tensor timestep(Tensor t, int dim, boolean flipSinToCos, double freqShift) {
         int half = dim / 2;
-        Tensor freqs = torch.arange(new Scalar(half)).to(torch.ScalarType.Float)
+        Tensor freqs = Tensors.follow(torch.arange(new Scalar(half)).to(torch.ScalarType.Float), t)
             .mul(Tensors.s(-Math.log(10000) / (half - freqShift))).exp();                 // [half]
         Tensor args = t.to(torch.ScalarType.Float).unsqueeze(1).mul(freqs.unsqueeze(0));  // [B, half]
         Tensor sin = args.sin(), cos = args.cos();
