@@ -122,7 +122,8 @@ final class TrainCommand implements Callable<Integer> {
             return Launcher.run(nprocPerNode, workerArgs(spec.commandLine().getParseResult().originalArgs()), distTimeout + 30);
         }
         if (env == null || env.worldSize() == 1) return train(c, GradSync.LOCAL);
-        try (DataParallel group = DataParallel.join(env, java.time.Duration.ofSeconds(distTimeout))) {
+        try (DataParallel group = DataParallel.join(env, java.time.Duration.ofSeconds(distTimeout), DataParallel.DEFAULT_BUCKET_BYTES,
+                c.device().startsWith("cuda"))) {
             try {
                 return train(c, group);
             } catch (RuntimeException | IOException e) {

@@ -40,6 +40,8 @@ public final class Engine {
         try {
             // Extract every bundled library before the first load (see class comment).
             Loader.cacheResources(torch.class, "/org/bytedeco/pytorch/" + Loader.getPlatform() + "/");
+            String gpu = "/org/bytedeco/pytorch/" + Loader.getPlatform() + "-gpu/"; // the CUDA build (mvn -Pgpu)
+            if (torch.class.getResource(gpu) != null) Loader.cacheResources(torch.class, gpu);
         } catch (Exception e) {
             String cache;
             try { cache = String.valueOf(Loader.getCacheDir()); } catch (Exception ignored) { cache = "?"; }

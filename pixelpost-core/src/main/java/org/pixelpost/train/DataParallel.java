@@ -27,7 +27,8 @@ import org.pixelpost.tensor.Tensors;
 
 /**
  * A data-parallel group of processes on libtorch's own collectives (c10d): a {@code TCPStore} on
- * rank 0 for the rendezvous and {@code ProcessGroupGloo} for the collectives. What
+ * rank 0 for the rendezvous, and {@code ProcessGroupGloo} for the collectives on the CPU or
+ * {@code ProcessGroupNCCL} on CUDA. What
  * DistributedDataParallel does around a step is done here: rank 0's weights are broadcast before
  * the first step, and after backward the flat gradient buffer is all-reduced in buckets of a few
  * MB (summed, then divided by the number of processes).
@@ -103,12 +104,14 @@ public final class DataParallel implements GradSync, AutoCloseable {
     private final Duration timeout;
     private final long bucketElements;
     private final TCPStore store;
-    private final ProcessGroupGloo group;
+    private final org.bytedeco.pytorch.Backend group;
+    private final boolean cuda;
     private final String host;
     private double allReduceSeconds;
     private long allReduces;
 
-    private DataParallel(Env env, Duration timeout, long bucketBytes, TCPStore store, ProcessGroupGloo group, String host) {
+    private DataParallel(Env env, Duration timeout, long bucketBytes, TCPStore store, org.bytedeco.pytorch.Backend group, String host, boolean cuda) {
+        this.cuda = cuda;
         this.env = env;
         this.timeout = timeout;
         this.bucketElements = Math.max(1, bucketBytes / Float.BYTES);
@@ -127,6 +130,11 @@ public final class DataParallel implements GradSync, AutoCloseable {
     }
 
     public static DataParallel join(Env env, Duration timeout, long bucketBytes) {
+        return join(env, timeout, bucketBytes, false);
+    }
+
+    /** With {@code cuda}, the collectives run on NCCL over the GPUs' tensors (each process on its own GPU). */
+    public static DataParallel join(Env env, Duration timeout, long bucketBytes, boolean cuda) {
         Engine.start();
         Milliseconds ms = new Milliseconds(timeout.toMillis());
         TCPStoreOptions so = new TCPStoreOptions();
@@ -147,18 +155,22 @@ public final class DataParallel implements GradSync, AutoCloseable {
             host = "?";
         }
         store.set(KEY + "pid/" + env.rank(), host + " " + ProcessHandle.current().pid());
-        ProcessGroupGloo.Options po = new ProcessGroupGloo.Options(ms);
-        po.devices(new GlooDeviceVector(device(env)));
-        ProcessGroupGloo group;
+        org.bytedeco.pytorch.Backend group;
         try {
-            group = new ProcessGroupGloo(store, env.rank(), env.worldSize(), po);
+            if (cuda) {
+                group = new org.bytedeco.pytorch.nccl.ProcessGroupNCCL(store, env.rank(), env.worldSize());
+            } else {
+                ProcessGroupGloo.Options po = new ProcessGroupGloo.Options(ms);
+                po.devices(new GlooDeviceVector(device(env)));
+                group = new ProcessGroupGloo(store, env.rank(), env.worldSize(), po);
+            }
         } catch (RuntimeException e) {
             store.releaseReference();
             throw new IllegalStateException("rank " + env.rank() + ": the " + env.worldSize() + " processes did not all join within "
                 + timeout.toSeconds() + " s: " + firstLine(e), e);
         }
         group.retainReference();
-        return new DataParallel(env, timeout, bucketBytes, store, group, host);
+        return new DataParallel(env, timeout, bucketBytes, store, group, host, cuda);
     }
 
     /** The network device Gloo uses: {@code GLOO_SOCKET_IFNAME} where set, loopback for a local group, else this host's name. */
@@ -233,9 +245,10 @@ public final class DataParallel implements GradSync, AutoCloseable {
         try (Scope s = Scope.open()) {
             ByteBuffer b = ByteBuffer.allocateDirect(values.length * Double.BYTES).order(ByteOrder.nativeOrder());
             b.asDoubleBuffer().put(values);
-            Tensor t = Tensors.fromBytes(b, torch.ScalarType.Double, values.length);
+            Tensor host = Tensors.fromBytes(b, torch.ScalarType.Double, values.length);
+            Tensor t = cuda ? host.cuda() : host; // NCCL reduces GPU tensors only
             run("all-reduce", () -> group.allreduce(new TensorVector(t), sumOptions()));
-            Tensors.bytes(t).order(ByteOrder.nativeOrder()).asDoubleBuffer().get(values);
+            Tensors.bytes(t.cpu()).order(ByteOrder.nativeOrder()).asDoubleBuffer().get(values);
         }
     }
 

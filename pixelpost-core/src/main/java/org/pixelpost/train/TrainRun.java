@@ -118,7 +118,9 @@ public final class TrainRun {
         try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
-            org.bytedeco.pytorch.Device device = Engine.device(c.device());
+            // one GPU per process: plain "cuda" in a group means the process's local rank
+            org.bytedeco.pytorch.Device device = Engine.device(c.device().equals("cuda") && group instanceof DataParallel dp
+                ? "cuda:" + dp.env().localRank() : c.device());
             if (!device.is_cpu()) {
                 m.to(device);
                 if (reference != null) reference.module().to(device);
