@@ -74,15 +74,7 @@ class DistributedTrainTest {
     }
 
     static List<JsonNode> metrics(Path run) throws Exception {
-        List<JsonNode> out = new ArrayList<>();
-        ObjectMapper om = new ObjectMapper();
-        for (String l : Files.readAllLines(run.resolve("metrics.jsonl"))) {
-            ObjectNode n = (ObjectNode) om.readTree(l);
-            n.remove("time");
-            n.remove("rss_mib");
-            out.add(n);
-        }
-        return out;
+        return org.pixelpost.train.TrainerTest.metrics(run);
     }
 
     static float[] weights(Path run) throws Exception {

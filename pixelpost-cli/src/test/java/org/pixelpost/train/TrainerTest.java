@@ -18,7 +18,7 @@ import org.pixelpost.TestData;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Engine;
 
-class TrainerTest {
+public class TrainerTest {
     @TempDir static Path shared;
     static Path model, train, val;
 
@@ -53,7 +53,8 @@ class TrainerTest {
         return s.get(s.size() / 2);
     }
 
-    static List<JsonNode> metrics(Path run) throws Exception {
+    /** A run's metrics.jsonl without its wall-clock fields. */
+    public static List<JsonNode> metrics(Path run) throws Exception {
         List<JsonNode> out = new ArrayList<>();
         ObjectMapper om = new ObjectMapper();
         for (String l : Files.readAllLines(run.resolve("metrics.jsonl"))) {
