@@ -14,7 +14,8 @@ import java.util.concurrent.TimeUnit;
  * the same command with {@code RANK}, {@code WORLD_SIZE}, {@code LOCAL_RANK},
  * {@code LOCAL_WORLD_SIZE}, {@code MASTER_ADDR} and {@code MASTER_PORT} set, waits for them, and
  * stops them all when one fails. The workers themselves notice a failed peer at their next
- * collective; the launcher only makes sure none outlives the others by more than {@code grace}.
+ * collective; the launcher gives them a few seconds for that, then asks them to stop (SIGTERM), and
+ * past {@code grace} stops them. Workers end themselves if the launcher is gone (killed with -9).
  */
 final class Launcher {
     /** The exit status of a launch: 0 when every worker succeeded, else the first failure's. */
@@ -28,14 +29,7 @@ final class Launcher {
         Thread stopAll = new Thread(() -> {
             // SIGTERM / Ctrl-C on the launcher: each worker finishes its step, rank 0 checkpoints
             for (Process p : workers) p.destroy();
-            for (Process p : workers) {
-                try {
-                    p.waitFor(graceSeconds, TimeUnit.SECONDS);
-                } catch (InterruptedException e) {
-                    break;
-                }
-                p.destroyForcibly();
-            }
+            stopWithin(workers, graceSeconds);
         });
         Runtime.getRuntime().addShutdownHook(stopAll);
         try {
@@ -52,6 +46,7 @@ final class Launcher {
                 env.put("LOCAL_WORLD_SIZE", String.valueOf(nproc));
                 env.put("MASTER_ADDR", "127.0.0.1");
                 env.put("MASTER_PORT", String.valueOf(port));
+                env.put(PARENT, String.valueOf(ProcessHandle.current().pid()));
                 workers.add(b.start());
             }
             System.err.printf("launched %d workers on 127.0.0.1:%d (pids %s)%n", nproc, port,
@@ -70,12 +65,10 @@ final class Launcher {
                 Thread.sleep(100);
             }
             if (failedRank >= 0) {
-                // the others fail at their next collective; past the grace period they are stopped
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(graceSeconds);
-                for (Process p : workers) {
-                    long left = deadline - System.nanoTime();
-                    if (left <= 0 || !p.waitFor(left, TimeUnit.NANOSECONDS)) p.destroyForcibly().waitFor();
-                }
+                // the others fail at their next collective; one busy elsewhere (encoding, sampling) is asked to stop, then stopped
+                stopWithin(workers, 10);
+                for (Process p : workers) p.destroy();
+                stopWithin(workers, graceSeconds);
                 return status;
             }
             for (int r = 0; r < nproc; r++) {
@@ -93,6 +86,41 @@ final class Launcher {
                 // the hook is already running
             }
         }
+    }
+
+    /** The variable that tells a worker its launcher's pid. */
+    static final String PARENT = "PIXELPOST_LAUNCHER_PID";
+
+    /** Waits up to {@code seconds} in all for the workers to end, then kills those left. */
+    private static void stopWithin(List<Process> workers, long seconds) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        for (Process p : workers) {
+            try {
+                long left = deadline - System.nanoTime();
+                if (left > 0) p.waitFor(left, TimeUnit.NANOSECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        for (Process p : workers) if (p.isAlive()) p.destroyForcibly();
+    }
+
+    /** In a worker: ends this process if its launcher has gone (killed with -9), so no worker is left running alone. */
+    static void watchLauncher() {
+        String pid = System.getenv(PARENT);
+        if (pid == null) return;
+        java.util.Optional<ProcessHandle> launcher;
+        try {
+            launcher = ProcessHandle.of(Long.parseLong(pid.strip()));
+        } catch (NumberFormatException e) {
+            return;
+        }
+        if (launcher.isEmpty()) Runtime.getRuntime().halt(1);
+        launcher.get().onExit().thenRun(() -> {
+            System.err.println("pixelpost: the launcher (pid " + pid + ") has gone; this worker stops");
+            Runtime.getRuntime().halt(1);
+        });
     }
 
     private static String how(int status) {

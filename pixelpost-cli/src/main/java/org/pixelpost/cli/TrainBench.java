@@ -82,6 +82,7 @@ final class TrainBench implements Callable<Integer> {
             return Launcher.run(nprocPerNode, TrainCommand.workerArgs(spec.commandLine().getParseResult().originalArgs()), 60);
         if (env != null && env.worldSize() > 1) {
             Checks.atLeast("--iters", iters, 1);
+            Launcher.watchLauncher();
             Map<String, Object> r = DataParallelBench.run(env, size, batch, iters);
             if (env.rank() == 0) {
                 if (json) System.out.println(Json.write(r));

@@ -122,12 +122,13 @@ final class TrainCommand implements Callable<Integer> {
             return Launcher.run(nprocPerNode, workerArgs(spec.commandLine().getParseResult().originalArgs()), distTimeout + 30);
         }
         if (env == null || env.worldSize() == 1) return train(c, GradSync.LOCAL);
+        Launcher.watchLauncher();
         try (DataParallel group = DataParallel.join(env, java.time.Duration.ofSeconds(distTimeout), DataParallel.DEFAULT_BUCKET_BYTES,
                 c.device().startsWith("cuda"))) {
             try {
                 return train(c, group);
             } catch (RuntimeException | IOException e) {
-                group.reportFailure(Errors.describe(e)); // so the other processes can name this rank
+                group.reportFailure(e); // so the other processes can name this rank
                 throw e;
             }
         }

@@ -158,7 +158,9 @@ public final class DataParallel implements GradSync, AutoCloseable {
         org.bytedeco.pytorch.Backend group;
         try {
             if (cuda) {
-                group = new org.bytedeco.pytorch.nccl.ProcessGroupNCCL(store, env.rank(), env.worldSize());
+                org.bytedeco.pytorch.nccl.ProcessGroupNCCL.Options no = new org.bytedeco.pytorch.nccl.ProcessGroupNCCL.Options();
+                no.timeout(ms);
+                group = new org.bytedeco.pytorch.nccl.ProcessGroupNCCL(store, env.rank(), env.worldSize(), no);
             } else {
                 ProcessGroupGloo.Options po = new ProcessGroupGloo.Options(ms);
                 po.devices(new GlooDeviceVector(device(env)));
@@ -246,7 +248,8 @@ public final class DataParallel implements GradSync, AutoCloseable {
             ByteBuffer b = ByteBuffer.allocateDirect(values.length * Double.BYTES).order(ByteOrder.nativeOrder());
             b.asDoubleBuffer().put(values);
             Tensor host = Tensors.fromBytes(b, torch.ScalarType.Double, values.length);
-            Tensor t = cuda ? host.cuda() : host; // NCCL reduces GPU tensors only
+            // NCCL reduces GPU tensors only: this process's GPU, the one of its local rank
+            Tensor t = cuda ? host.to(new org.bytedeco.pytorch.Device(torch.DeviceType.CUDA, (byte) env.localRank()), host.scalar_type()) : host;
             run("all-reduce", () -> group.allreduce(new TensorVector(t), sumOptions()));
             Tensors.bytes(t.cpu()).order(ByteOrder.nativeOrder()).asDoubleBuffer().get(values);
         }
@@ -258,10 +261,30 @@ public final class DataParallel implements GradSync, AutoCloseable {
     }
 
     /**
+     * Rank 0 says that {@code what} is done; the others wait for it in {@link #awaitRank0} without the
+     * collective timeout (for work only rank 0 does, of unknown length, such as encoding the data).
+     */
+    @Override
+    public void rank0Done(String what) {
+        store.set(KEY + "done/" + what, "1");
+    }
+
+    @Override
+    public void awaitRank0(String what) {
+        try {
+            store._wait(new StringVector(KEY + "done/" + what), new Milliseconds(30L * 24 * 3600 * 1000) /* 30 days */);
+        } catch (RuntimeException e) {
+            throw failure("waiting for rank 0 (" + what + ")", e);
+        }
+    }
+
+    /**
      * Leaves a note in the store that this rank failed and why, so the others can name it. Best
      * effort: the store may be gone with rank 0.
      */
-    public void reportFailure(String message) {
+    public void reportFailure(Throwable e) {
+        if (e instanceof PeerFailure) return; // another rank's failure: it is that rank that gets named
+        String message = e.getMessage();
         try {
             store.set(KEY + "failed/" + env.rank(), message == null ? "failed" : message);
         } catch (RuntimeException ignored) {

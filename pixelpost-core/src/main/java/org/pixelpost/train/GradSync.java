@@ -32,5 +32,11 @@ public interface GradSync {
     /** Returns once every process has called it. */
     default void barrier() {}
 
+    /** Rank 0 tells the others that {@code what} is done. */
+    default void rank0Done(String what) {}
+
+    /** Waits, with no time limit, until rank 0 has said {@code what} is done. */
+    default void awaitRank0(String what) {}
+
     GradSync LOCAL = new GradSync() {};
 }

@@ -118,7 +118,9 @@ public final class TrainRun {
         try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
-            // one GPU per process: plain "cuda" in a group means the process's local rank
+            // one GPU per process: in a group, "cuda" means the GPU of the process's local rank
+            if (group.worldSize() > 1 && c.device().startsWith("cuda:"))
+                throw new InvalidValueException("device", c.device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
             org.bytedeco.pytorch.Device device = Engine.device(c.device().equals("cuda") && group instanceof DataParallel dp
                 ? "cuda:" + dp.env().localRank() : c.device());
             if (!device.is_cpu()) {
@@ -126,10 +128,10 @@ public final class TrainRun {
                 if (reference != null) reference.module().to(device);
             }
             if (writer) listener.message("encoding data (cached after the first run)");
-            if (!writer) group.barrier(); // rank 0 encodes into the cache first; the others then read it
+            if (!writer) group.awaitRank0("encoding"); // rank 0 encodes into the cache first (however long); the others then read it
             try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
                  Data val = c.valData() != null && writer ? Data.load(c, Paths.get(c.valData()), m, listener) : null) {
-                if (writer) group.barrier();
+                if (writer) group.rank0Done("encoding");
                 long perStep = (long) c.batchSize() * c.gradAccum() * group.worldSize();
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
                 EncodedBatches batches = data.batches(c, c.seed(), group.worldSize());

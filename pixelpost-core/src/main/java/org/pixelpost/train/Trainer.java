@@ -159,7 +159,7 @@ public final class Trainer implements AutoCloseable {
             }
             last = terms;
             listener.step(this, step, terms);
-            if (stopAgreed) throw new Stopped(step, checkpointer != null ? checkpoint() : null, stopRequest != null ? stopRequest : "another process's stop");
+            if (stopAgreed && step < o.steps()) throw new Stopped(step, checkpointer != null ? checkpoint() : null, stopRequest != null ? stopRequest : "another process's stop");
             if (checkpointer != null && checkpointer.due(step, o.steps())) checkpoint();
         }
         return last;
@@ -245,7 +245,7 @@ public final class Trainer implements AutoCloseable {
         Map<String, Double> sum = new LinkedHashMap<>();
         try (Scope s = Scope.open(); var g = Tensors.noGrad(); Generator evalGen = Generator.seeded(seed)) {
             StepContext c = ctx.withGenerator(evalGen);
-            for (Batch b : batches) objective.loss(c, b).terms().forEach((k, v) -> sum.merge(k, v, Double::sum));
+            for (Batch b : batches) objective.loss(c, b.on(flat.data())).terms().forEach((k, v) -> sum.merge(k, v, Double::sum));
         }
         sum.replaceAll((k, v) -> v / batches.size());
         return sum;
