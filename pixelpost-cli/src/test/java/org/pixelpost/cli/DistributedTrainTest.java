@@ -148,6 +148,7 @@ class DistributedTrainTest {
         ProcessHandle.of(rank1).orElseThrow().destroyForcibly(); // SIGKILL
         int code = finish(launcher, log);
         String out = Files.readString(log);
+        System.out.println("the killed run's output:\n" + out);
         assertNotEquals(0, code, "the launcher fails when a worker is killed; output:\n" + out);
         assertTrue(out.contains("rank 1 (pid " + rank1 + ") was killed by SIGKILL"), "the launcher names the killed rank:\n" + out);
         assertTrue(out.contains("rank 0:") && out.contains("rank 1"), "rank 0 stops with a message naming rank 1:\n" + out);
