@@ -46,7 +46,9 @@ class BenchTrainTest {
             "org.pixelpost.cli.Main", "bench", "train", "--nproc-per-node", "2", "--iters", "2", "--batch", "2", "--json")
             .redirectOutput(out.toFile()).redirectError(err.toFile()).start();
         assertEquals(0, p.waitFor(), Files.readString(err));
-        JsonNode j = Json.MAPPER.readTree(Files.readString(out)); // rank 0 alone reports
+        String printed = Files.readString(out);
+        // rank 0 alone reports; Gloo's own connection line may come first on the same stream
+        JsonNode j = Json.MAPPER.readTree(printed.substring(printed.indexOf('{')));
         assertEquals(2, j.get("processes").asInt());
         assertEquals(1, j.get("threads_per_process").asInt(), "two processes share the two cores");
         for (String row : new String[] {"latent", "pixel"}) {

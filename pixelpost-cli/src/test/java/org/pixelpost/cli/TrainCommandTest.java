@@ -51,5 +51,18 @@ class TrainCommandTest {
         r = AutoencodeCommandTest.run("train", "--init", dir.resolve("none").toString(), "--data", "y", "--out", dir.resolve("o").toString());
         assertEquals("1", r[0]);
         assertTrue(r[2].contains("not a model folder"), r[2]);
+        r = AutoencodeCommandTest.run("train", "--init", "x", "--data", "y", "--out", dir.resolve("o").toString(), "--device", "gpu");
+        assertEquals("2", r[0]);
+        assertTrue(r[2].contains("--device") && r[2].contains("'gpu' is not a device"), r[2]);
+        if (!org.bytedeco.pytorch.global.torch.cuda_is_available()) {
+            // refused before any model is loaded or folder made
+            r = AutoencodeCommandTest.run("train", "--init", dir.resolve("none").toString(), "--data", "y", "--out", dir.resolve("o").toString(), "--device", "cuda");
+            assertEquals("2", r[0]);
+            assertTrue(r[2].contains("--device: cuda: CUDA is not available") && r[2].contains("-Pgpu"), r[2]);
+            assertFalse(Files.exists(dir.resolve("o")), "nothing written");
+        }
+        r = AutoencodeCommandTest.run("train", "--init", "x", "--data", "y", "--out", dir.resolve("o").toString(), "--nproc-per-node", "0");
+        assertEquals("2", r[0]);
+        assertTrue(r[2].contains("--nproc-per-node"), r[2]);
     }
 }

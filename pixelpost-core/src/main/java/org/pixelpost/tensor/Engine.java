@@ -59,25 +59,25 @@ public final class Engine {
 
     /**
      * The device named {@code spec}: {@code cpu}, {@code cuda} (the first GPU) or {@code cuda:N}.
-     * Refused with the reason where this process cannot use it.
+     * Refused ({@link IllegalArgumentException}) with the reason where this process cannot use it.
      */
     public static org.bytedeco.pytorch.Device device(String spec) {
-        checkDeviceSpec("--device", spec);
+        checkDeviceSpec(spec);
         start();
         if (spec.equals("cpu")) return new org.bytedeco.pytorch.Device(torch.DeviceType.CPU);
         if (!torch.cuda_is_available())
-            throw new org.pixelpost.io.InvalidValueException("--device", spec + ": CUDA is not available to this process (this build carries libtorch's "
+            throw new IllegalArgumentException(spec + ": CUDA is not available to this process (this build carries libtorch's "
                 + (torch.hasCUDA() ? "CUDA natives, but no GPU or driver was found" : "CPU natives only; build with mvn -Pgpu on a machine with an NVIDIA driver") + ")");
         int index = spec.equals("cuda") ? 0 : Integer.parseInt(spec.substring(5));
         int count = torch.cuda_device_count();
-        if (index >= count) throw new org.pixelpost.io.InvalidValueException("--device", spec + ": this machine has " + count + " CUDA device(s)");
+        if (index >= count) throw new IllegalArgumentException(spec + ": this machine has " + count + " CUDA device(s)");
         return new org.bytedeco.pytorch.Device(torch.DeviceType.CUDA, (byte) index);
     }
 
     /** Refuses a device name other than cpu, cuda and cuda:N (no engine needed). */
-    public static void checkDeviceSpec(String option, String spec) {
+    public static void checkDeviceSpec(String spec) {
         if (spec == null || !spec.matches("cpu|cuda|cuda:\\d{1,2}"))
-            throw new org.pixelpost.io.InvalidValueException(option, "'" + spec + "' is not a device: cpu, cuda or cuda:N");
+            throw new IllegalArgumentException("'" + spec + "' is not a device: cpu, cuda or cuda:N");
     }
 
     /** Seeds libtorch's default generator: one seed makes a run repeatable. */

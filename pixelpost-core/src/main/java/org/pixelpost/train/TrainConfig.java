@@ -196,7 +196,11 @@ public record TrainConfig(
 
     TrainConfig validated() {
         kind();
-        org.pixelpost.tensor.Engine.checkDeviceSpec("device", device);
+        try {
+            org.pixelpost.tensor.Engine.checkDeviceSpec(device);
+        } catch (IllegalArgumentException e) {
+            throw new InvalidValueException("device", e.getMessage());
+        }
         PixelDecode.of(pixelDecode);
         Checks.oneOf("lr_schedule", lrSchedule, "constant", "cosine");
         Checks.oneOf("on_bad_image", onBadImage, "skip", "fail");

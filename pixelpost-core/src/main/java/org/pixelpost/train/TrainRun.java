@@ -109,6 +109,15 @@ public final class TrainRun {
         Path resumeFrom = c.resume() == null || c.resume().isBlank() ? null : checkpoints.resolve(c.resume());
         if (resumeFrom == null && !checkpoints.list().isEmpty())
             throw new IOException(out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
+        // one GPU per process: in a group, "cuda" means the GPU of the process's local rank
+        if (group.worldSize() > 1 && c.device().startsWith("cuda:"))
+            throw new InvalidValueException("--device", c.device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
+        org.bytedeco.pytorch.Device device;
+        try {
+            device = Engine.device(c.device().equals("cuda") && group instanceof DataParallel dp ? "cuda:" + dp.env().localRank() : c.device());
+        } catch (IllegalArgumentException e) {
+            throw new InvalidValueException("--device", e.getMessage());
+        }
         boolean writer = group.rank() == 0; // the others only train
         if (writer) {
             created[0] = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
@@ -118,11 +127,6 @@ public final class TrainRun {
         try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
-            // one GPU per process: in a group, "cuda" means the GPU of the process's local rank
-            if (group.worldSize() > 1 && c.device().startsWith("cuda:"))
-                throw new InvalidValueException("device", c.device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
-            org.bytedeco.pytorch.Device device = Engine.device(c.device().equals("cuda") && group instanceof DataParallel dp
-                ? "cuda:" + dp.env().localRank() : c.device());
             if (!device.is_cpu()) {
                 m.to(device);
                 if (reference != null) reference.module().to(device);
