@@ -19,8 +19,6 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.TestData;
 import org.pixelpost.io.SafeTensors;
-import org.pixelpost.pipeline.TextToImageModel;
-import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
@@ -35,11 +33,7 @@ class DistributedTrainTest {
 
     @BeforeAll
     static void setUp() throws Exception {
-        Engine.seed(0);
-        model = shared.resolve("base");
-        try (TextToImageModel m = TextToImageModel.create("tiny", TestData.taef2().toString(), 64, 1.0)) {
-            m.save(model);
-        }
+        model = org.pixelpost.train.TrainerTest.tinyBase(shared.resolve("base"));
         train = TestData.captionedFolder(shared.resolve("train"), TestData.EMOJI, TestData.CAPTIONS);
         // eight preference pairs: a training emoji preferred over a held-out one, under the first's caption
         Path val = TestData.captionedFolder(shared.resolve("val"), TestData.EMOJI_VAL, TestData.CAPTIONS_VAL);

@@ -24,13 +24,18 @@ public class TrainerTest {
 
     @BeforeAll
     static void setUp() throws Exception {
-        Engine.seed(0);
-        model = shared.resolve("base");
-        try (TextToImageModel m = TextToImageModel.create("tiny", TestData.taef2().toString(), 64, 1.0)) {
-            m.save(model);
-        }
+        model = tinyBase(shared.resolve("base"));
         train = TestData.captionedFolder(shared.resolve("train"), TestData.EMOJI, TestData.CAPTIONS);
         val = TestData.captionedFolder(shared.resolve("val"), TestData.EMOJI_VAL, TestData.CAPTIONS_VAL);
+    }
+
+    /** A new tiny DiT over TAEF2 at 64 px, seeded 0, saved as a model folder at {@code dir}. */
+    public static Path tinyBase(Path dir) throws Exception {
+        Engine.seed(0);
+        try (TextToImageModel m = TextToImageModel.create("tiny", TestData.taef2().toString(), 64, 1.0)) {
+            m.save(dir);
+        }
+        return dir;
     }
 
     static ObjectNode config(Path out, int steps) {
