@@ -194,8 +194,7 @@ public abstract class Module implements AutoCloseable {
     public void to(org.bytedeco.pytorch.Device device) {
         try (NoGradGuard g = Tensors.noGrad(); org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) {
             for (Tensor p : parameters().values()) {
-                org.bytedeco.pytorch.Device d = p.device();
-                if (d.type() == device.type() && (!device.has_index() || d.index() == device.index())) continue;
+                if (Tensors.isOn(p, device)) continue;
                 boolean grad = p.requires_grad();
                 Tensor moved = p.detach().to(device, p.scalar_type());
                 p.put(moved);

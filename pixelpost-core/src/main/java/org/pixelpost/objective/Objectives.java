@@ -54,7 +54,7 @@ public final class Objectives {
         if (chunk <= 0 || chunk >= predicted.size(0)) return pixelMse(decode.apply(predicted), targetImage);
         long b = predicted.size(0);
         Tensor grad = torch.zeros_like(predicted);
-        Tensor value = torch.zeros(new long[] {b}, new org.bytedeco.pytorch.TensorOptions(predicted.scalar_type())).to(predicted.device(), predicted.scalar_type());
+        Tensor value = Tensors.follow(torch.zeros(new long[] {b}, new org.bytedeco.pytorch.TensorOptions(predicted.scalar_type())), predicted);
         for (long i = 0; i < b; i += chunk) {
             long n = Math.min(chunk, b - i);
             try (var s = org.pixelpost.tensor.Scope.open()) {
@@ -81,7 +81,7 @@ public final class Objectives {
     public static Tensor pixelRecomputed(StepContext.DecodeRecomputed decode, Tensor targetImage, Tensor predicted, int chunk) {
         long b = predicted.size(0), n0 = chunk <= 0 ? b : Math.min(chunk, b);
         Tensor grad = torch.zeros_like(predicted);
-        Tensor value = torch.zeros(new long[] {b}, new org.bytedeco.pytorch.TensorOptions(predicted.scalar_type())).to(predicted.device(), predicted.scalar_type());
+        Tensor value = Tensors.follow(torch.zeros(new long[] {b}, new org.bytedeco.pytorch.TensorOptions(predicted.scalar_type())), predicted);
         for (long i = 0; i < b; i += n0) {
             long n = Math.min(n0, b - i);
             try (var s = org.pixelpost.tensor.Scope.open()) {

@@ -73,9 +73,14 @@ public final class Tensors {
 
     /** {@code t} on {@code like}'s device (itself when it is there already). */
     public static Tensor follow(Tensor t, Tensor like) {
-        org.bytedeco.pytorch.Device d = like.device(), mine = t.device();
-        if (mine.type() == d.type() && mine.index() == d.index()) return t;
-        return t.to(d, t.scalar_type());
+        org.bytedeco.pytorch.Device d = like.device();
+        return isOn(t, d) ? t : t.to(d, t.scalar_type());
+    }
+
+    /** Whether {@code t} is on {@code device} (any device of its kind where {@code device} has no index). */
+    public static boolean isOn(Tensor t, org.bytedeco.pytorch.Device device) {
+        org.bytedeco.pytorch.Device mine = t.device();
+        return mine.type() == device.type() && (!device.has_index() || mine.index() == device.index());
     }
 
     public static Scalar s(double v) {

@@ -29,6 +29,11 @@ public record Checkpointer(Path dir, int every, int keep) {
     /** One checkpoint read back: its parts by name and its trainer state. */
     public record Loaded(Path path, Map<String, Map<String, Tensor>> parts, JsonNode state) {}
 
+    /** Where checkpoint {@code step} is (or will be) written. */
+    public Path path(long step) {
+        return dir.resolve(String.format("step-%06d", step));
+    }
+
     public boolean due(long step, long total) {
         return (every > 0 && step % every == 0) || step == total;
     }
@@ -37,8 +42,9 @@ public record Checkpointer(Path dir, int every, int keep) {
     public Path save(long step, Map<String, Map<String, Tensor>> parts, ObjectNode state) throws IOException {
         Files.createDirectories(dir);
         removeRemnants();
-        String name = String.format("step-%06d", step);
-        Path tmp = dir.resolve("." + name + ".tmp"), fin = dir.resolve(name);
+        Path fin = path(step);
+        String name = fin.getFileName().toString();
+        Path tmp = dir.resolve("." + name + ".tmp");
         AtomicFiles.deleteTree(tmp);
         Files.createDirectories(tmp);
         for (Map.Entry<String, Map<String, Tensor>> e : parts.entrySet())

@@ -234,7 +234,7 @@ public final class DataParallel implements GradSync, AutoCloseable {
                 Tensor bucket = g.narrow(0, off, Math.min(bucketElements, n - off));
                 pending.add(call("all-reduce", () -> group.allreduce(new TensorVector(bucket), o)));
             }
-            for (Work w : pending) run("all-reduce", () -> { w._wait(); return w; });
+            for (Work w : pending) await("all-reduce", w);
             if (env.worldSize() > 1) g.div_(Tensors.s(env.worldSize()));
         }
         allReduceSeconds += (System.nanoTime() - t0) / 1e9;
@@ -311,7 +311,10 @@ public final class DataParallel implements GradSync, AutoCloseable {
     }
 
     private void run(String what, Collective c) {
-        Work w = call(what, c);
+        await(what, call(what, c));
+    }
+
+    private void await(String what, Work w) {
         try {
             w._wait();
         } catch (RuntimeException e) {

@@ -254,7 +254,7 @@ public final class Trainer implements AutoCloseable {
     /** Writes a checkpoint of the current step with the trainer's checkpointer. */
     public Path checkpoint() throws IOException {
         if (checkpointer == null) throw new IllegalStateException("no checkpointer set");
-        if (gradSync.rank() != 0) return checkpointer.dir().resolve(String.format("step-%06d", step)); // rank 0 writes it
+        if (gradSync.rank() != 0) return checkpointer.path(step); // rank 0 writes it
         Map<String, Map<String, Tensor>> parts = new LinkedHashMap<>();
         parts.put("denoiser", params);
         parts.put("optimizer", opt.state());

@@ -168,6 +168,16 @@ public final class DiT extends Module implements Denoiser {
         }
     }
 
+    /** The parameters and the fixed positions of the model's own grid move together. */
+    @Override
+    public void to(org.bytedeco.pytorch.Device device) {
+        super.to(device);
+        if (!Tensors.isOn(pos, device))
+            try (org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) {
+                pos.put(pos.to(device, pos.scalar_type()));
+            }
+    }
+
     @Override
     public void close() {
         super.close();
@@ -263,7 +273,7 @@ public final class DiT extends Module implements Denoiser {
         long h = zT.size(2) / p, w = zT.size(3) / p;
         if (h * p != zT.size(2) || w * p != zT.size(3))
             throw new IllegalArgumentException("latent " + Tensors.describe(zT) + " is not a multiple of the patch size " + p);
-        Tensor grid = Tensors.follow(h * p == config.sampleSize && w * p == config.sampleSize ? pos : positions((int) h, (int) w), zT);
+        Tensor grid = h * p == config.sampleSize && w * p == config.sampleSize ? pos : Tensors.follow(positions((int) h, (int) w), zT);
         Tensor tt = t.dim() == 0 || t.size(0) == 1 ? t.reshape(1).expand(b) : t;                 // [B]
         Tensor x = patch.forward(zT).flatten(2, 3).transpose(1, 2).add(grid.to(zT.scalar_type())); // [B, N, d]
         Tensor tFreq = Embeddings.timestep(tt, FREQ_DIM, true, 0).to(zT.scalar_type());      // [B, 256]
