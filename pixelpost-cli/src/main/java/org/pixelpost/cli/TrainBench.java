@@ -15,6 +15,7 @@ import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.AdamW;
+import org.pixelpost.train.Trainer;
 import org.pixelpost.io.Checks;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Loss;
@@ -55,6 +56,9 @@ final class TrainBench implements Callable<Integer> {
     @Option(names = "--nproc-per-node", paramLabel = "N", defaultValue = "1", description = {"tiny: the training step in N data-parallel worker processes",
         "(Gloo on loopback), --batch per process: ms per step with and without the gradient all-reduce, and its share"})
     int nprocPerNode;
+    @Option(names = "--concurrent-micro-batches", paramLabel = "N", defaultValue = "1", description = {"tiny: also time the latent and pixel steps",
+        "through the trainer with the batch as N micro-batches, one after another and N at once on their own threads"})
+    int concurrent;
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
     @Override
@@ -77,6 +81,8 @@ final class TrainBench implements Callable<Integer> {
             return 0;
         }
         if (!model.equals("tiny")) throw new org.pixelpost.io.InvalidValueException("--model", "'" + model + "' is not tiny or sd15-shapes");
+        if (concurrent < 1 || batch % concurrent != 0)
+            throw new org.pixelpost.io.InvalidValueException("--concurrent-micro-batches", concurrent + " must be positive and divide --batch " + batch);
         org.pixelpost.train.DataParallel.Env env = org.pixelpost.train.DataParallel.Env.from(System.getenv());
         if (nprocPerNode > 1 && env == null)
             return Launcher.run(nprocPerNode, TrainCommand.workerArgs(spec.commandLine().getParseResult().originalArgs()), 60);
@@ -145,6 +151,7 @@ final class TrainBench implements Callable<Integer> {
             f.put("decode", BenchCommand.flops(dec, decodeMs, peak));
             f.put("decode_backward", BenchCommand.flops(2 * dec, decodeBackMs, peak));
             o.put("flops", f);
+            if (concurrent > 1) o.put("micro_batches", microBatches(m, peak, dit));
 
             // cost options: time per step, and how closely the step's gradient follows the full pixel term's
             if (!noOptions) {
@@ -205,6 +212,40 @@ final class TrainBench implements Callable<Integer> {
     }
 
     private Tensor z, tokens, mask;
+
+    /**
+     * The latent and pixel steps through the trainer, the batch split into {@code concurrent}
+     * micro-batches: one after another, then side by side on their own threads. The trainer's step
+     * also zeroes the gradients twice and measures their norm, which the rows above do not.
+     */
+    private Map<String, Object> microBatches(TextToImageModel m, double peak, double ditFlops) {
+        ensureBatch(m);
+        int per = batch / concurrent;
+        org.pixelpost.data.Batches data = new org.pixelpost.data.Batches() {
+            @Override
+            public Batch get(long step, int slot) {
+                return Batch.of(z.narrow(0, (long) slot * per, per), tokens.narrow(0, (long) slot * per, per), mask.narrow(0, (long) slot * per, per));
+            }
+
+            @Override public long size() { return batch; }
+        };
+        Trainer.Options d = Trainer.Options.defaults();
+        Trainer.Options o = new Trainer.Options(iters + 10, concurrent, d.lr(), d.adamBeta1(), d.adamBeta2(), d.adamEps(), d.weightDecay(), 0, false, 0, 0,
+            bf16, 0, 0);
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("micro_batches", concurrent);
+        r.put("micro_batch", per);
+        for (var row : List.of(Map.entry("latent", 0.0), Map.entry("pixel", 8.0)))
+            for (int lanes : new int[] {1, concurrent}) {
+                try (Trainer t = new Trainer(m, data, sft(row.getValue(), 1, 0, 0), o)) {
+                    t.concurrentMicroBatches(lanes);
+                    double ms = BenchCommand.medianMs(2, iters, t::trainStep);
+                    r.put(row.getKey() + (lanes == 1 ? "_ms_in_turn" : "_ms_at_once"), round(ms));
+                    if (row.getValue() == 0 && lanes > 1) r.put("latent_at_once_flops", BenchCommand.flops(3 * ditFlops, ms, peak));
+                }
+            }
+        return r;
+    }
 
     /** Median ms of a full training step (forward, backward, AdamW) with the given options. */
     private double stepMs(TextToImageModel m, AdamW opt, StepContext ctx, Sft objective) {

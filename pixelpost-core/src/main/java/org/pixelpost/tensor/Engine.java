@@ -91,6 +91,57 @@ public final class Engine {
         return threads;
     }
 
+    /**
+     * Starts {@code n} threads that each run libtorch's CPU kernels on {@code threadsEach} OpenMP
+     * threads, while every other thread keeps {@link #threads()}. OpenMP's team size is a per-thread
+     * setting that libtorch copies from its process-wide one when a thread first runs a kernel; each
+     * pool thread is set up while the process-wide setting is {@code threadsEach}, and the setting is
+     * put back from this thread once all of them are (a setting made on a thread also sets that
+     * thread's own team size).
+     */
+    public static synchronized java.util.concurrent.ExecutorService threadPool(int n, int threadsEach, String name) {
+        start();
+        java.util.concurrent.atomic.AtomicInteger count = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(n, r -> {
+            Thread t = new Thread(r, name + "-" + count.getAndIncrement());
+            t.setDaemon(true);
+            return t;
+        });
+        java.util.concurrent.CountDownLatch ready = new java.util.concurrent.CountDownLatch(n);
+        java.util.List<java.util.concurrent.Future<Integer>> started = new java.util.ArrayList<>();
+        torch.set_num_threads(threadsEach);
+        try {
+            for (int i = 0; i < n; i++)
+                started.add(pool.submit(() -> {
+                    torch.set_num_threads(threadsEach);
+                    int got = torch.get_num_threads(); // fixes this thread's team size while the setting is threadsEach
+                    ready.countDown();
+                    ready.await(); // every task on its own thread
+                    return got;
+                }));
+            for (var f : started) {
+                int got = f.get();
+                if (got != threadsEach) throw new IllegalStateException("a pool thread runs " + got + " libtorch threads, not " + threadsEach);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            pool.shutdownNow();
+            throw new IllegalStateException("interrupted while starting the thread pool", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            pool.shutdownNow();
+            throw new IllegalStateException("cannot start the thread pool: " + e.getCause(), e.getCause());
+        } finally {
+            torch.set_num_threads(threads);
+        }
+        return pool;
+    }
+
+    /** libtorch's CPU threads as the calling thread runs them (a pool thread of {@link #threadPool} has its own). */
+    public static int threadsOfThisThread() {
+        start();
+        return torch.get_num_threads();
+    }
+
     /** Threads of the BLAS library (libtorch's matrix products). */
     public static int blasThreads() {
         start();

@@ -46,6 +46,7 @@ public record TrainConfig(
     @Doc("if > 0, train this many epochs instead of --steps") int epochs,
     @Doc("samples (or pairs) per micro-batch") int batchSize,
     @Doc("micro-batches per optimizer step") int gradAccum,
+    @Doc("micro-batches of a step run at once on the CPU, each on its own thread with the cores shared among them (must divide grad_accum; not with LoRA or gradient checkpointing; 1: one after another)") int concurrentMicroBatches,
     @Doc("peak learning rate") double lr,
     @Doc("Adam beta1") double adamBeta1,
     @Doc("Adam beta2") double adamBeta2,
@@ -95,7 +96,7 @@ public record TrainConfig(
         .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT);
 
     public static TrainConfig defaults() {
-        return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1,
+        return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1, 1,
             2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, false, "vae", true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
             "skip", "skip", 0, 0, 0, org.pixelpost.pipeline.LoraTargets.DEFAULT, 0, "kohya", "cpu");
     }
@@ -251,6 +252,14 @@ public record TrainConfig(
         }
         if (loraDropout > 0 && gradientCheckpointing)
             throw new InvalidValueException("lora_dropout", "cannot be combined with gradient_checkpointing (the recomputed forward would draw other masks)");
+        Checks.atLeast("concurrent_micro_batches", concurrentMicroBatches, 1);
+        if (concurrentMicroBatches > 1) {
+            if (gradAccum % concurrentMicroBatches != 0)
+                throw new InvalidValueException("concurrent_micro_batches", concurrentMicroBatches + " does not divide grad_accum " + gradAccum);
+            if (lora()) throw new InvalidValueException("concurrent_micro_batches", "does not work with LoRA adapters (lora_rank " + loraRank + ")");
+            if (gradientCheckpointing) throw new InvalidValueException("concurrent_micro_batches", "does not work with gradient_checkpointing");
+            if (!device.equals("cpu")) throw new InvalidValueException("concurrent_micro_batches", "is for the CPU (device " + device + ")");
+        }
         return this;
     }
 }

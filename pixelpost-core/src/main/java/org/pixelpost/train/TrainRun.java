@@ -143,7 +143,7 @@ public final class TrainRun {
                 if (c.gradientCheckpointing() && m.denoiser instanceof UNet2DCondition u) u.gradientCheckpointing(true);
                 try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
                      Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
-                    t.checkpointer(checkpoints).gradSync(group);
+                    t.checkpointer(checkpoints).gradSync(group).concurrentMicroBatches(c.concurrentMicroBatches());
                     if (pixelDecoder != null) t.pixelDecoder(pixelDecoder);
                     if (!writer) {
                         if (resumeFrom != null) t.resume(resumeFrom);

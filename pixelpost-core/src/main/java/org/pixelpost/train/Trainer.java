@@ -92,6 +92,7 @@ public final class Trainer implements AutoCloseable {
     private Listener listener = new Listener() {};
     private Checkpointer checkpointer;
     private final FlatParameters flat;
+    private MicroBatchLanes lanes; // null: micro-batches one after another
     private long step;
     private int nonfinite;
     private volatile String stopRequest;
@@ -132,6 +133,25 @@ public final class Trainer implements AutoCloseable {
                 + model.autoencoder.latentChannels());
         this.ctx = new StepContext(ctx.model(), ctx.schedule(), ctx.predictionType(), z -> model.decodeLatentsWith(decoder, z), gen,
             (r, z) -> model.decodeLatentsRecomputedWith(decoder, r, z));
+        return this;
+    }
+
+    /**
+     * Runs {@code n} micro-batches of each step at once, each on its own thread with the CPU threads
+     * shared among them (see {@link MicroBatchLanes}); 1 runs them one after another. {@code n} must
+     * divide the micro-batches per step. On the CPU only, and not with LoRA adapters (a DPO reference
+     * switches them off for its forward) or a denoiser with gradient checkpointing (both keep state
+     * on the shared model during a forward).
+     */
+    public Trainer concurrentMicroBatches(int n) {
+        if (n < 1) throw new IllegalArgumentException("concurrent micro-batches must be positive, not " + n);
+        if (o.gradAccum() % n != 0)
+            throw new IllegalArgumentException(n + " concurrent micro-batches do not divide the " + o.gradAccum() + " micro-batches per step");
+        if (n > 1 && !adapters.isEmpty()) throw new IllegalArgumentException("concurrent micro-batches do not work with LoRA adapters");
+        if (n > 1 && model.denoiser.checkpointing()) throw new IllegalArgumentException("concurrent micro-batches do not work with gradient checkpointing");
+        if (n > 1 && !flat.data().device().is_cpu()) throw new IllegalArgumentException("concurrent micro-batches are for the CPU");
+        if (lanes != null) lanes.close();
+        lanes = n > 1 ? new MicroBatchLanes(n, List.copyOf(params.values()), o.seed()) : null;
         return this;
     }
 
@@ -189,6 +209,11 @@ public final class Trainer implements AutoCloseable {
         try (Scope s = Scope.open()) {
             opt.zeroGrad();
             for (int micro = 0; micro < o.gradAccum() && finite; micro++) {
+                if (lanes != null) {
+                    finite = concurrently(micro, world, terms);
+                    micro += lanes.lanes() - 1;
+                    continue;
+                }
                 // this micro-batch's slot in the step: its samples and their draws do not depend on how the step is split
                 int slot = micro * world + gradSync.rank();
                 gen.reseed(Generator.mix(o.seed(), step)).shard(slot, (long) o.gradAccum() * world);
@@ -238,6 +263,26 @@ public final class Trainer implements AutoCloseable {
         terms.put("lr", lr.at(step));
         terms.put("grad_norm", gradNorm);
         return terms;
+    }
+
+    /** Micro-batches {@code first} .. on the lanes at once; false where a loss was not finite. */
+    private boolean concurrently(int first, int world, Map<String, Double> terms) {
+        int n = lanes.lanes();
+        long slots = (long) o.gradAccum() * world;
+        List<Batch> data = new java.util.ArrayList<>(); // read here: a Batches need not be thread-safe
+        for (int j = 0; j < n; j++) data.add(batches.get(step, (first + j) * world + gradSync.rank()).on(flat.data()));
+        StepContext c = ctx;
+        List<Map<String, Double>> out = lanes.run(n, 1.0 / o.gradAccum(), (lane, g) -> {
+            g.reseed(Generator.mix(o.seed(), step)).shard((long) (first + lane) * world + gradSync.rank(), slots);
+            try (Autocast a = Autocast.bf16(o.bf16(), flat.data().device().type())) {
+                return objective.loss(c.withGenerator(g), data.get(lane));
+            }
+        });
+        for (Map<String, Double> t : out) {
+            if (t == null) return false;
+            t.forEach((k, v) -> terms.merge(k, v / o.gradAccum(), Double::sum));
+        }
+        return true;
     }
 
     /** Mean terms over {@code batches} without gradients, with timesteps and noise from {@code seed} (the same at every call). */
@@ -324,6 +369,7 @@ public final class Trainer implements AutoCloseable {
     public void close() {
         opt.close();
         if (ema != null) ema.close();
+        if (lanes != null) lanes.close();
         flat.close();
         gen.close();
     }

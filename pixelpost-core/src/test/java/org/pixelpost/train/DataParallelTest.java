@@ -98,6 +98,12 @@ class DataParallelTest {
      */
     static List<float[]> train(int world, int accum, Function<TextToImageModel, Objective> objective, boolean pairs, List<Double> losses)
         throws Exception {
+        return train(world, accum, 1, objective, pairs, losses);
+    }
+
+    /** As above, with {@code lanes} micro-batches of a step at once on each rank. */
+    static List<float[]> train(int world, int accum, int lanes, Function<TextToImageModel, Objective> objective, boolean pairs, List<Double> losses)
+        throws Exception {
         int port = freePort();
         List<TextToImageModel> models = new ArrayList<>();
         List<TextToImageModel> references = new ArrayList<>();
@@ -126,6 +132,7 @@ class DataParallelTest {
                             : DataParallel.join(new DataParallel.Env(rank, world, rank, world, "127.0.0.1", port), Duration.ofSeconds(60), 4096);
                          Trainer t = new Trainer(m, data.slots(GLOBAL / (world * accum), pairs), objective.apply(references.get(rank)), options)) {
                         if (group != null) t.gradSync(group);
+                        t.concurrentMicroBatches(lanes);
                         if (rank == 0) t.listener(new Trainer.Listener() {
                             @Override public void step(Trainer tr, long step, Map<String, Double> terms) { losses.add(terms.get("loss")); }
                         });

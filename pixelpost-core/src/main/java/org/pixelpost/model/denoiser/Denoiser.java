@@ -25,6 +25,11 @@ public interface Denoiser extends AutoCloseable {
      */
     default void finishBackward() {}
 
+    /** Whether a forward with gradients records state on the model for {@link #finishBackward()} (gradient checkpointing). */
+    default boolean checkpointing() {
+        return false;
+    }
+
     /** The parameter tree, for optimizers, EMA, checkpoints and adapters. */
     Module module();
 

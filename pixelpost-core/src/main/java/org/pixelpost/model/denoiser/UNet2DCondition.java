@@ -359,6 +359,11 @@ public final class UNet2DCondition extends Module implements Denoiser {
     }
 
     @Override
+    public boolean checkpointing() {
+        return gradientCheckpointing;
+    }
+
+    @Override
     public void finishBackward() {
         for (int i = pending.size() - 1; i >= 0; i--) pending.get(i).backward();
         pending.clear();
