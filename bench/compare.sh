@@ -33,7 +33,6 @@ work, rounds = sys.argv[1], int(sys.argv[2])
 load = lambda who: [json.load(open(f"{work}/{who}.{r}.json")) for r in range(1, rounds + 1)]
 pp, pt = load("pixelpost"), load("pytorch")
 print("blas (pytorch):", pt[0]["blas"])
-print(f"{'row':20s} {'PixelPost ms':>13s} {'PyTorch ms':>11s} {'ratio':>6s}")
 rows = [("latent_ms", "latent_ms"), ("pixel_ms", "pixel_ms"), ("decode_ms", "decode_ms"), ("decode_backward_ms", "decode_backward_ms"),
         # PixelPost's trainer with the batch as 2 micro-batches of 4 at once on their own threads (--concurrent-micro-batches 2)
         ("latent_ms_at_once", "latent_ms"), ("pixel_ms_at_once", "pixel_ms")]
