@@ -180,13 +180,16 @@ class DataParallelTest {
         assertSameTraining(ref -> new Sft(1, PixelTerm.of(2)), false, "SFT + pixel");
     }
 
+    /** DPO + pixel against {@code ref}'s frozen denoiser. */
+    static Objective dpoPixel(TextToImageModel ref) {
+        Denoiser d = ref.denoiser;
+        d.module().freeze();
+        return new Dpo(d, 500, 1, PixelTerm.of(2));
+    }
+
     @Test
     void twoRanksOfBatchFourTrainAsOneOfBatchEightWithDpo() throws Exception {
-        assertSameTraining(ref -> {
-            Denoiser d = ref.denoiser;
-            d.module().freeze();
-            return new Dpo(d, 500, 1, PixelTerm.of(2));
-        }, true, "DPO + pixel");
+        assertSameTraining(DataParallelTest::dpoPixel, true, "DPO + pixel");
     }
 
     @Test

@@ -9,8 +9,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.function.Function;
 import org.junit.jupiter.api.Test;
 import org.pixelpost.io.InvalidValueException;
-import org.pixelpost.model.denoiser.Denoiser;
-import org.pixelpost.objective.Dpo;
 import org.pixelpost.objective.Objective;
 import org.pixelpost.objective.PixelTerm;
 import org.pixelpost.objective.Sft;
@@ -51,11 +49,7 @@ class MicroBatchLanesTest {
 
     @Test
     void twoLanesOverFourMicroBatchesWithDpo() throws Exception {
-        assertLanesTrainAsSequential(ref -> {
-            Denoiser d = ref.denoiser;
-            d.module().freeze();
-            return new Dpo(d, 500, 1, PixelTerm.of(2));
-        }, true, 4, "DPO + pixel");
+        assertLanesTrainAsSequential(DataParallelTest::dpoPixel, true, 4, "DPO + pixel");
     }
 
     @Test
