@@ -53,6 +53,18 @@ class MicroBatchLanesTest {
     }
 
     @Test
+    void lanesInsideEachOfTwoDataParallelRanks() throws Exception {
+        List<Double> seq = new ArrayList<>(), lanes = new ArrayList<>();
+        List<float[]> inTurn = DataParallelTest.train(2, 2, 1, ref -> new Sft(1, PixelTerm.of(2)), false, seq);
+        List<float[]> atOnce = DataParallelTest.train(2, 2, 2, ref -> new Sft(1, PixelTerm.of(2)), false, lanes);
+        assertArrayEquals(atOnce.get(0), atOnce.get(1), "both ranks end with the same weights");
+        double rel = DataParallelTest.relDiff(inTurn.get(0), atOnce.get(0));
+        System.out.printf("2 ranks x 2 micro-batches: at once against in turn: max |diff| / max |w| = %.2e%n", rel);
+        assertTrue(rel < 2e-5, "2 ranks, lanes against micro-batches in turn: relative difference " + rel);
+        for (int i = 0; i < DataParallelTest.STEPS; i++) assertEquals(seq.get(i), lanes.get(i), 1e-5 * Math.abs(seq.get(i)), "the logged loss of step " + (i + 1));
+    }
+
+    @Test
     void laneThreadsShareTheCoresAndLeaveTheOtherThreadsAsTheyWere() throws Exception {
         int before = Engine.threadsOfThisThread();
         ExecutorService pool = Engine.threadPool(2, 1, "test-lane");
