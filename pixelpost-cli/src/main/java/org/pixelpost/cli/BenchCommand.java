@@ -9,6 +9,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.Autoencoders;
+import org.pixelpost.io.Checks;
 import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
@@ -173,6 +174,8 @@ final class BenchCommand implements Runnable {
         @Option(names = "--steps", defaultValue = "50") int steps;
         @Option(names = "--images", defaultValue = "8", description = "images in one batch (default: ${DEFAULT-VALUE})") int images;
         @Option(names = "--guidance", defaultValue = "4.5") double guidance;
+        @Option(names = "--concurrent-batches", defaultValue = "1", paramLabel = "N", description = "the images as N groups at once, each on its own thread (default: ${DEFAULT-VALUE})")
+        int concurrentBatches;
         @Option(names = "--json") boolean json;
 
         @Override
@@ -182,7 +185,8 @@ final class BenchCommand implements Runnable {
                 Sampler sampler = m.sampler();
                 java.util.List<String> prompts = java.util.Collections.nCopies(images, "grinning face");
                 long[] seeds = java.util.stream.LongStream.range(0, images).toArray();
-                Sampler.Settings s = new Sampler.Settings(steps, guidance, 0);
+                Checks.atLeast("--concurrent-batches", concurrentBatches, 1);
+                Sampler.Settings s = new Sampler.Settings(steps, guidance, 0, 0, concurrentBatches);
                 sampler.sample(prompts.subList(0, 1), new long[] {0}, new Sampler.Settings(2, guidance, 0), null); // warm-up
                 long t0 = System.nanoTime();
                 sampler.sample(prompts, seeds, s, null);
@@ -194,6 +198,7 @@ final class BenchCommand implements Runnable {
                 o.put("guidance", guidance);
                 o.put("images", images);
                 o.put("threads", Engine.threads());
+                o.put("concurrent_batches", concurrentBatches);
                 o.put("seconds_per_image", Math.round(secs / images * 1000) / 1000.0);
                 // work per image: a denoiser forward per step (two with guidance: conditional and unconditional), one decode
                 long tokens = m.textEncoder.encode(java.util.List.of("", "grinning face")).tokens().size(1);

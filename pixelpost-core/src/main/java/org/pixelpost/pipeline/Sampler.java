@@ -24,16 +24,32 @@ public final class Sampler {
      * @param size image height and width in pixels (0: the model's own size); a U-Net takes any
      *     multiple of its autoencoder's downsampling times 8, a DiT only its own size
      */
-    public record Settings(int steps, double guidance, double eta, int size) {
+    public record Settings(int steps, double guidance, double eta, int size, int concurrent) {
+        /**
+         * @param concurrent on a CPU, the images of a call are sampled in this many groups at once,
+         *     each on its own thread with the cores shared among them (1: in one batch). Each image
+         *     depends on its own seed only, so the groups give the images of one batch (to float
+         *     precision). With {@code eta > 0} the step noise is drawn for the whole batch, so such
+         *     calls run in one batch.
+         */
         public Settings {
             if (steps <= 0) throw new IllegalArgumentException("--steps must be positive");
             if (!(eta >= 0) || Double.isInfinite(eta)) throw new IllegalArgumentException("--eta must be a number >= 0");
             if (!Double.isFinite(guidance)) throw new IllegalArgumentException("--guidance must be a finite number");
             if (size < 0) throw new IllegalArgumentException("--size must be positive");
+            if (concurrent < 1) throw new IllegalArgumentException("--concurrent-batches must be positive");
+        }
+
+        public Settings(int steps, double guidance, double eta, int size) {
+            this(steps, guidance, eta, size, 1);
         }
 
         public Settings(int steps, double guidance, double eta) {
-            this(steps, guidance, eta, 0);
+            this(steps, guidance, eta, 0, 1);
+        }
+
+        public Settings withConcurrent(int n) {
+            return new Settings(steps, guidance, eta, size, n);
         }
     }
 
@@ -71,6 +87,9 @@ public final class Sampler {
         if (seeds.length != prompts.size()) throw new IllegalArgumentException(seeds.length + " seeds for " + prompts.size() + " prompts");
         if (negativePrompts != null && negativePrompts.size() != prompts.size())
             throw new IllegalArgumentException(negativePrompts.size() + " negative prompts for " + prompts.size() + " prompts");
+        int groups = Math.min(s.concurrent(), prompts.size());
+        boolean onCpu = m.denoiser.module().parameters().values().iterator().next().device().is_cpu();
+        if (groups > 1 && s.eta() == 0 && onCpu) return concurrently(groups, prompts, negativePrompts, seeds, s, progress);
         int size = s.size() == 0 ? m.imageSize : s.size();
         int factor = m.autoencoder.downsampling();
         if (size % factor != 0) throw new org.pixelpost.io.InvalidValueException("--size", size + " is not a multiple of the autoencoder's " + factor);
@@ -85,6 +104,37 @@ public final class Sampler {
                 text.mask() == null ? null : Tensors.follow(text.mask(), zT), s.guidance());
             Tensor z = DdimLoop.sample(m.scheduler, s.steps(), denoise, zT, s.eta(), stepNoise, progress);
             return scope.keep(Tensors.clamp(m.decodeLatents(z), 0, 1));                    // [N, 3, H, W]
+        }
+    }
+
+    /** The images in {@code groups} contiguous groups, each sampled on its own thread; in order. */
+    private Tensor concurrently(int groups, List<String> prompts, List<String> negativePrompts, long[] seeds, Settings s, DdimLoop.Progress progress) {
+        int n = prompts.size();
+        java.util.concurrent.ExecutorService pool = org.pixelpost.tensor.Engine.threadPool(groups, Math.max(1, org.pixelpost.tensor.Engine.threads() / groups), "sampler");
+        List<java.util.concurrent.Future<Tensor>> parts = new ArrayList<>();
+        try {
+            for (int k = 0; k < groups; k++) {
+                int from = (int) ((long) n * k / groups), to = (int) ((long) n * (k + 1) / groups);
+                DdimLoop.Progress p = k == 0 ? progress : null; // the groups move in step: the first one reports
+                parts.add(pool.submit(() -> sample(prompts.subList(from, to), negativePrompts == null ? null : negativePrompts.subList(from, to),
+                    java.util.Arrays.copyOfRange(seeds, from, to), s.withConcurrent(1), p)));
+            }
+            List<Tensor> images = new ArrayList<>();
+            try {
+                for (var f : parts) images.add(f.get());
+                return torch.cat(new TensorVector(images.toArray(new Tensor[0])), 0);          // [N, 3, H, W]
+            } finally {
+                for (Tensor t : images) t.releaseReference(); // each group's images, kept outside its thread's scope
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while sampling", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error err) throw err;
+            throw new IllegalStateException(e.getCause());
+        } finally {
+            pool.shutdownNow();
         }
     }
 }
