@@ -26,9 +26,14 @@ class SampleCommandTest {
         String[] c = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompts", prompts.toString(),
             "--steps", "5", "--guidance", "3", "--seed", "8", "--num-images", "2", "--out", dir.resolve("c").toString());
         assertEquals("0", c[0], c[2]);
+        // the batch as two groups sampled at once on their own threads: the same images
+        String[] d = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompts", prompts.toString(),
+            "--steps", "5", "--guidance", "3", "--seed", "7", "--num-images", "2", "--concurrent-batches", "2", "--out", dir.resolve("d").toString());
+        assertEquals("0", d[0], d[2]);
         for (String f : new String[] {"000-0.png", "000-1.png", "001-0.png", "001-1.png"}) {
             assertEquals(64, ImageIO.read(dir.resolve("a").resolve(f).toFile()).getWidth());
             assertArrayEquals(Files.readAllBytes(dir.resolve("a").resolve(f)), Files.readAllBytes(dir.resolve("b").resolve(f)), f);
+            assertArrayEquals(Files.readAllBytes(dir.resolve("a").resolve(f)), Files.readAllBytes(dir.resolve("d").resolve(f)), f + ", groups at once");
             assertFalse(Arrays.equals(Files.readAllBytes(dir.resolve("a").resolve(f)), Files.readAllBytes(dir.resolve("c").resolve(f))), f);
         }
         JsonNode s = Json.MAPPER.readTree(dir.resolve("a/settings.json").toFile());

@@ -36,6 +36,26 @@ class TrainCommandTest {
     }
 
     @Test
+    void microBatchesAtOnceLogTheLossesOfMicroBatchesInTurn(@TempDir Path dir) throws Exception {
+        String[] made = AutoencodeCommandTest.run("model", "create", "--autoencoder", TestData.taef2().toString(), "--out", dir.resolve("m").toString());
+        assertEquals("0", made[0], made[2]);
+        Path data = TestData.captionedFolder(dir.resolve("data"), TestData.EMOJI.subList(0, 4), TestData.CAPTIONS.subList(0, 4));
+        java.util.List<java.util.List<String>> runs = new java.util.ArrayList<>();
+        for (String lanes : new String[] {"1", "2"}) {
+            Path out = dir.resolve("run-" + lanes);
+            String[] r = AutoencodeCommandTest.run("train", "--init", dir.resolve("m").toString(), "--data", data.toString(), "--out", out.toString(),
+                "--steps", "3", "--batch-size", "2", "--grad-accum", "2", "--concurrent-micro-batches", lanes, "--pixel-weight", "2", "--log-every", "1");
+            assertEquals("0", r[0], r[2]);
+            assertEquals(Integer.parseInt(lanes), Json.MAPPER.readTree(out.resolve("config.json").toFile()).get("concurrent_micro_batches").asInt());
+            java.util.List<String> losses = new java.util.ArrayList<>();
+            for (String line : Files.readAllLines(out.resolve("metrics.jsonl"))) losses.add(Json.MAPPER.readTree(line).get("loss").asText());
+            runs.add(losses);
+        }
+        assertEquals(3, runs.get(0).size());
+        assertEquals(runs.get(0), runs.get(1), "two micro-batches at once log the losses of the two in turn");
+    }
+
+    @Test
     void badConfigsAreRefusedByName(@TempDir Path dir) throws Exception {
         Path cfg = dir.resolve("bad.json");
         Files.writeString(cfg, "{\"pixel_wieght\": 8, \"init\": \"x\", \"data\": \"y\", \"out\": \"z\"}");
@@ -61,6 +81,9 @@ class TrainCommandTest {
             assertTrue(r[2].contains("--device: cuda: CUDA is not available") && r[2].contains("-Pgpu"), r[2]);
             assertFalse(Files.exists(dir.resolve("o")), "nothing written");
         }
+        r = AutoencodeCommandTest.run("train", "--init", "x", "--data", "y", "--out", dir.resolve("o").toString(), "--concurrent-micro-batches", "2");
+        assertEquals("2", r[0]);
+        assertTrue(r[2].contains("--concurrent-micro-batches") && r[2].contains("does not divide grad_accum 1"), r[2]);
         r = AutoencodeCommandTest.run("train", "--init", "x", "--data", "y", "--out", dir.resolve("o").toString(), "--nproc-per-node", "0");
         assertEquals("2", r[0]);
         assertTrue(r[2].contains("--nproc-per-node"), r[2]);
