@@ -54,11 +54,12 @@ final class MicroBatchLanes implements AutoCloseable {
     }
 
     /**
-     * Runs {@code work} for lanes 0 .. n-1 at once and adds each lane's gradient of its loss scaled
-     * by {@code scale} into the parameters' gradients, lane 0's first. Returns each lane's terms, or
-     * null in a lane whose loss was not finite (its gradient is not added).
+     * Runs {@code work} for lanes 0 .. n-1 at once and adds each lane's gradient of its loss divided
+     * by {@code divisor} (the micro-batches per step, as the sequential loop divides) into the
+     * parameters' gradients, lane 0's first. Returns each lane's terms, or null in a lane whose loss
+     * was not finite (its gradient is not added).
      */
-    List<Map<String, Double>> run(int n, double scale, Work work) {
+    List<Map<String, Double>> run(int n, int divisor, Work work) {
         if (n > lanes()) throw new IllegalArgumentException(n + " micro-batches on " + lanes() + " lanes");
         List<CountDownLatch> added = new ArrayList<>();
         for (int j = 0; j <= n; j++) added.add(new CountDownLatch(j == 0 ? 0 : 1));
@@ -70,7 +71,7 @@ final class MicroBatchLanes implements AutoCloseable {
                     Loss loss = work.loss(lane, gens.get(lane));
                     boolean finite = Double.isFinite(Tensors.item(loss.loss()));
                     TensorVector grads = finite
-                        ? torch.grad(new TensorVector(loss.loss().mul(Tensors.s(scale))), inputs, new TensorVector(), new BoolOptional(false), false, true)
+                        ? torch.grad(new TensorVector(loss.loss().div(Tensors.s(divisor))), inputs, new TensorVector(), new BoolOptional(false), false, true)
                         : null;
                     added.get(lane).await(); // the lanes before this one have added theirs
                     if (grads != null)

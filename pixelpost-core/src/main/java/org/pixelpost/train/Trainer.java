@@ -208,10 +208,10 @@ public final class Trainer implements AutoCloseable {
         int world = gradSync.worldSize();
         try (Scope s = Scope.open()) {
             opt.zeroGrad();
-            for (int micro = 0; micro < o.gradAccum() && finite; micro++) {
+            int perPass = lanes == null ? 1 : lanes.lanes();
+            for (int micro = 0; micro < o.gradAccum() && finite; micro += perPass) {
                 if (lanes != null) {
                     finite = concurrently(micro, world, terms);
-                    micro += lanes.lanes() - 1;
                     continue;
                 }
                 // this micro-batch's slot in the step: its samples and their draws do not depend on how the step is split
@@ -272,7 +272,7 @@ public final class Trainer implements AutoCloseable {
         List<Batch> data = new java.util.ArrayList<>(); // read here: a Batches need not be thread-safe
         for (int j = 0; j < n; j++) data.add(batches.get(step, (first + j) * world + gradSync.rank()).on(flat.data()));
         StepContext c = ctx;
-        List<Map<String, Double>> out = lanes.run(n, 1.0 / o.gradAccum(), (lane, g) -> {
+        List<Map<String, Double>> out = lanes.run(n, o.gradAccum(), (lane, g) -> {
             g.reseed(Generator.mix(o.seed(), step)).shard((long) (first + lane) * world + gradSync.rank(), slots);
             try (Autocast a = Autocast.bf16(o.bf16(), flat.data().device().type())) {
                 return objective.loss(c.withGenerator(g), data.get(lane));
