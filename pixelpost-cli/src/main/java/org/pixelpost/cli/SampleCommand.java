@@ -47,7 +47,7 @@ final class SampleCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0", description = "image i of a prompt starts from noise seeded by seed + i (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--num-images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})") int numImages;
     @Option(names = "--batch", defaultValue = "16", description = "images per denoiser batch (default: ${DEFAULT-VALUE})") int batch;
-    @Option(names = "--concurrent-batches", defaultValue = "1", paramLabel = "N", description = {"on a CPU, sample each batch as N groups at once, each on its own",
+    @Option(names = "--concurrent-batches", defaultValue = "1", paramLabel = "N", description = {"on a CPU with --eta 0, sample each batch as N groups at once, each on its own",
         "thread with the cores shared among them: faster for small models, the same images (default: ${DEFAULT-VALUE})"}) int concurrentBatches;
     @Option(names = "--lora", paramLabel = "FILE[:SCALE]", description = "merge a LoRA (kohya or PEFT file, or a LoRA run folder) at SCALE (default 1); repeatable")
     List<String> loras = new ArrayList<>();

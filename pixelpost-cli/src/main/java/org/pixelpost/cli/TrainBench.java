@@ -64,6 +64,7 @@ final class TrainBench implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (model.equals("sd15-shapes")) {
+            if (concurrent != 1) throw new org.pixelpost.io.InvalidValueException("--concurrent-micro-batches", "is for --model tiny");
             Checks.atLeast("--iters", iters, 1);
             if (imageSize % 64 != 0) throw new org.pixelpost.io.InvalidValueException("--image-size", imageSize + " is not a multiple of 64");
             if (row >= 0) {
@@ -230,7 +231,8 @@ final class TrainBench implements Callable<Integer> {
             @Override public long size() { return batch; }
         };
         Trainer.Options d = Trainer.Options.defaults();
-        Trainer.Options o = new Trainer.Options(iters + 10, concurrent, d.lr(), d.adamBeta1(), d.adamBeta2(), d.adamEps(), d.weightDecay(), 0, false, 0, 0,
+        // lr 0, as in the rows above: the full update's cost, the weights (which later rows use) unchanged
+        Trainer.Options o = new Trainer.Options(iters + 10, concurrent, 0, d.adamBeta1(), d.adamBeta2(), d.adamEps(), d.weightDecay(), 0, false, 0, 0,
             bf16, 0, 0);
         Map<String, Object> r = new LinkedHashMap<>();
         r.put("micro_batches", concurrent);

@@ -88,8 +88,7 @@ public final class Sampler {
         if (negativePrompts != null && negativePrompts.size() != prompts.size())
             throw new IllegalArgumentException(negativePrompts.size() + " negative prompts for " + prompts.size() + " prompts");
         int groups = Math.min(s.concurrent(), prompts.size());
-        boolean onCpu = m.denoiser.module().parameters().values().iterator().next().device().is_cpu();
-        if (groups > 1 && s.eta() == 0 && onCpu) return concurrently(groups, prompts, negativePrompts, seeds, s, progress);
+        if (groups > 1 && s.eta() == 0 && m.onDevice(torch.zeros(1)).is_cpu()) return concurrently(groups, prompts, negativePrompts, seeds, s, progress);
         int size = s.size() == 0 ? m.imageSize : s.size();
         int factor = m.autoencoder.downsampling();
         if (size % factor != 0) throw new org.pixelpost.io.InvalidValueException("--size", size + " is not a multiple of the autoencoder's " + factor);
@@ -119,22 +118,14 @@ public final class Sampler {
                 parts.add(pool.submit(() -> sample(prompts.subList(from, to), negativePrompts == null ? null : negativePrompts.subList(from, to),
                     java.util.Arrays.copyOfRange(seeds, from, to), s.withConcurrent(1), p)));
             }
-            List<Tensor> images = new ArrayList<>();
+            List<Tensor> images = org.pixelpost.tensor.Engine.awaitAll(parts);
             try {
-                for (var f : parts) images.add(f.get());
                 return torch.cat(new TensorVector(images.toArray(new Tensor[0])), 0);          // [N, 3, H, W]
             } finally {
                 for (Tensor t : images) t.releaseReference(); // each group's images, kept outside its thread's scope
             }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while sampling", e);
-        } catch (java.util.concurrent.ExecutionException e) {
-            if (e.getCause() instanceof RuntimeException r) throw r;
-            if (e.getCause() instanceof Error err) throw err;
-            throw new IllegalStateException(e.getCause());
         } finally {
-            pool.shutdownNow();
+            pool.shutdown();
         }
     }
 }

@@ -24,6 +24,7 @@ public final class Engine {
      * of the cores.
      */
     public static void start() {
+        if (started) return; // called before most native work: no lock once started
         int local = 1;
         try {
             String v = System.getenv("LOCAL_WORLD_SIZE");
@@ -93,11 +94,12 @@ public final class Engine {
 
     /**
      * Starts {@code n} threads that each run libtorch's CPU kernels on {@code threadsEach} OpenMP
-     * threads, while every other thread keeps {@link #threads()}. OpenMP's team size is a per-thread
-     * setting that libtorch copies from its process-wide one when a thread first runs a kernel; each
-     * pool thread is set up while the process-wide setting is {@code threadsEach}, and the setting is
-     * put back from this thread once all of them are (a setting made on a thread also sets that
-     * thread's own team size).
+     * threads, while the threads that already ran libtorch keep theirs. OpenMP's team size is a
+     * per-thread setting that libtorch copies from its process-wide one when a thread first runs a
+     * kernel; each pool thread is set up while the process-wide setting is {@code threadsEach}, and
+     * the setting is put back from this thread once all of them are (a setting made on a thread also
+     * sets that thread's own team size). A thread that runs its first kernel during those few
+     * milliseconds keeps {@code threadsEach}.
      */
     public static synchronized java.util.concurrent.ExecutorService threadPool(int n, int threadsEach, String name) {
         start();
@@ -116,7 +118,8 @@ public final class Engine {
                     torch.set_num_threads(threadsEach);
                     int got = torch.get_num_threads(); // fixes this thread's team size while the setting is threadsEach
                     ready.countDown();
-                    ready.await(); // every task on its own thread
+                    // every task on its own thread; bounded, should a thread fail to start
+                    if (!ready.await(60, java.util.concurrent.TimeUnit.SECONDS)) throw new IllegalStateException("the other pool threads did not start");
                     return got;
                 }));
             for (var f : started) {
@@ -134,6 +137,37 @@ public final class Engine {
             torch.set_num_threads(threads);
         }
         return pool;
+    }
+
+    /**
+     * Every task's result, in order, once all have ended: a failed task's error (the first; the others
+     * suppressed in it) is thrown only after the others are done, so none is left running on tensors
+     * and models the caller frees next. An interrupt is kept and waited through.
+     */
+    public static <T> java.util.List<T> awaitAll(java.util.List<java.util.concurrent.Future<T>> tasks) {
+        java.util.List<T> out = new java.util.ArrayList<>();
+        Throwable failure = null;
+        boolean interrupted = false;
+        for (java.util.concurrent.Future<T> f : tasks) {
+            while (true) {
+                try {
+                    out.add(f.get());
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true; // the task still runs: wait for it all the same
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (failure == null) failure = e.getCause();
+                    else failure.addSuppressed(e.getCause());
+                    out.add(null);
+                    break;
+                }
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+        if (failure instanceof RuntimeException r) throw r;
+        if (failure instanceof Error err) throw err;
+        if (failure != null) throw new IllegalStateException(failure);
+        return out;
     }
 
     /** libtorch's CPU threads as the calling thread runs them (a pool thread of {@link #threadPool} has its own). */

@@ -4,7 +4,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import org.bytedeco.pytorch.BoolOptional;
@@ -31,6 +30,11 @@ import org.pixelpost.tensor.Tensors;
  * not bit for bit; with the same lanes a run repeats exactly.
  */
 final class MicroBatchLanes implements AutoCloseable {
+    /*
+     * Memory: a lane holds its gradients (as large as the trainable parameters) from its backward
+     * until its turn to add them, so up to one such copy per lane at a time.
+     */
+
     /** One micro-batch's loss, computed on a lane with {@code gen} as the step's generator. */
     @FunctionalInterface
     interface Work {
@@ -46,7 +50,12 @@ final class MicroBatchLanes implements AutoCloseable {
         this.params = params;
         this.inputs = new TensorVector(params.toArray(new Tensor[0]));
         for (int i = 0; i < lanes; i++) gens.add(Generator.seeded(seed));
-        pool = Engine.threadPool(lanes, Math.max(1, Engine.threads() / lanes), "micro-batch");
+        try {
+            pool = Engine.threadPool(lanes, Math.max(1, Engine.threads() / lanes), "micro-batch");
+        } catch (RuntimeException e) {
+            gens.forEach(Generator::close);
+            throw e;
+        }
     }
 
     int lanes() {
@@ -85,27 +94,17 @@ final class MicroBatchLanes implements AutoCloseable {
                 }
             }));
         }
-        List<Map<String, Double>> out = new ArrayList<>();
-        for (Future<Map<String, Double>> f : done) out.add(result(f));
-        return out;
-    }
-
-    private static <T> T result(Future<T> f) {
-        try {
-            return f.get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while micro-batches ran", e);
-        } catch (ExecutionException e) {
-            if (e.getCause() instanceof RuntimeException r) throw r;
-            if (e.getCause() instanceof Error err) throw err;
-            throw new IllegalStateException(e.getCause());
-        }
+        return Engine.awaitAll(done);
     }
 
     @Override
     public void close() {
-        pool.shutdownNow();
+        pool.shutdown(); // no task is in flight: run() waits for all of its own
+        try {
+            if (!pool.awaitTermination(60, java.util.concurrent.TimeUnit.SECONDS)) pool.shutdownNow();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         gens.forEach(Generator::close);
     }
 }

@@ -151,7 +151,8 @@ public final class Trainer implements AutoCloseable {
         if (n > 1 && model.denoiser.checkpointing()) throw new IllegalArgumentException("concurrent micro-batches do not work with gradient checkpointing");
         if (n > 1 && !flat.data().device().is_cpu()) throw new IllegalArgumentException("concurrent micro-batches are for the CPU");
         if (lanes != null) lanes.close();
-        lanes = n > 1 ? new MicroBatchLanes(n, List.copyOf(params.values()), o.seed()) : null;
+        lanes = null;
+        if (n > 1) lanes = new MicroBatchLanes(n, List.copyOf(params.values()), o.seed());
         return this;
     }
 

@@ -65,6 +65,26 @@ class MicroBatchLanesTest {
     }
 
     @Test
+    void aFailingLaneIsReportedOnceEveryLaneHasEnded() {
+        java.util.concurrent.atomic.AtomicBoolean slowLaneDone = new java.util.concurrent.atomic.AtomicBoolean();
+        try (MicroBatchLanes lanes = new MicroBatchLanes(2, List.of(), 0)) {
+            var e = assertThrows(IllegalStateException.class, () -> lanes.run(2, 1, (lane, g) -> {
+                if (lane == 1) throw new IllegalStateException("lane 1 broke");
+                try {
+                    Thread.sleep(300);
+                } catch (InterruptedException ie) {
+                    throw new RuntimeException(ie);
+                }
+                slowLaneDone.set(true);
+                throw new IllegalStateException("lane 0 broke too");
+            }));
+            assertEquals("lane 0 broke too", e.getMessage(), "the first lane's error, in lane order");
+            assertEquals("lane 1 broke", e.getSuppressed()[0].getMessage(), "the other's kept with it");
+            assertTrue(slowLaneDone.get(), "the error surfaced only after the slow lane had ended");
+        }
+    }
+
+    @Test
     void laneThreadsShareTheCoresAndLeaveTheOtherThreadsAsTheyWere() throws Exception {
         int before = Engine.threadsOfThisThread();
         ExecutorService pool = Engine.threadPool(2, 1, "test-lane");
