@@ -88,7 +88,7 @@ public final class Sampler {
         if (negativePrompts != null && negativePrompts.size() != prompts.size())
             throw new IllegalArgumentException(negativePrompts.size() + " negative prompts for " + prompts.size() + " prompts");
         int groups = Math.min(s.concurrent(), prompts.size());
-        if (groups > 1 && s.eta() == 0 && m.onDevice(torch.zeros(1)).is_cpu()) return concurrently(groups, prompts, negativePrompts, seeds, s, progress);
+        if (groups > 1 && s.eta() == 0 && m.device().is_cpu()) return concurrently(groups, prompts, negativePrompts, seeds, s, progress);
         int size = s.size() == 0 ? m.imageSize : s.size();
         int factor = m.autoencoder.downsampling();
         if (size % factor != 0) throw new org.pixelpost.io.InvalidValueException("--size", size + " is not a multiple of the autoencoder's " + factor);

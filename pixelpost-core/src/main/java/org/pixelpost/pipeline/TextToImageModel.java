@@ -255,7 +255,16 @@ public final class TextToImageModel implements AutoCloseable {
 
     /** {@code t} on the denoiser's device. */
     public Tensor onDevice(Tensor t) {
-        return Tensors.follow(t, denoiser.module().parameters().values().iterator().next());
+        return Tensors.follow(t, firstWeight());
+    }
+
+    /** Where the denoiser's weights are, so where the model runs. */
+    public org.bytedeco.pytorch.Device device() {
+        return firstWeight().device();
+    }
+
+    private Tensor firstWeight() {
+        return denoiser.module().parameters().values().iterator().next();
     }
 
     @Override

@@ -110,11 +110,11 @@ public final class Engine {
             return t;
         });
         java.util.concurrent.CountDownLatch ready = new java.util.concurrent.CountDownLatch(n);
-        java.util.List<java.util.concurrent.Future<Integer>> started = new java.util.ArrayList<>();
+        java.util.List<java.util.concurrent.Future<Integer>> setUp = new java.util.ArrayList<>();
         torch.set_num_threads(threadsEach);
         try {
             for (int i = 0; i < n; i++)
-                started.add(pool.submit(() -> {
+                setUp.add(pool.submit(() -> {
                     torch.set_num_threads(threadsEach);
                     int got = torch.get_num_threads(); // fixes this thread's team size while the setting is threadsEach
                     ready.countDown();
@@ -122,7 +122,7 @@ public final class Engine {
                     if (!ready.await(60, java.util.concurrent.TimeUnit.SECONDS)) throw new IllegalStateException("the other pool threads did not start");
                     return got;
                 }));
-            for (var f : started) {
+            for (var f : setUp) {
                 int got = f.get();
                 if (got != threadsEach) throw new IllegalStateException("a pool thread runs " + got + " libtorch threads, not " + threadsEach);
             }

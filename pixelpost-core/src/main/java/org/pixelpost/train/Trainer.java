@@ -212,17 +212,12 @@ public final class Trainer implements AutoCloseable {
             int perPass = lanes == null ? 1 : lanes.lanes();
             for (int micro = 0; micro < o.gradAccum() && finite; micro += perPass) {
                 if (lanes != null) {
-                    finite = concurrently(micro, world, terms);
+                    finite = concurrently(micro, terms);
                     continue;
                 }
-                // this micro-batch's slot in the step: its samples and their draws do not depend on how the step is split
-                int slot = micro * world + gradSync.rank();
-                gen.reseed(Generator.mix(o.seed(), step)).shard(slot, (long) o.gradAccum() * world);
+                int slot = slot(micro);
                 org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), slot));
-                Loss loss;
-                try (Autocast a = Autocast.bf16(o.bf16(), flat.data().device().type())) {
-                    loss = objective.loss(ctx, batches.get(step, slot).on(flat.data())); // data is kept on the CPU
-                }
+                Loss loss = microBatchLoss(ctx, gen, slot, batches.get(step, slot).on(flat.data())); // data is kept on the CPU
                 finite = Double.isFinite(Tensors.item(loss.loss()));
                 if (!finite) {
                     model.denoiser.finishBackward(); // drops what a checkpointing model recorded for this forward
@@ -230,7 +225,7 @@ public final class Trainer implements AutoCloseable {
                 }
                 loss.loss().div(Tensors.s(o.gradAccum())).backward();
                 model.denoiser.finishBackward(); // blocks a checkpointing model recomputes
-                loss.terms().forEach((k, v) -> terms.merge(k, v / o.gradAccum(), Double::sum));
+                addTerms(terms, loss.terms());
             }
             if (!finite && world > 1) flat.grad().fill_(Tensors.s(Double.NaN)); // so that every process skips this update
             if (finite || world > 1) {
@@ -267,23 +262,35 @@ public final class Trainer implements AutoCloseable {
     }
 
     /** Micro-batches {@code first} .. on the lanes at once; false where a loss was not finite. */
-    private boolean concurrently(int first, int world, Map<String, Double> terms) {
+    private boolean concurrently(int first, Map<String, Double> terms) {
         int n = lanes.lanes();
-        long slots = (long) o.gradAccum() * world;
         List<Batch> data = new java.util.ArrayList<>(); // read here: a Batches need not be thread-safe
-        for (int j = 0; j < n; j++) data.add(batches.get(step, (first + j) * world + gradSync.rank()).on(flat.data()));
+        for (int j = 0; j < n; j++) data.add(batches.get(step, slot(first + j)).on(flat.data()));
         StepContext c = ctx;
-        List<Map<String, Double>> out = lanes.run(n, o.gradAccum(), (lane, g) -> {
-            g.reseed(Generator.mix(o.seed(), step)).shard((long) (first + lane) * world + gradSync.rank(), slots);
-            try (Autocast a = Autocast.bf16(o.bf16(), flat.data().device().type())) {
-                return objective.loss(c.withGenerator(g), data.get(lane));
-            }
-        });
+        List<Map<String, Double>> out = lanes.run(n, o.gradAccum(), (lane, g) -> microBatchLoss(c, g, slot(first + lane), data.get(lane)));
         for (Map<String, Double> t : out) {
             if (t == null) return false;
-            t.forEach((k, v) -> terms.merge(k, v / o.gradAccum(), Double::sum));
+            addTerms(terms, t);
         }
         return true;
+    }
+
+    /** Micro-batch {@code micro}'s slot in the step: its samples and their draws do not depend on how the step is split. */
+    private int slot(int micro) {
+        return micro * gradSync.worldSize() + gradSync.rank();
+    }
+
+    /** The loss of the micro-batch in {@code slot}, its draws from {@code g} reseeded for that slot. */
+    private Loss microBatchLoss(StepContext c, Generator g, int slot, Batch b) {
+        g.reseed(Generator.mix(o.seed(), step)).shard(slot, (long) o.gradAccum() * gradSync.worldSize());
+        try (Autocast a = Autocast.bf16(o.bf16(), flat.data().device().type())) {
+            return objective.loss(c.withGenerator(g), b);
+        }
+    }
+
+    /** A micro-batch's terms into the step's, as a mean over the micro-batches. */
+    private void addTerms(Map<String, Double> terms, Map<String, Double> micro) {
+        micro.forEach((k, v) -> terms.merge(k, v / o.gradAccum(), Double::sum));
     }
 
     /** Mean terms over {@code batches} without gradients, with timesteps and noise from {@code seed} (the same at every call). */
