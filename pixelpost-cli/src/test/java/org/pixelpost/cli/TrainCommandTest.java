@@ -40,19 +40,22 @@ class TrainCommandTest {
         String[] made = AutoencodeCommandTest.run("model", "create", "--autoencoder", TestData.taef2().toString(), "--out", dir.resolve("m").toString());
         assertEquals("0", made[0], made[2]);
         Path data = TestData.captionedFolder(dir.resolve("data"), TestData.EMOJI.subList(0, 4), TestData.CAPTIONS.subList(0, 4));
-        java.util.List<java.util.List<String>> runs = new java.util.ArrayList<>();
+        java.util.List<java.util.List<Double>> runs = new java.util.ArrayList<>();
         for (String lanes : new String[] {"1", "2"}) {
             Path out = dir.resolve("run-" + lanes);
             String[] r = AutoencodeCommandTest.run("train", "--init", dir.resolve("m").toString(), "--data", data.toString(), "--out", out.toString(),
                 "--steps", "3", "--batch-size", "2", "--grad-accum", "2", "--concurrent-micro-batches", lanes, "--pixel-weight", "2", "--log-every", "1");
             assertEquals("0", r[0], r[2]);
             assertEquals(Integer.parseInt(lanes), Json.MAPPER.readTree(out.resolve("config.json").toFile()).get("concurrent_micro_batches").asInt());
-            java.util.List<String> losses = new java.util.ArrayList<>();
-            for (String line : Files.readAllLines(out.resolve("metrics.jsonl"))) losses.add(Json.MAPPER.readTree(line).get("loss").asText());
+            java.util.List<Double> losses = new java.util.ArrayList<>();
+            for (String line : Files.readAllLines(out.resolve("metrics.jsonl"))) losses.add(Json.MAPPER.readTree(line).get("loss").asDouble());
             runs.add(losses);
         }
         assertEquals(3, runs.get(0).size());
-        assertEquals(runs.get(0), runs.get(1), "two micro-batches at once log the losses of the two in turn");
+        // to float precision, as documented: kernels on one thread round differently from two (and two
+        // runs of the same command already differ by ~5e-8 from step 2 on this model)
+        for (int i = 0; i < 3; i++)
+            assertEquals(runs.get(0).get(i), runs.get(1).get(i), 1e-6 * runs.get(0).get(i), "two micro-batches at once log the losses of the two in turn, step " + (i + 1));
     }
 
     @Test
