@@ -12,14 +12,14 @@ import org.pixelpost.tensor.Generator;
 
 /**
  * Batches drawn from encoded sets: each epoch is a permutation seeded by (seed, epoch), each
- * sample's flip and caption dropout by (seed, position in the run), so a step's data depends on
- * the seed and the step alone.
+ * sample's flip, caption dropout and posterior draw by (seed, position in the run), so a step's data
+ * depends on the seed and the step alone.
  */
 public final class EncodedBatches implements Batches {
     private final EncodedSet winners, losers;
     private final int batchSize, slotsPerStep;
     private final long seed;
-    private final boolean flip;
+    private final boolean flip, sampleLatents;
     private final double captionDropout;
     private final Map<Long, long[]> orders = new HashMap<>();
 
@@ -29,9 +29,11 @@ public final class EncodedBatches implements Batches {
      *     times the number of data-parallel processes
      * @param captionDropout the probability that a sample's caption is replaced by the empty prompt,
      *     which trains the unconditional prediction that classifier-free guidance extrapolates from
+     * @param sampleLatents each sample's latent a fresh draw from the VAE's posterior instead of its
+     *     mean (no effect for a deterministic autoencoder)
      */
     public EncodedBatches(EncodedSet winners, EncodedSet losers, int batchSize, int slotsPerStep, long seed, boolean flip,
-                          double captionDropout) {
+                          double captionDropout, boolean sampleLatents) {
         if (losers != null && losers.size() != winners.size())
             throw new IllegalArgumentException(winners.size() + " winners but " + losers.size() + " losers");
         if (batchSize < 1 || slotsPerStep < 1) throw new IllegalArgumentException("batch size and micro-batches per step must be positive");
@@ -43,6 +45,7 @@ public final class EncodedBatches implements Batches {
         this.seed = seed;
         this.flip = flip;
         this.captionDropout = captionDropout;
+        this.sampleLatents = sampleLatents;
     }
 
     @Override
@@ -56,13 +59,15 @@ public final class EncodedBatches implements Batches {
         long first = (step - 1) * batchSize * (long) slotsPerStep + (long) slot * batchSize;
         long[] idx = new long[batchSize];
         boolean[] flips = new boolean[batchSize], drop = new boolean[batchSize];
+        long[] draws = sampleLatents ? new long[batchSize] : null;
         for (int k = 0; k < batchSize; k++) {
             long pos = first + k;
             idx[k] = order(pos);
+            if (draws != null) draws[k] = Generator.mix(seed ^ 0x9057E1L, pos);
             flips[k] = flip && new Random(Generator.mix(seed ^ 0xF11BL, pos)).nextBoolean();
             drop[k] = captionDropout > 0 && new Random(Generator.mix(seed ^ 0xCA9D0L, pos)).nextDouble() < captionDropout;
         }
-        return batch(idx, flips, drop);
+        return batch(idx, flips, drop, draws);
     }
 
     /** The whole set in order, {@code batchSize} at a time, without flips or dropout (for validation). */
@@ -70,15 +75,16 @@ public final class EncodedBatches implements Batches {
         List<Batch> out = new ArrayList<>();
         for (long first = 0; first < size(); first += batchSize) {
             int b = (int) Math.min(batchSize, size() - first);
-            out.add(batch(java.util.stream.LongStream.range(first, first + b).toArray(), null, null));
+            out.add(batch(java.util.stream.LongStream.range(first, first + b).toArray(), null, null, null));
         }
         return out;
     }
 
-    private Batch batch(long[] idx, boolean[] flips, boolean[] drop) {
-        Tensor[] w = winners.batch(idx, flips, drop);
+    private Batch batch(long[] idx, boolean[] flips, boolean[] drop, long[] draws) {
+        Tensor[] w = winners.batch(idx, flips, drop, draws);
         if (losers == null) return Batch.of(w[0], w[1], w[2]);
-        return Batch.pairs(w[0], losers.batch(idx, flips, drop)[0], w[1], w[2]);
+        long[] loserDraws = draws == null ? null : java.util.Arrays.stream(draws).map(d -> Generator.mix(d, 0x105E7L)).toArray();
+        return Batch.pairs(w[0], losers.batch(idx, flips, drop, loserDraws)[0], w[1], w[2]);
     }
 
     /** The sample at position {@code pos} of the run: epochs are permutations seeded by (seed, epoch). */

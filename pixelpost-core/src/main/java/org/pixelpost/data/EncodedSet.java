@@ -32,23 +32,31 @@ public final class EncodedSet implements AutoCloseable {
 
     public final List<String> captions;
     public final List<Path> files;
-    /** {@code [N, C, h, w]} latents, and the latents of the horizontally mirrored images. */
+    /** {@code [N, C, h, w]} latents (posterior means), and the latents of the horizontally mirrored images. */
     public final Tensor latents, flipped;
+    /** The posterior's standard deviations of both, {@code [N, C, h, w]}; null where the autoencoder is deterministic. */
+    public final Tensor std, flippedStd;
     /** {@code [N + 1, T, D]} caption features and {@code [N + 1, T]} masks; row N is the empty prompt (caption dropout). */
     private final Tensor tokens, mask;
     public final List<String> skipped;
 
-    private EncodedSet(List<Path> files, List<String> captions, Tensor latents, Tensor flipped, Tensor tokens, Tensor mask,
-                       TextEncoder.Encoded empty, List<String> skipped) {
+    private EncodedSet(List<Path> files, List<String> captions, Tensor latents, Tensor flipped, Tensor std, Tensor flippedStd,
+                       Tensor tokens, Tensor mask, TextEncoder.Encoded empty, List<String> skipped) {
         this.files = files;
         this.captions = captions;
         this.latents = latents;
         this.flipped = flipped;
+        this.std = std;
+        this.flippedStd = flippedStd;
         long t = Math.max(tokens.size(1), empty.tokens().size(1));
         this.tokens = torch.cat(new TensorVector(padTokens(tokens, t), padTokens(empty.tokens(), t)), 0);
         this.mask = torch.cat(new TensorVector(padTokens(mask, t), padTokens(empty.mask(), t)), 0);
         this.skipped = skipped;
         for (Tensor x : List.of(latents, flipped, this.tokens, this.mask)) x.retainReference();
+        if (std != null) {
+            std.retainReference();
+            flippedStd.retainReference();
+        }
     }
 
     /** Pads dimension 1 (tokens) with zeros (false for masks) up to {@code t}. */
@@ -63,6 +71,10 @@ public final class EncodedSet implements AutoCloseable {
     @Override
     public void close() {
         for (Tensor x : List.of(latents, flipped, tokens, mask)) x.releaseReference();
+        if (std != null) {
+            std.releaseReference();
+            flippedStd.releaseReference();
+        }
     }
 
     public int size() {
@@ -78,7 +90,7 @@ public final class EncodedSet implements AutoCloseable {
         Files.createDirectories(cacheDir);
         TextEncoder te = m.textEncoder;
         int size = m.imageSize;
-        String key = digest(images, captions, m.latentSpaceKey() + "|" + te.name() + "|" + te.maxTokens() + "|" + m.encoderFingerprint());
+        String key = digest(images, captions, m.latentSpaceKey() + "|posterior|" + te.name() + "|" + te.maxTokens() + "|" + m.encoderFingerprint());
         Path cache = cacheDir.resolve("encoded-" + key + ".safetensors");
         if (Files.isRegularFile(cache)) {
             try (SafeTensors st = SafeTensors.open(cache)) {
@@ -95,11 +107,12 @@ public final class EncodedSet implements AutoCloseable {
                         kept.add(images.get(i));
                         keptCaptions.add(captions.get(i));
                     }
-                return new EncodedSet(kept, keptCaptions, st.load("latents"), st.load("flipped"), st.load("tokens"), st.load("mask"),
-                    te.encode(List.of("")), skipped);
+                boolean vae = st.entries().containsKey("std");
+                return new EncodedSet(kept, keptCaptions, st.load("latents"), st.load("flipped"), vae ? st.load("std") : null,
+                    vae ? st.load("flipped_std") : null, st.load("tokens"), st.load("mask"), te.encode(List.of("")), skipped);
             }
         }
-        List<Tensor> z = new ArrayList<>(), zf = new ArrayList<>();
+        List<Tensor> z = new ArrayList<>(), zf = new ArrayList<>(), sd = new ArrayList<>(), sdf = new ArrayList<>();
         List<Path> kept = new ArrayList<>();
         List<String> keptCaptions = new ArrayList<>(), skipped = new ArrayList<>();
         try (var g = Tensors.noGrad()) {
@@ -115,9 +128,14 @@ public final class EncodedSet implements AutoCloseable {
                 }
                 try (Scope s = Scope.open()) {
                     Tensor pair = torch.stack(new TensorVector(x, x.flip(2)));
-                    Tensor enc = m.encodeImages(pair);
-                    z.add(s.keep(enc.select(0, 0).clone()));
-                    zf.add(s.keep(enc.select(0, 1).clone()));
+                    var post = m.encodePosterior(pair);
+                    z.add(s.keep(post.mean().select(0, 0).clone()));
+                    zf.add(s.keep(post.mean().select(0, 1).clone()));
+                    if (post.logvar() != null) {
+                        Tensor std = post.std();
+                        sd.add(s.keep(std.select(0, 0).clone()));
+                        sdf.add(s.keep(std.select(0, 1).clone()));
+                    }
                 }
                 kept.add(images.get(i));
                 keptCaptions.add(captions.get(i));
@@ -128,34 +146,50 @@ public final class EncodedSet implements AutoCloseable {
         TextEncoder.Encoded text = te.encode(keptCaptions);
         Tensor latents = torch.stack(new TensorVector(z.toArray(new Tensor[0])));
         Tensor flipped = torch.stack(new TensorVector(zf.toArray(new Tensor[0])));
+        Tensor std = sd.isEmpty() ? null : torch.stack(new TensorVector(sd.toArray(new Tensor[0])));
+        Tensor flippedStd = sd.isEmpty() ? null : torch.stack(new TensorVector(sdf.toArray(new Tensor[0])));
         Map<String, Tensor> out = new LinkedHashMap<>();
         out.put("latents", latents);
         out.put("flipped", flipped);
+        if (std != null) {
+            out.put("std", std);
+            out.put("flipped_std", flippedStd);
+        }
         out.put("tokens", text.tokens());
         out.put("mask", text.mask());
         SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "autoencoder", m.autoencoder.name(), "text_encoder", te.name()));
-        return new EncodedSet(kept, keptCaptions, latents, flipped, text.tokens(), text.mask(), te.encode(List.of("")), skipped);
+        return new EncodedSet(kept, keptCaptions, latents, flipped, std, flippedStd, text.tokens(), text.mask(), te.encode(List.of("")), skipped);
     }
 
     /** Rows {@code idx} with per-row flips: latents {@code [B, C, h, w]}, tokens, mask. */
     public Tensor[] batch(long[] idx, boolean[] flip) {
-        return batch(idx, flip, null);
+        return batch(idx, flip, null, null);
     }
 
     /**
      * Rows {@code idx} with per-row flips, and the empty prompt in place of the caption where
      * {@code dropCaption} says so: latents {@code [B, C, h, w]}, tokens {@code [B, T, D]}, mask {@code [B, T]}.
+     * The latents are the posterior means, or, where {@code sampleSeeds} is given and the
+     * autoencoder is a VAE, draws {@code mean + std * eps} with row k's {@code eps} from seed {@code sampleSeeds[k]}.
      */
-    public Tensor[] batch(long[] idx, boolean[] flip, boolean[] dropCaption) {
+    public Tensor[] batch(long[] idx, boolean[] flip, boolean[] dropCaption, long[] sampleSeeds) {
         Tensor i = Tensors.fromFloats(toFloats(idx), idx.length).to(torch.ScalarType.Long);
         long[] textRows = idx.clone();
         if (dropCaption != null) for (int k = 0; k < textRows.length; k++) if (dropCaption[k]) textRows[k] = size();
         Tensor ti = Tensors.fromFloats(toFloats(textRows), idx.length).to(torch.ScalarType.Long);
-        Tensor a = latents.index_select(0, i), b = flipped.index_select(0, i);
         float[] f = new float[idx.length];
         for (int k = 0; k < f.length; k++) f[k] = flip != null && flip[k] ? 1 : 0;
-        Tensor w = Tensors.fromFloats(f, idx.length, 1, 1, 1);
-        Tensor z = a.mul(w.neg().add(Tensors.s(1))).add(b.mul(w));
+        Tensor w = Tensors.fromFloats(f, idx.length, 1, 1, 1), keep = w.neg().add(Tensors.s(1));
+        Tensor z = latents.index_select(0, i).mul(keep).add(flipped.index_select(0, i).mul(w)); // [B, C, h, w]
+        if (sampleSeeds != null && std != null) {
+            Tensor s = std.index_select(0, i).mul(keep).add(flippedStd.index_select(0, i).mul(w));
+            Tensor[] eps = new Tensor[idx.length];
+            for (int k = 0; k < idx.length; k++)
+                try (org.pixelpost.tensor.Generator g = org.pixelpost.tensor.Generator.seeded(sampleSeeds[k])) {
+                    eps[k] = g.randn(Tensors.shape(latents.select(0, 0)));                  // [C, h, w]
+                }
+            z = z.add(s.mul(torch.stack(new TensorVector(eps))));                            // a draw from the posterior
+        }
         return new Tensor[] {z, tokens.index_select(0, ti), mask.index_select(0, ti)};
     }
 

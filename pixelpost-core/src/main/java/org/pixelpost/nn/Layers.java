@@ -1,5 +1,6 @@
 package org.pixelpost.nn;
 
+import org.bytedeco.pytorch.LongOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.tensor.Tensors;
@@ -17,13 +18,53 @@ public final class Layers {
         }
     }
 
+    /**
+     * The 2-D convolution every layer runs ({@code w [out, in, k, k]}, square stride and padding).
+     *
+     * <p>On the CPU it keeps to the oneDNN paths that compute correctly in the libtorch build
+     * PixelPost links (2.10.0, oneDNN 3.7.1): there, reordering a plain-layout (NCHW) tensor into one
+     * of oneDNN's blocked layouts whose channel count needs padding leaves garbage in the padding, and
+     * the convolution reads it. Measured against a float64 reference it gave outputs off by the size
+     * of the values for 17-31 input channels, input gradients off (NaN when fresh memory held NaN)
+     * for an output channel count that is not a multiple of 16 (SD's {@code conv_out}, 4 channels),
+     * wrong 1x1 convolutions (40 output channels; any stride-2 1x1, which also crashed in its weight
+     * gradient), and, in bf16, NaN input gradients for an odd output channel count (a VAE's last
+     * convolution, 3 channels). So: a 1x1 convolution is the matrix product over channels it is;
+     * any other runs channels-last (reorders from that layout are correct), with its output
+     * channels zero-padded to a multiple of 16 and the padding cut from the result.
+     */
+    public static Tensor conv2d(Tensor x, Tensor w, Tensor b, long stride, long padding) {
+        if (!x.is_cpu())
+            return torch.conv2d(x, w, Tensors.opt(b), new long[] {stride, stride}, new long[] {padding, padding}, new long[] {1, 1}, 1);
+        long out = w.size(0), in = w.size(1);
+        if (w.size(2) == 1 && w.size(3) == 1 && padding == 0) {
+            Tensor xs = stride == 1 ? x : x.slice(2, new LongOptional(0), new LongOptional(x.size(2)), stride)
+                .slice(3, new LongOptional(0), new LongOptional(x.size(3)), stride);     // [B, in, H', W']
+            long n = xs.size(0), h = xs.size(2), wd = xs.size(3);
+            // one 2-D product: a batched input would let matmul's path (and its rounding) follow requires_grad
+            return torch.linear(xs.permute(0, 2, 3, 1).reshape(n * h * wd, in), w.reshape(out, in), Tensors.opt(b)) // [B*H'*W', out]
+                .view(n, h, wd, out)                                                      // [B, H', W', out]
+                .permute(0, 3, 1, 2);                                                     // [B, out, H', W']
+        }
+        long padded = (out + 15) / 16 * 16;
+        Tensor wk = w, bk = b;
+        if (padded != out) {
+            wk = torch.constant_pad_nd(w, 0, 0, 0, 0, 0, 0, 0, padded - out);             // [padded, in, k, k]
+            bk = b == null ? null : torch.constant_pad_nd(b, 0, padded - out);            // [padded]
+        }
+        Tensor y = torch.conv2d(x.contiguous(torch.MemoryFormat.ChannelsLast), wk.contiguous(torch.MemoryFormat.ChannelsLast),
+            Tensors.opt(bk), new long[] {stride, stride}, new long[] {padding, padding}, new long[] {1, 1}, 1); // [B, padded, H', W']
+        return padded == out ? y : y.narrow(1, 0, out);                                  // [B, out, H', W']
+    }
+
     public static class Conv2d extends Module implements Layer {
         public final Tensor weight, bias;
         private final long stride, padding;
 
         public Conv2d(long in, long out, long kernel, long stride, long padding, boolean bias) {
             double bound = 1 / Math.sqrt(in * kernel * kernel);
-            this.weight = param("weight", uniform(bound, out, in, kernel, kernel));
+            // channels-last: the layout conv2d runs in, so no step reorders the kernel
+            this.weight = param("weight", uniform(bound, out, in, kernel, kernel).contiguous(torch.MemoryFormat.ChannelsLast));
             this.bias = bias ? param("bias", uniform(bound, out)) : null;
             this.stride = stride;
             this.padding = padding;
@@ -52,8 +93,7 @@ public final class Layers {
 
         @Override
         public Tensor forward(Tensor x) {
-            return torch.conv2d(x, weight, Tensors.opt(bias), new long[] {stride, stride},
-                new long[] {padding, padding}, new long[] {1, 1}, 1);
+            return conv2d(x, weight, bias, stride, padding);
         }
     }
 

@@ -103,17 +103,16 @@ public final class Lora {
 
         LoraConv2d(Conv2d base, Tensor a, Tensor b, double alpha, double dropout, long seed) {
             super(base);
-            lora = new Weights(param("lora_A.weight", a), param("lora_B.weight", b), alpha, dropout, seed);
+            // A channels-last, as every kernel (see Layers.conv2d)
+            lora = new Weights(param("lora_A.weight", a.contiguous(torch.MemoryFormat.ChannelsLast)), param("lora_B.weight", b), alpha, dropout, seed);
         }
 
         @Override
         public Tensor forward(Tensor x) {
             Tensor y = super.forward(x);                                          // [B, out, H', W']
             if (!lora.on) return y;
-            Tensor h = torch.conv2d(lora.drop(x), lora.a, Tensors.opt(null), new long[] {stride(), stride()},
-                new long[] {padding(), padding()}, new long[] {1, 1}, 1);         // [B, r, H', W']
-            return y.add(torch.conv2d(h, lora.b, Tensors.opt(null), new long[] {1, 1}, new long[] {0, 0}, new long[] {1, 1}, 1)
-                .mul(Tensors.s(scale())));
+            Tensor h = Layers.conv2d(lora.drop(x), lora.a, null, stride(), padding()); // [B, r, H', W']
+            return y.add(Layers.conv2d(h, lora.b, null, 1, 0).mul(Tensors.s(scale())));   // [B, out, H', W']
         }
 
         @Override public Weights lora() { return lora; }

@@ -176,18 +176,6 @@ public abstract class Module implements AutoCloseable {
     }
 
     /**
-     * Stores every 4-D parameter (convolution kernels) channels-last, the layout oneDNN's
-     * convolutions run fastest in; fed channels-last input, a convolution stack then never
-     * reorders. Values, shapes and names stay as they were.
-     */
-    public void toChannelsLast() {
-        try (NoGradGuard g = Tensors.noGrad()) {
-            for (Tensor p : parameters().values())
-                if (p.dim() == 4) p.set_data(p.contiguous(org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast));
-        }
-    }
-
-    /**
      * Moves every parameter to {@code device}. The parameter objects the modules hold are reassigned
      * in place, so every holder sees the moved tensor (a leaf with the same {@code requires_grad}).
      */

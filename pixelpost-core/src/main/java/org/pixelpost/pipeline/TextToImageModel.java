@@ -92,6 +92,15 @@ public final class TextToImageModel implements AutoCloseable {
         return autoencoder.encode(images.to(w)).to(images.scalar_type()).mul(Tensors.s(latentScale));
     }
 
+    /** The posterior of {@link #encodeImages} (model latents; {@code logvar} null for a deterministic autoencoder). */
+    public org.pixelpost.model.autoencoder.Autoencoder.Posterior encodePosterior(Tensor images) {
+        ScalarType w = dtypeOf(autoencoder.encoder());
+        var p = autoencoder.posterior(images.to(w));
+        Tensor mean = p.mean().to(images.scalar_type()).mul(Tensors.s(latentScale));
+        return new org.pixelpost.model.autoencoder.Autoencoder.Posterior(mean,
+            p.logvar() == null ? null : p.logvar().to(images.scalar_type()).add(Tensors.s(2 * Math.log(latentScale))));
+    }
+
     /** The dtype of a module's weights (float32 unless the model was loaded to stay in bf16). */
     static ScalarType dtypeOf(org.pixelpost.nn.Module m) {
         for (org.bytedeco.pytorch.Tensor p : m.parameters().values()) return p.scalar_type().intern();

@@ -60,6 +60,7 @@ public record TrainConfig(
     @Doc("recompute U-Net blocks and decoder levels in the backward instead of keeping their activations (less memory, more time)") boolean gradientCheckpointing,
     @Doc("the decoder of the pixel term: vae (the model's own), taesd, or an autoencoder path over the same latents") String pixelDecoder,
     @Doc("random horizontal flips") boolean flip,
+    @Doc("sample: each step trains on a fresh draw from the VAE's posterior, as diffusers' and kohya's scripts do; mean: on its mean (no effect for a deterministic autoencoder such as TAESD)") String latentSample,
     @Doc("probability that a caption is replaced by the empty prompt, which trains the unconditional prediction guidance needs") double captionDropout,
     @Doc("write a checkpoint every N steps (0: only at the end)") int checkpointEvery,
     @Doc("checkpoints to keep") int keepCheckpoints,
@@ -97,7 +98,7 @@ public record TrainConfig(
 
     public static TrainConfig defaults() {
         return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1, 1,
-            2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, false, "vae", true, 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
+            2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, false, "vae", true, "sample", 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
             "skip", "skip", 0, 0, 0, org.pixelpost.pipeline.LoraTargets.DEFAULT, 0, "kohya", "cpu");
     }
 
@@ -205,6 +206,7 @@ public record TrainConfig(
         PixelDecode.of(pixelDecode);
         Checks.oneOf("lr_schedule", lrSchedule, "constant", "cosine");
         Checks.oneOf("on_bad_image", onBadImage, "skip", "fail");
+        Checks.oneOf("latent_sample", latentSample, "mean", "sample");
         Checks.oneOf("on_bad_pair", onBadPair, "skip", "fail");
         if (init == null) throw new InvalidValueException("init", "is required (the model folder to start from)");
         if (data == null) throw new InvalidValueException("data", "is required (captions.jsonl folder or pairs.jsonl)");

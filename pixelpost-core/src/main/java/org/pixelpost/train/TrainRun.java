@@ -347,7 +347,8 @@ public final class TrainRun {
         }
 
         EncodedBatches batches(TrainConfig c, long seed, int processes) {
-            return new EncodedBatches(winners, losers, c.batchSize(), c.gradAccum() * processes, seed, c.flip(), c.captionDropout());
+            return new EncodedBatches(winners, losers, c.batchSize(), c.gradAccum() * processes, seed, c.flip(), c.captionDropout(),
+                c.latentSample().equals("sample"));
         }
 
         static Data load(TrainConfig c, Path path, TextToImageModel m, Listener listener) throws IOException {

@@ -29,7 +29,7 @@ class CaptionDropoutTest {
             try (Scope s = Scope.open()) {
                 emptyTokens = (long) Tensors.item(m.textEncoder.encode(List.of("")).mask().sum());
             }
-            EncodedBatches batches = new EncodedBatches(set, null, 8, 1, 11, true, 0.1);
+            EncodedBatches batches = new EncodedBatches(set, null, 8, 1, 11, true, 0.1, false);
             long dropped = 0, total = 0;
             for (long step = 1; step <= 250; step++) {
                 try (Scope s = Scope.open()) {
@@ -48,7 +48,7 @@ class CaptionDropoutTest {
             // 2,000 draws at p = 0.1: 200 expected, standard deviation 13.4; 4.5 sigma either way
             assertTrue(dropped > 140 && dropped < 260, dropped + " of " + total + " captions dropped");
             // without dropout, no caption is ever empty
-            EncodedBatches none = new EncodedBatches(set, null, 8, 1, 11, true, 0);
+            EncodedBatches none = new EncodedBatches(set, null, 8, 1, 11, true, 0, false);
             try (Scope s = Scope.open()) {
                 for (long step = 1; step <= 20; step++)
                     assertTrue(Tensors.item(none.get(step, 0).mask().sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).min()) > emptyTokens);

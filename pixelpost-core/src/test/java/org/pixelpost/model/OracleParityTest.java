@@ -92,6 +92,29 @@ class OracleParityTest {
             Map<String, Tensor> in = SafeTensors.read(dir.resolve("inputs.safetensors")), out = SafeTensors.read(dir.resolve("outputs.safetensors"));
             Tensor z = vae.encode(in.get("image01"));
             assertTrue(maxAbsDiff(z, out.get("encode_model_space")) < TOL, "encode: " + maxAbsDiff(z, out.get("encode_model_space")));
+            // the posterior as diffusers' latent_dist has it (raw space), carried into model space
+            var post = vae.posterior(in.get("image01"));
+            double sf = vae.scalingFactor();
+            assertTrue(maxAbsDiff(post.mean(), out.get("encode_model_space")) < TOL, "posterior mean");
+            Tensor rawLogvar = post.logvar().sub(Tensors.s(2 * Math.log(sf)));
+            assertTrue(maxAbsDiff(rawLogvar, out.get("posterior_logvar")) < TOL, "logvar: " + maxAbsDiff(rawLogvar, out.get("posterior_logvar")));
+            Tensor rawStd = post.std().div(Tensors.s(sf));
+            assertTrue(maxAbsDiff(rawStd, out.get("posterior_std")) < TOL, "std: " + maxAbsDiff(rawStd, out.get("posterior_std")));
+            try (org.pixelpost.tensor.Generator g1 = org.pixelpost.tensor.Generator.seeded(5); org.pixelpost.tensor.Generator g2 = org.pixelpost.tensor.Generator.seeded(5)) {
+                Tensor draw = post.sample(g1), eps = g2.randnLike(post.mean());
+                assertTrue(maxAbsDiff(draw, post.mean().add(post.std().mul(eps))) < 1e-7, "a draw is mean + std * eps from the given generator");
+                assertTrue(maxAbsDiff(draw, post.mean()) > 1e-4, "and differs from the mean");
+            }
+            // diffusers' clamp: an encoder whose log-variance would leave [-30, 20] is held at the bounds
+            Tensor bias = vae.encoder().parameters().get("quant_conv.bias");
+            long c = vae.latentChannels();
+            for (double push : new double[] {1000, -1000}) {
+                bias.narrow(0, c, c).add_(Tensors.s(push));
+                Tensor lv = vae.posterior(in.get("image01")).logvar().sub(Tensors.s(2 * Math.log(sf)));
+                assertEquals(push > 0 ? 20 : -30, Tensors.item(lv.max()), 1e-4);
+                assertEquals(push > 0 ? 20 : -30, Tensors.item(lv.min()), 1e-4);
+                bias.narrow(0, c, c).sub_(Tensors.s(push));
+            }
             Tensor x = vae.decode(in.get("latents"));
             assertTrue(maxAbsDiff(x, out.get("decode_01")) < TOL, "decode: " + maxAbsDiff(x, out.get("decode_01")));
             // the checkpointed decoder computes the same image

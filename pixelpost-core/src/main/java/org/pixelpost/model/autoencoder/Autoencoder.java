@@ -1,6 +1,8 @@
 package org.pixelpost.model.autoencoder;
 
 import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.tensor.Generator;
+import org.pixelpost.tensor.Tensors;
 import org.pixelpost.nn.Module;
 import org.pixelpost.nn.Recompute;
 
@@ -30,6 +32,27 @@ public interface Autoencoder extends AutoCloseable {
 
     /** Images in [0, 1] to model-space latents (the posterior mean where the encoder is a VAE). */
     Tensor encode(Tensor images);
+
+    /**
+     * The encoder's distribution over model-space latents, a diagonal Gaussian: {@code mean} and
+     * {@code logvar} {@code [B, C, h, w]}, or {@code logvar} null where the encoder is deterministic.
+     */
+    record Posterior(Tensor mean, Tensor logvar) {
+        /** {@code exp(logvar / 2)}; null for a deterministic encoder. */
+        public Tensor std() {
+            return logvar == null ? null : logvar.mul(Tensors.s(0.5)).exp();
+        }
+
+        /** {@code mean + std * eps}, {@code eps} drawn from {@code g}; the mean itself for a deterministic encoder. */
+        public Tensor sample(Generator g) {
+            return logvar == null ? mean : mean.add(std().mul(g.randnLike(mean)));
+        }
+    }
+
+    /** The posterior of {@link #encode} (images in [0, 1]); by default a deterministic encoder's. */
+    default Posterior posterior(Tensor images) {
+        return new Posterior(encode(images), null);
+    }
 
     /** Model-space latents to images in [0, 1] (not clamped, so gradients stay informative). */
     Tensor decode(Tensor latents);

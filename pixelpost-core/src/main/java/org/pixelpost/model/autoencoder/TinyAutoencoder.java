@@ -41,8 +41,6 @@ public final class TinyAutoencoder implements Autoencoder {
             this.encoder = encoder(v.latentChannels, v.midBlockGroupNorm);
             this.decoder = decoder(v.latentChannels, v.midBlockGroupNorm);
         }
-        encoder.toChannelsLast();
-        decoder.toChannelsLast();
         encoder.freeze();
         decoder.freeze();
     }
@@ -160,7 +158,7 @@ public final class TinyAutoencoder implements Autoencoder {
         return channelsFirst(encoder.forward(images.contiguous(torch.MemoryFormat.ChannelsLast)));
     }
 
-    /** Channels-last all the way through (see {@link Module#toChannelsLast}); the image comes back in the usual layout. */
+    /** Channels-last all the way through (see {@link org.pixelpost.nn.Layers#conv2d}); the image comes back in the usual layout. */
     @Override
     public Tensor decode(Tensor latents) {
         return channelsFirst(decoder.forward(latents.contiguous(torch.MemoryFormat.ChannelsLast)));

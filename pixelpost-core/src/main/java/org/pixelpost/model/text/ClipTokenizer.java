@@ -185,10 +185,97 @@ public final class ClipTokenizer {
         return i;
     }
 
-    /** Lower case, HTML entities unescaped, whitespace collapsed, as CLIP cleans text. */
+    /**
+     * CLIP's cleanup before BPE ({@code basic_clean} and {@code whitespace_clean} of openai's
+     * tokenizer, ftfy on): the text fixes of {@link #fixText}, HTML entities unescaped twice,
+     * whitespace collapsed, lower case.
+     */
     static String clean(String text) {
-        String t = unescapeHtml(unescapeHtml(text)).strip();
-        return t.replaceAll("\\s+", " ").strip().toLowerCase(java.util.Locale.ROOT);
+        String t = unescapeHtml(unescapeHtml(fixText(text)));
+        return WHITESPACE.matcher(t).replaceAll(" ").strip().toLowerCase(java.util.Locale.ROOT);
+    }
+
+    private static final Pattern WHITESPACE = Pattern.compile("\\s+", Pattern.UNICODE_CHARACTER_CLASS);
+    private static final Pattern TERMINAL_ESCAPE = Pattern.compile("\u001b\\[[0-9;]*[a-zA-Z]");
+    private static final Pattern LONE_SURROGATE = Pattern.compile("[\\x{D800}-\\x{DFFF}]");
+
+    /**
+     * The fixes ftfy's {@code fix_text} (6.3, default settings) makes that change what CLIP sees in a
+     * typed prompt, repeated until the text stops changing as ftfy does: C1 control characters read
+     * as the Windows-1252 characters they stand for; Latin ligatures and digraphs taken apart (fi, fl, ff,
+     * ffi, ffl, st, ij, dz, lj, nj and their capitals); half- and full-width forms to their usual width (NFKC of U+FF01-U+FFEF, and U+3000 to a
+     * space); curly single and double quotes (and the modifier apostrophe) to straight ones; terminal
+     * colour escapes removed; control characters removed (C0 but tab, line feed, form feed and
+     * carriage return, DEL, the deprecated format characters U+206A-U+206F, the byte-order mark,
+     * U+FFF9-U+FFFC); a lone surrogate to U+FFFD;
+     * NFC. Not applied: ftfy's mojibake repair (text decoded with the wrong encoding), which guesses.
+     */
+    static String fixText(String text) {
+        String t = text, before;
+        do {
+            before = t;
+            StringBuilder b = new StringBuilder(t.length());
+            t.codePoints().forEach(cp -> b.append(fixCodePoint(cp)));
+            t = TERMINAL_ESCAPE.matcher(b).replaceAll("");
+            t = LONE_SURROGATE.matcher(t).replaceAll("\ufffd");
+            StringBuilder kept = new StringBuilder(t.length());
+            t.codePoints().filter(cp -> !isRemovedControl(cp)).forEach(kept::appendCodePoint);
+            t = java.text.Normalizer.normalize(kept, java.text.Normalizer.Form.NFC);
+        } while (!t.equals(before));
+        return t;
+    }
+
+    private static final String[] C1 = new String[0x20];
+    static {
+        java.nio.charset.CharsetDecoder cp1252 = java.nio.charset.Charset.forName("windows-1252").newDecoder();
+        for (int b = 0x80; b < 0xA0; b++) {
+            String s;
+            try {
+                s = cp1252.decode(java.nio.ByteBuffer.wrap(new byte[] {(byte) b})).toString();
+            } catch (java.nio.charset.CharacterCodingException e) {
+                s = String.valueOf((char) b); // the five bytes Windows-1252 leaves undefined stay as they are ("sloppy")
+            }
+            C1[b - 0x80] = s;
+        }
+    }
+
+    private static String fixCodePoint(int cp) {
+        if (cp >= 0x80 && cp < 0xA0) return C1[cp - 0x80];
+        switch (cp) {
+            case 0x0132: return "IJ";
+            case 0x0133: return "ij";
+            case 0x0149: return "\u02bcn";
+            case 0x01C4: return "D\u017d";
+            case 0x01C5: return "D\u017e";
+            case 0x01C6: return "d\u017e";
+            case 0x01C7: return "LJ";
+            case 0x01C8: return "Lj";
+            case 0x01C9: return "lj";
+            case 0x01CA: return "NJ";
+            case 0x01CB: return "Nj";
+            case 0x01CC: return "nj";
+            case 0x01F1: return "DZ";
+            case 0x01F2: return "Dz";
+            case 0x01F3: return "dz";
+            case 0xFB00: return "ff";
+            case 0xFB01: return "fi";
+            case 0xFB02: return "fl";
+            case 0xFB03: return "ffi";
+            case 0xFB04: return "ffl";
+            case 0xFB05: return "\u017ft";
+            case 0xFB06: return "st";
+            case 0x3000: return " ";
+            case 0x02BC: case 0x2018: case 0x2019: case 0x201A: case 0x201B: return "'";
+            case 0x201C: case 0x201D: case 0x201E: case 0x201F: return "\"";
+            default:
+        }
+        String c = new String(Character.toChars(cp));
+        return cp >= 0xFF01 && cp < 0xFFF0 ? java.text.Normalizer.normalize(c, java.text.Normalizer.Form.NFKC) : c;
+    }
+
+    private static boolean isRemovedControl(int cp) {
+        return cp <= 0x08 || cp == 0x0B || (cp >= 0x0E && cp <= 0x1F) || cp == 0x7F || (cp >= 0x206A && cp <= 0x206F)
+            || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFC);
     }
 
     private static final Pattern ENTITY = Pattern.compile("&(#[xX][0-9a-fA-F]+|#[0-9]+|[a-zA-Z]+);");
@@ -217,6 +304,10 @@ public final class ClipTokenizer {
         List<Integer> ids = new ArrayList<>();
         Matcher m = WORDS.matcher(clean(text));
         while (m.find()) {
+            if (m.group().equals(START) || m.group().equals(END)) { // typed special tokens are the tokens, as in the reference
+                ids.add(encoder.get(m.group()));
+                continue;
+            }
             StringBuilder sym = new StringBuilder();
             for (byte b : m.group().getBytes(StandardCharsets.UTF_8)) sym.append(byteToChar[b & 0xFF]);
             for (String piece : bpe(sym.toString()).split(" ")) {

@@ -64,9 +64,36 @@ class ClipTokenizerTest {
         assertEquals(2653, cut.ids()[1]);
         assertEquals(271, cut.ids()[2]);
         for (String text : List.of("café crème brûlée", "東京の夜景", "a 🐶 and a 🐱 🏳️‍🌈", "naïve résumé — “quotes”"))
-            // every byte comes back; only spacing around word ends is CLIP's own (each word ends with a space)
-            assertEquals(text.toLowerCase().replace(" ", ""), tok.decode(tok.encodeRaw(text)).replace(" ", ""), text);
+            // every byte of the cleaned text comes back; only spacing around word ends is CLIP's own (each word ends with a space)
+            assertEquals(ClipTokenizer.clean(text).replace(" ", ""), tok.decode(tok.encodeRaw(text)).replace(" ", ""), text);
         assertNotEquals(tok.encodeRaw("cafe"), tok.encodeRaw("café"));
+    }
+
+    /**
+     * Prompts as people type them (decomposed accents, typed special tokens, control characters,
+     * curly quotes, ligatures, full-width letters, odd spaces, terminal escapes, Windows-1252 C1
+     * characters, HTML entities, CJK, emoji), against openai CLIP's tokenizer with ftfy on
+     * ({@code bench/fixtures/clip_cleanup.py} wrote the ids).
+     */
+    @Test
+    void cleanupMatchesOpenaiClipWithFtfy() throws Exception {
+        com.fasterxml.jackson.databind.JsonNode cases;
+        try (var in = ClipTokenizerTest.class.getResourceAsStream("clip_cleanup_cases.json")) {
+            cases = new com.fasterxml.jackson.databind.ObjectMapper().readTree(in).path("cases");
+        }
+        assertTrue(cases.size() >= 30);
+        List<String> wrong = new java.util.ArrayList<>();
+        for (var c : cases) {
+            String prompt = c.path("prompt").asText();
+            List<Integer> expected = new java.util.ArrayList<>();
+            c.path("ids").forEach(i -> expected.add(i.asInt()));
+            List<Integer> got = tok.encodeRaw(prompt);
+            if (!got.equals(expected)) wrong.add(prompt.codePoints().mapToObj(cp -> cp < 0x20 || cp > 0x7e ? String.format("\\u%04x", cp) : Character.toString(cp))
+                .collect(java.util.stream.Collectors.joining()) + ": " + got + " expected " + expected);
+        }
+        assertTrue(wrong.isEmpty(), wrong.size() + " of " + cases.size() + " differ:\n" + String.join("\n", wrong));
+        ClipTokenizer.Tokens typed = tok.encode("<|startoftext|> a cat <|endoftext|>");
+        assertEquals(6, typed.length(), "typed special tokens are the tokens: start, start, a, cat, end, end");
     }
 
     @Test
