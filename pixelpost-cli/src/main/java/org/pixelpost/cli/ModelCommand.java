@@ -4,8 +4,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import org.pixelpost.pipeline.ShapeDetection;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.denoiser.DiT;
 import java.io.IOException;
@@ -35,9 +37,11 @@ final class ModelCommand implements Runnable {
 
     @Command(name = "info", mixinStandardHelpOptions = true,
         description = {"Configuration and parameter count of a named DiT size (tiny, small, S/2, B/2, L/2, XL/2)",
-            "or of a model folder, compared with the published count where there is one."})
+            "or of a model folder, a single file (SD 1.x checkpoint, or an original-layout U-Net, VAE or CLIP text model)",
+            "or a component folder (unet/, vae/, text_encoder/ with config.json), compared with the published count where there is one.",
+            "Single files and component folders are read from their headers and configs: no weight is loaded."})
     static final class Info implements Callable<Integer> {
-        @Parameters(paramLabel = "NAME|DIR") String name;
+        @Parameters(paramLabel = "NAME|DIR|FILE") String name;
         @Option(names = "--json") boolean json;
 
         @Override
@@ -48,7 +52,14 @@ final class ModelCommand implements Runnable {
             Object config;
             long count;
             Map<String, Object> components = new LinkedHashMap<>();
-            if (Files.exists(dir)) {
+            if (Files.exists(dir) && !Files.isRegularFile(dir.resolve("model_index.json"))) {
+                // a single file or a component folder: configurations from config.json or from the shapes, nothing loaded
+                List<ShapeDetection.Component> parts = ShapeDetection.components(dir);
+                for (ShapeDetection.Component c : parts) components.put(c.role(), component(c.className(), c.parameters()));
+                ShapeDetection.Component main = parts.get(0);
+                config = Json.MAPPER.convertValue(main.config(), Map.class);
+                count = main.parameters();
+            } else if (Files.exists(dir)) {
                 try (TextToImageModel m = TextToImageModel.load(dir)) {
                     config = Json.MAPPER.convertValue(m.denoiser.configJson(), Map.class);
                     count = m.denoiser.module().parameterCount();
@@ -110,7 +121,7 @@ final class ModelCommand implements Runnable {
     static final class Convert implements Callable<Integer> {
         @Option(names = "--model", required = true, description = "a diffusers SD folder or an SD 1.x single file (.safetensors, .ckpt)") Path model;
         @Option(names = "--out", required = true, description = "the single file (from a folder) or the new folder (from a file)") Path out;
-        @Option(names = "--configs", description = "a diffusers folder whose component configs describe a single file that is not SD 1.5") Path configs;
+        @Option(names = "--configs", description = "a diffusers folder whose component configs describe a single file whose shapes do not fix its configuration (default: read from the shapes)") Path configs;
         @Option(names = "--overwrite", description = "replace what --out holds") boolean overwrite;
 
         @Override

@@ -30,6 +30,18 @@ class StableDiffusionCommandTest {
         assertEquals("UNet2DConditionModel", info.get("components").get("denoiser").get("class").asText());
         assertEquals(792_964, info.get("components").get("denoiser").get("parameters").asLong());
         assertEquals("CLIPTextModel", info.get("components").get("text_encoder").get("class").asText());
+        // a component folder and a component in its original names, read without loading
+        r = run("model", "info", sd.resolve("unet").toString(), "--json");
+        assertEquals("0", r[0], r[2]);
+        info = Json.MAPPER.readTree(r[1]);
+        assertEquals(792_964, info.get("parameters").asLong());
+        assertEquals(32, info.get("config").get("cross_attention_dim").asInt());
+        r = run("model", "info", sd.resolve("text_encoder").toString(), "--json");
+        assertEquals("0", r[0], r[2]);
+        assertEquals("CLIPTextModel", Json.MAPPER.readTree(r[1]).get("components").get("text_encoder").get("class").asText());
+        r = run("model", "info", sd.resolve("vae/diffusion_pytorch_model.safetensors").toString());
+        assertEquals("1", r[0], r[2]);
+        assertTrue(r[2].contains("config.json") && r[2].contains("diffusion_pytorch_model.safetensors"), "a diffusers-named file needs its folder: " + r[2]);
         r = run("model", "info", "sd15", "--json");
         assertEquals("0", r[0], r[2]);
         info = Json.MAPPER.readTree(r[1]);

@@ -46,7 +46,7 @@ public final class StableDiffusion {
             return new LoadOptions(1, null, null, null);
         }
 
-        /** For single files of another configuration than SD 1.5: the component configs of this diffusers folder. */
+        /** For single files whose configuration the shapes do not fix (see {@link ShapeDetection}): the component configs of this diffusers folder. */
         public LoadOptions withConfigs(Path diffusersFolder) {
             return new LoadOptions(clipSkip, predictionType, tokenizer, diffusersFolder);
         }
@@ -96,9 +96,14 @@ public final class StableDiffusion {
             Map<String, Tensor> all = Checkpoints.read(file);
             family(file, all);
             Path c = o.configs;
-            UNet2DCondition.Config uc = c == null ? UNet2DCondition.Config.sd15() : UNet2DCondition.Config.fromJson(json(c.resolve("unet/config.json")));
-            AutoencoderKL.Config vc = c == null ? AutoencoderKL.Config.sd() : AutoencoderKL.Config.fromJson(json(c.resolve("vae/config.json")));
-            ClipTextModel.Config tc = c == null ? ClipTextModel.Config.vitL14() : ClipTextModel.Config.fromJson(json(c.resolve("text_encoder/config.json")));
+            // without a configs folder, each component's configuration is read from its tensors' shapes
+            Map<String, long[]> shapes = c == null ? ShapeDetection.shapesOf(all) : null;
+            UNet2DCondition.Config uc = c == null ? ShapeDetection.unet(ShapeDetection.under(shapes, ShapeDetection.UNET), file)
+                : UNet2DCondition.Config.fromJson(json(c.resolve("unet/config.json")));
+            AutoencoderKL.Config vc = c == null ? ShapeDetection.vae(ShapeDetection.under(shapes, ShapeDetection.VAE), file)
+                : AutoencoderKL.Config.fromJson(json(c.resolve("vae/config.json")));
+            ClipTextModel.Config tc = c == null ? ShapeDetection.clip(ShapeDetection.under(shapes, ShapeDetection.CLIP), file)
+                : ClipTextModel.Config.fromJson(json(c.resolve("text_encoder/config.json")));
             unet = UNet2DCondition.fromState(uc, all, file);
             checkFinite(unet, file);
             vae = AutoencoderKL.fromState(vc, all, file);

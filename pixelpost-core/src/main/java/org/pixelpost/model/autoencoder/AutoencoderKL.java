@@ -54,7 +54,7 @@ public final class AutoencoderKL implements Autoencoder {
                 j.path("mid_block_add_attention").asBoolean(d.midBlockAddAttention));
         }
 
-        ObjectNode toJson() {
+        public ObjectNode toJson() {
             ObjectNode j = new ObjectMapper().createObjectNode();
             j.put("_class_name", "AutoencoderKL");
             j.put("in_channels", inChannels).put("out_channels", outChannels);
