@@ -18,6 +18,7 @@ import org.pixelpost.io.Images;
 import org.pixelpost.io.SafeTensors;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.model.text.TextEncoder;
+import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
@@ -41,16 +42,16 @@ public final class EncodedSet implements AutoCloseable {
     public final List<String> skipped;
 
     private EncodedSet(List<Path> files, List<String> captions, Tensor latents, Tensor flipped, Tensor std, Tensor flippedStd,
-                       Tensor tokens, Tensor mask, TextEncoder.Encoded empty, List<String> skipped) {
+                       Tensor tokens, Tensor mask, Tensor emptyTokens, Tensor emptyMask, List<String> skipped) {
         this.files = files;
         this.captions = captions;
         this.latents = latents;
         this.flipped = flipped;
         this.std = std;
         this.flippedStd = flippedStd;
-        long t = Math.max(tokens.size(1), empty.tokens().size(1));
-        this.tokens = torch.cat(new TensorVector(padTokens(tokens, t), padTokens(empty.tokens(), t)), 0);
-        this.mask = torch.cat(new TensorVector(padTokens(mask, t), padTokens(empty.mask(), t)), 0);
+        long t = Math.max(tokens.size(1), emptyTokens.size(1));
+        this.tokens = torch.cat(new TensorVector(padTokens(tokens, t), padTokens(emptyTokens, t)), 0);
+        this.mask = torch.cat(new TensorVector(padTokens(mask, t), padTokens(emptyMask, t)), 0);
         this.skipped = skipped;
         for (Tensor x : List.of(latents, flipped, this.tokens, this.mask)) x.retainReference();
         if (std != null) {
@@ -90,7 +91,7 @@ public final class EncodedSet implements AutoCloseable {
         Files.createDirectories(cacheDir);
         TextEncoder te = m.textEncoder;
         int size = m.imageSize;
-        String key = digest(images, captions, m.latentSpaceKey() + "|posterior|" + te.name() + "|" + te.maxTokens() + "|" + m.encoderFingerprint());
+        String key = digest(images, captions, m.latentSpaceKey() + "|posterior|one-thread|" + te.name() + "|" + te.maxTokens() + "|" + m.encoderFingerprint());
         Path cache = cacheDir.resolve("encoded-" + key + ".safetensors");
         if (Files.isRegularFile(cache)) {
             try (SafeTensors st = SafeTensors.open(cache)) {
@@ -109,41 +110,52 @@ public final class EncodedSet implements AutoCloseable {
                     }
                 boolean vae = st.entries().containsKey("std");
                 return new EncodedSet(kept, keptCaptions, st.load("latents"), st.load("flipped"), vae ? st.load("std") : null,
-                    vae ? st.load("flipped_std") : null, st.load("tokens"), st.load("mask"), te.encode(List.of("")), skipped);
+                    vae ? st.load("flipped_std") : null, st.load("tokens"), st.load("mask"), st.load("empty_tokens"), st.load("empty_mask"), skipped);
             }
         }
         List<Tensor> z = new ArrayList<>(), zf = new ArrayList<>(), sd = new ArrayList<>(), sdf = new ArrayList<>();
         List<Path> kept = new ArrayList<>();
         List<String> keptCaptions = new ArrayList<>(), skipped = new ArrayList<>();
-        try (var g = Tensors.noGrad()) {
+        TextEncoder.Encoded text, empty;
+        java.util.concurrent.ExecutorService pool = Engine.threadPool(workers(images.size(), size), 1, "encode");
+        try {
+            java.util.concurrent.atomic.AtomicInteger done = new java.util.concurrent.atomic.AtomicInteger();
+            List<java.util.concurrent.Future<Tensor[]>> jobs = new ArrayList<>();
+            for (Path image : images)
+                jobs.add(pool.submit(() -> {
+                    Tensor[] r = encodeImage(m, image, size, onBad);
+                    if (progress != null) synchronized (progress) { progress.accept(done.incrementAndGet()); }
+                    return r;
+                }));
+            List<Tensor[]> encoded;
+            try {
+                encoded = Engine.awaitAll(jobs);
+            } catch (IllegalStateException e) {
+                if (e.getCause() instanceof IOException io) throw io; // an unreadable image with --on-bad-image fail, as it was
+                throw e;
+            }
             for (int i = 0; i < images.size(); i++) {
-                Tensor x;
-                try {
-                    x = Images.load(images.get(i), size);
-                } catch (IOException e) {
-                    if (onBad == OnBadImage.FAIL) throw e;
-                    System.err.println("skipping unreadable image: " + e.getMessage());
+                Tensor[] r = encoded.get(i);
+                if (r.length == 0) {
+                    System.err.println("skipping unreadable image: " + images.get(i));
                     skipped.add(images.get(i).toString());
                     continue;
                 }
-                try (Scope s = Scope.open()) {
-                    Tensor pair = torch.stack(new TensorVector(x, x.flip(2)));
-                    var post = m.encodePosterior(pair);
-                    z.add(s.keep(post.mean().select(0, 0).clone()));
-                    zf.add(s.keep(post.mean().select(0, 1).clone()));
-                    if (post.logvar() != null) {
-                        Tensor std = post.std();
-                        sd.add(s.keep(std.select(0, 0).clone()));
-                        sdf.add(s.keep(std.select(0, 1).clone()));
-                    }
+                z.add(r[0]);
+                zf.add(r[1]);
+                if (r.length == 4) {
+                    sd.add(r[2]);
+                    sdf.add(r[3]);
                 }
                 kept.add(images.get(i));
                 keptCaptions.add(captions.get(i));
-                if (progress != null) progress.accept(i + 1);
             }
+            if (kept.isEmpty()) throw new BadFileException(images.isEmpty() ? cacheDir : images.get(0), "no readable images");
+            text = encodeCaptions(te, keptCaptions, pool);
+            empty = encodeCaptions(te, List.of(""), pool);
+        } finally {
+            pool.shutdownNow();
         }
-        if (kept.isEmpty()) throw new BadFileException(images.isEmpty() ? cacheDir : images.get(0), "no readable images");
-        TextEncoder.Encoded text = te.encode(keptCaptions);
         Tensor latents = torch.stack(new TensorVector(z.toArray(new Tensor[0])));
         Tensor flipped = torch.stack(new TensorVector(zf.toArray(new Tensor[0])));
         Tensor std = sd.isEmpty() ? null : torch.stack(new TensorVector(sd.toArray(new Tensor[0])));
@@ -157,8 +169,74 @@ public final class EncodedSet implements AutoCloseable {
         }
         out.put("tokens", text.tokens());
         out.put("mask", text.mask());
+        out.put("empty_tokens", empty.tokens());
+        out.put("empty_mask", empty.mask());
         SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "autoencoder", m.autoencoder.name(), "text_encoder", te.name()));
-        return new EncodedSet(kept, keptCaptions, latents, flipped, std, flippedStd, text.tokens(), text.mask(), te.encode(List.of("")), skipped);
+        return new EncodedSet(kept, keptCaptions, latents, flipped, std, flippedStd, text.tokens(), text.mask(), empty.tokens(), empty.mask(), skipped);
+    }
+
+    /*
+     * Encoded data does not depend on the process's thread count: libtorch's kernels may split a sum
+     * differently on other thread counts, so every image and every chunk of captions is encoded on a
+     * pool thread that runs one libtorch thread, the images side by side. A cache written by any
+     * process (rank 0 of a 2-process run on 2 threads, or a one-process run on 4) holds the same bytes.
+     */
+
+    /** Captions at a time per text-encoder call: fixed, so the batches do not depend on the pool either. */
+    static final int CAPTION_CHUNK = 32;
+
+    /** The pool's size: a thread per core, fewer where a pair of images through the encoder would not fit in half the free memory. */
+    static int workers(int images, int size) {
+        long perWorker = 2L * size * size * 4 * 256; // a pair of images at up to 256 floats per pixel (the widest levels' live activations)
+        long free = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getFreeMemorySize();
+        long byMemory = Math.max(1, free / 2 / perWorker);
+        return (int) Math.max(1, Math.min(Math.min(Engine.threads(), Math.max(1, images)), byMemory));
+    }
+
+    /** An image and its mirror image encoded (mean, mirrored mean[, std, mirrored std]); none for an unreadable image that is skipped. */
+    private static Tensor[] encodeImage(TextToImageModel m, Path image, int size, OnBadImage onBad) throws IOException {
+        Tensor x;
+        try {
+            x = Images.load(image, size);
+        } catch (IOException e) {
+            if (onBad == OnBadImage.FAIL) throw e;
+            return new Tensor[0];
+        }
+        try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
+            Tensor pair = torch.stack(new TensorVector(x, x.flip(2)));
+            var post = m.encodePosterior(pair);
+            List<Tensor> out = new ArrayList<>(List.of(post.mean().select(0, 0).clone(), post.mean().select(0, 1).clone()));
+            if (post.logvar() != null) {
+                Tensor std = post.std();
+                out.add(std.select(0, 0).clone());
+                out.add(std.select(0, 1).clone());
+            }
+            for (Tensor t : out) s.keep(t);
+            return out.toArray(new Tensor[0]);
+        }
+    }
+
+    /** Captions encoded {@link #CAPTION_CHUNK} at a time on the pool, in order, padded to the longest. */
+    private static TextEncoder.Encoded encodeCaptions(TextEncoder te, List<String> captions, java.util.concurrent.ExecutorService pool) {
+        List<java.util.concurrent.Future<Tensor[]>> jobs = new ArrayList<>();
+        for (int from = 0; from < captions.size(); from += CAPTION_CHUNK) {
+            List<String> chunk = captions.subList(from, Math.min(captions.size(), from + CAPTION_CHUNK));
+            jobs.add(pool.submit(() -> {
+                try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
+                    TextEncoder.Encoded e = te.encode(chunk);
+                    return new Tensor[] {s.keep(e.tokens()), s.keep(e.mask())};
+                }
+            }));
+        }
+        List<Tensor[]> parts = Engine.awaitAll(jobs);
+        if (parts.size() == 1) return new TextEncoder.Encoded(parts.get(0)[0], parts.get(0)[1]);
+        long t = parts.stream().mapToLong(p -> p[0].size(1)).max().orElseThrow();
+        TensorVector tokens = new TensorVector(), masks = new TensorVector();
+        for (Tensor[] p : parts) {
+            tokens.push_back(padTokens(p[0], t));
+            masks.push_back(padTokens(p[1], t));
+        }
+        return new TextEncoder.Encoded(torch.cat(tokens, 0), torch.cat(masks, 0));
     }
 
     /** Rows {@code idx} with per-row flips: latents {@code [B, C, h, w]}, tokens, mask. */

@@ -146,6 +146,17 @@ public abstract class Module implements AutoCloseable {
      * of one architecture with different weights get different digests. Cheap: one pass over the weights.
      */
     public String fingerprint() {
+        // on one libtorch thread: a sum split over other thread counts rounds differently, and the digest
+        // keys caches that processes with any thread count share
+        java.util.concurrent.ExecutorService one = org.pixelpost.tensor.Engine.threadPool(1, 1, "fingerprint");
+        try {
+            return org.pixelpost.tensor.Engine.awaitAll(List.of(one.submit(this::digest))).get(0);
+        } finally {
+            one.shutdownNow();
+        }
+    }
+
+    private String digest() {
         java.security.MessageDigest md;
         try {
             md = java.security.MessageDigest.getInstance("SHA-256");
