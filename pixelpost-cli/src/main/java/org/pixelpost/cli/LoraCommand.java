@@ -44,6 +44,9 @@ final class LoraCommand implements Runnable {
                 throw new InvalidValueException(option, "'" + scale + "' in '" + text + "' is not a number; write FILE or FILE:SCALE, e.g. style.safetensors:0.8");
             }
             if (!Double.isFinite(s)) throw new InvalidValueException(option, "scale " + scale + " in '" + text + "' is not a finite number");
+            if (Math.abs(s) > LoraWeights.MAX_SCALE)
+                throw new InvalidValueException(option, "scale " + scale + " in '" + text + "' is beyond +-" + (int) LoraWeights.MAX_SCALE
+                    + " (LoRAs are applied at about -2 to 2)");
             return new Spec(resolve(Path.of(text.substring(0, colon))), s);
         }
 
@@ -65,6 +68,7 @@ final class LoraCommand implements Runnable {
         for (Spec s : parsed) {
             LoraWeights w = LoraWeights.read(s.file(), m);
             notes.addAll(w.notes());
+            if (s.scale() < 0) notes.add("warning: " + s + ": a negative scale applies the LoRA reversed");
             read.add(w);
         }
         for (int i = 0; i < read.size(); i++) read.get(i).merge(m, parsed.get(i).scale());
@@ -120,6 +124,8 @@ final class LoraCommand implements Runnable {
             Engine.start();
             Spec s = Spec.parse("--lora", lora);
             if (s.scale() != 1) throw new InvalidValueException("--lora", "export takes no scale (" + s + ")");
+            if (ModelCommand.real(out).equals(ModelCommand.real(s.file())))
+                throw new InvalidValueException("--out", out + " is the input LoRA file; write the export elsewhere");
             try (TextToImageModel m = TextToImageModel.load(model)) {
                 LoraWeights w = LoraWeights.read(s.file(), m);
                 w.notes().forEach(System.err::println);
@@ -143,6 +149,13 @@ final class LoraCommand implements Runnable {
         public Integer call() throws Exception {
             boolean toFile = out.getFileName().toString().endsWith(".safetensors");
             loras.forEach(l -> Spec.parse("--lora", l)); // a bad scale is refused before anything is loaded
+            Path in = ModelCommand.real(model), target = ModelCommand.real(out);
+            if (target.startsWith(in) || in.startsWith(target))
+                throw new InvalidValueException("--out", out + (target.startsWith(in) ? " is, or is inside, the input model " : " holds the input model ") + model
+                    + "; write the merged model elsewhere");
+            for (String l : loras)
+                if (target.equals(ModelCommand.real(Spec.parse("--lora", l).file())))
+                    throw new InvalidValueException("--out", out + " is the LoRA file " + l + "; write the merged model elsewhere");
             if (toFile) checkOutFile(out, overwrite);
             Engine.start();
             try (TextToImageModel m = TextToImageModel.load(model, StableDiffusion.LoadOptions.defaults())) {

@@ -130,20 +130,37 @@ final class ModelCommand implements Runnable {
             StableDiffusion.LoadOptions opts = StableDiffusion.LoadOptions.defaults();
             if (configs != null) opts = opts.withConfigs(configs);
             boolean toFile = Files.isDirectory(model);
+            Path in = real(model), target = real(out);
+            if (toFile && target.startsWith(in))
+                throw new InvalidValueException("--out", out + " is inside the input folder " + model + "; write the single file elsewhere");
+            if (!toFile && in.startsWith(target))
+                throw new InvalidValueException("--out", out + " holds the input file " + model + "; choose a new folder");
+            if (!toFile && Files.isDirectory(out) && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("model_index.json")))
+                throw new InvalidValueException("--out", out + " holds files that are not a model; --overwrite replaces a model folder only, so choose a new folder");
             if (toFile) {
                 if (Files.isDirectory(out)) throw new InvalidValueException("--out", out + " is a folder; a single file is written from a folder");
                 if (Files.exists(out) && !overwrite) throw new InvalidValueException("--out", out + " exists; pass --overwrite to replace it");
-            } else {
-                OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
             }
+            boolean created = !toFile && OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
             try (TextToImageModel m = TextToImageModel.load(model, opts)) {
                 if (!StableDiffusion.isStableDiffusion(m)) throw new InvalidValueException("--model", model + " is not a Stable Diffusion model");
                 if (toFile) StableDiffusion.saveSingleFile(m, out);
                 else m.save(out);
+            } catch (IOException | RuntimeException e) {
+                if (created) AtomicFiles.deleteTree(out); // only a folder this command created
+                throw e;
             }
             System.out.printf("%s -> %s%n", model, out);
             return 0;
         }
+    }
+
+    /** The path with symbolic links resolved as far as it exists (the rest appended), for comparing locations. */
+    static Path real(Path p) throws IOException {
+        Path abs = p.toAbsolutePath().normalize(), existing = abs;
+        while (existing != null && !Files.exists(existing)) existing = existing.getParent();
+        if (existing == null) return abs;
+        return existing.toRealPath().resolve(existing.relativize(abs));
     }
 
     @Command(name = "create", mixinStandardHelpOptions = true, description = "Write a new, randomly initialised text-to-image model folder.")

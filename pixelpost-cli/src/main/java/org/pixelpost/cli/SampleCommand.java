@@ -69,6 +69,7 @@ final class SampleCommand implements Callable<Integer> {
         Checks.atLeast("--batch", batch, 1);
         Checks.atLeast("--concurrent-batches", concurrentBatches, 1);
         loras.forEach(l -> LoraCommand.Spec.parse("--lora", l)); // a bad scale is refused before anything is written
+        if (size > 0) checkFits(list.size(), size);
         boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
         List<Path> written = new ArrayList<>();
         try {
@@ -79,6 +80,19 @@ final class SampleCommand implements Callable<Integer> {
             if (created && OutputDir.isEmpty(out)) Files.deleteIfExists(out);
             throw e;
         }
+    }
+
+    /**
+     * Every image is kept for the grid (as a picture and as a tile of it): refused up front where
+     * {@code prompts x --num-images} of them would not fit in the JVM's memory.
+     */
+    private void checkFits(int prompts, int px) {
+        double images = (double) prompts * numImages, bytes = images * px * px * 4 * 2;
+        long heap = Runtime.getRuntime().maxMemory();
+        if (images > Integer.MAX_VALUE || bytes > heap / 2.0)
+            throw new InvalidValueException("--num-images", String.format("%d x %d prompts = %.0f images of %d px need about %.1f GB for the grid, "
+                + "more than half the %.1f GB this JVM may use (PIXELPOST_JAVA_OPTS=-Xmx...); sample fewer per run", numImages, prompts, images, px,
+                bytes / 1e9, heap / 1e9));
     }
 
     private int sample(List<String> list, List<Path> written) throws IOException {
@@ -92,6 +106,7 @@ final class SampleCommand implements Callable<Integer> {
                 throw new InvalidValueException("--size", size + " differs from the model's " + m.imageSize + " (a DiT samples at its own size)");
             if (size != 0 && size % 64 != 0 && StableDiffusion.isStableDiffusion(m))
                 throw new InvalidValueException("--size", size + " is not a multiple of 64");
+            checkFits(list.size(), size > 0 ? size : m.imageSize);
             Sampler sampler = m.sampler();
             Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size, concurrentBatches);
             List<String> flat = new ArrayList<>();

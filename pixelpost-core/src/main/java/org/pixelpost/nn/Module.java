@@ -220,6 +220,10 @@ public abstract class Module implements AutoCloseable {
             Tensor src = state.get(e.getKey());
             if (src != null && !Arrays.equals(Tensors.shape(src), Tensors.shape(e.getValue())))
                 wrong.add(e.getKey() + " " + Arrays.toString(Tensors.shape(src)) + " != " + Arrays.toString(Tensors.shape(e.getValue())));
+            else if (src != null && !src.is_floating_point())
+                // an integer tensor where a weight belongs: a quantised or foreign file, not weights to convert
+                throw new BadFileException(source, "weight " + e.getKey() + " is stored as " + src.scalar_type().toString().toLowerCase(java.util.Locale.ROOT)
+                    + ", not as floating point (fp32, fp16 or bf16): not a model PixelPost reads");
         }
         if (!missing.isEmpty() || !unexpected.isEmpty() || !wrong.isEmpty()) {
             StringBuilder b = new StringBuilder("does not fit " + getClass().getSimpleName() + ":");

@@ -168,15 +168,28 @@ public final class LoraWeights {
         return out;
     }
 
-    /** Adds {@code scale * (alpha / rank) up down} into each layer's weight (merging: no adapter remains). */
+    /** alpha / rank beyond this is refused as a corrupt file: trained LoRAs stay within a few. */
+    public static final double MAX_ALPHA_OVER_RANK = 1000;
+    /** {@code --lora FILE:SCALE} beyond this is refused (ComfyUI's strength range). */
+    public static final double MAX_SCALE = 100;
+
+    /**
+     * Adds {@code scale * (alpha / rank) up down} into each layer's weight (merging: no adapter remains).
+     * Every merged weight is computed before any is written, and refused if it is not finite.
+     */
     public void merge(Map<String, Module> components, double scale) {
         checkScale(scale);
         List<Site> sites = sites(components, "merge");
         try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
+            List<Tensor[]> merged = new ArrayList<>();
             for (Site site : sites) {
                 Tensor w = site.layer() instanceof Lora.Adapter a ? a.baseWeight() : weightOf(site.layer());
-                w.add_(Lora.delta(w, site.update().down(), site.update().up(), site.update().scale() * scale));
+                Tensor sum = w.add(Lora.delta(w, site.update().down(), site.update().up(), site.update().scale() * scale));
+                if (!torch.isfinite(sum).all().item_bool())
+                    throw new IllegalArgumentException("merging at scale " + scale + " makes " + site.key() + " overflow to infinity or NaN; nothing was merged");
+                merged.add(new Tensor[] {w, sum});
             }
+            for (Tensor[] m : merged) m[0].copy_(m[1]);
         }
     }
 
@@ -197,6 +210,7 @@ public final class LoraWeights {
 
     private static void checkScale(double scale) {
         if (!Double.isFinite(scale)) throw new InvalidValueException("--lora", "scale " + scale + " is not a finite number");
+        if (Math.abs(scale) > MAX_SCALE) throw new InvalidValueException("--lora", "scale " + scale + " is beyond +-" + (int) MAX_SCALE);
     }
 
     private static Tensor weightOf(Module layer) {
@@ -397,7 +411,7 @@ public final class LoraWeights {
                     + "; expected <module>.lora_down.weight / .lora_up.weight / .alpha (kohya) or <module>.lora_A.weight / .lora_B.weight (PEFT)");
             Map<String, String> names = names(components);
             JsonNode peftConfig = peftConfig(file);
-            List<String> unmatched = new ArrayList<>(), missingAlpha = new ArrayList<>(), problems = new ArrayList<>();
+            List<String> unmatched = new ArrayList<>(), missingAlpha = new ArrayList<>(), problems = new ArrayList<>(), nonPositive = new ArrayList<>();
             Map<String, String> fileNames = new TreeMap<>(); // qualified key -> the file's module name, for messages
             for (Map.Entry<String, Tensor[]> e : groups.entrySet()) {
                 String module = e.getKey();
@@ -416,6 +430,10 @@ public final class LoraWeights {
                 if (down.dim() < 2 || up.dim() < 2 || down.size(0) != up.size(1)) {
                     problems.add(module + ": down " + Arrays.toString(Tensors.shape(down)) + " and up " + Arrays.toString(Tensors.shape(up))
                         + " disagree on the rank");
+                    continue;
+                }
+                if (!torch.isfinite(down).all().item_bool() || !torch.isfinite(up).all().item_bool()) {
+                    problems.add(module + " holds NaN or infinite values (in its " + (torch.isfinite(down).all().item_bool() ? "up" : "down") + " weight)");
                     continue;
                 }
                 int rank = (int) down.size(0);
@@ -438,12 +456,20 @@ public final class LoraWeights {
                     problems.add(module + ".alpha is " + alpha);
                     continue;
                 }
+                if (Math.abs(alpha / rank) > MAX_ALPHA_OVER_RANK) {
+                    problems.add(module + ".alpha is " + alpha + " at rank " + rank + ": an update scaled " + (alpha / rank) + "-fold (beyond +-" + (int) MAX_ALPHA_OVER_RANK + ")");
+                    continue;
+                }
+                if (alpha <= 0) nonPositive.add(module + " (alpha " + alpha + ")");
                 if (updates.put(key, new Update(s.keep(down), s.keep(up), alpha)) != null)
                     problems.add(module + " names a layer another key of the file names too (" + key + ")");
                 fileNames.put(key, module);
             }
             if (!unmatched.isEmpty()) throw new BadFileException(file, unmatchedMessage(unmatched, groups.size(), raw.keySet(), names, components));
             if (!problems.isEmpty()) throw new BadFileException(file, problems.size() + " LoRA layers are malformed, first: " + first(problems, 3));
+            if (!nonPositive.isEmpty())
+                notes.add("warning: " + file + ": " + nonPositive.size() + " layers have an alpha that is not positive, so their update is "
+                    + "reversed or nothing (first: " + nonPositive.get(0) + ")");
             if (!missingAlpha.isEmpty())
                 notes.add(file + ": " + missingAlpha.size() + " layers have no .alpha (first: " + missingAlpha.get(0)
                     + "); read as alpha = rank (scale 1), as AUTOMATIC1111 and ComfyUI read them");

@@ -127,6 +127,7 @@ public final class TrainRun {
         try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
+            checkStepFits(c, m, group.worldSize());
             if (!device.is_cpu()) {
                 m.to(device);
                 if (reference != null) reference.module().to(device);
@@ -338,6 +339,21 @@ public final class TrainRun {
             }
         }
         AtomicFiles.writeString(f, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
+    }
+
+    /**
+     * A step draws its noise for all of its micro-batches at once (the draws do not depend on how the
+     * step is split): refused before any data is encoded where the step's rows would not fit in memory.
+     */
+    static void checkStepFits(TrainConfig c, TextToImageModel m, int processes) {
+        double rows = (double) c.batchSize() * c.gradAccum() * processes * (c.preference() ? 2 : 1);
+        double latent = (double) m.autoencoder.latentChannels() * m.latentSize() * m.latentSize();
+        double bytes = rows * latent * 4 * 3; // the noise, the noised latent and a draw of its size, float32
+        long physical = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize();
+        if (rows > Integer.MAX_VALUE || bytes > physical / 2.0)
+            throw new InvalidValueException("grad_accum", String.format("batch %d x --grad-accum %d x %d processes = %.0f samples per step; "
+                + "their noise alone needs about %.1f GB, more than half of this machine's %.1f GB", c.batchSize(), c.gradAccum(), processes, rows,
+                bytes / 1e9, physical / 1e9));
     }
 
     /** Encoded training data: captioned images (SFT) or winners and losers with their prompts. */
