@@ -148,14 +148,14 @@ final class LoraCommand implements Runnable {
         @Override
         public Integer call() throws Exception {
             boolean toFile = out.getFileName().toString().endsWith(".safetensors");
-            loras.forEach(l -> Spec.parse("--lora", l)); // a bad scale is refused before anything is loaded
+            List<Spec> specs = loras.stream().map(l -> Spec.parse("--lora", l)).toList(); // a bad scale is refused before anything is loaded
             Path in = ModelCommand.real(model), target = ModelCommand.real(out);
             if (target.startsWith(in) || in.startsWith(target))
                 throw new InvalidValueException("--out", out + (target.startsWith(in) ? " is, or is inside, the input model " : " holds the input model ") + model
                     + "; write the merged model elsewhere");
-            for (String l : loras)
-                if (target.equals(ModelCommand.real(Spec.parse("--lora", l).file())))
-                    throw new InvalidValueException("--out", out + " is the LoRA file " + l + "; write the merged model elsewhere");
+            for (Spec s : specs)
+                if (target.equals(ModelCommand.real(s.file())))
+                    throw new InvalidValueException("--out", out + " is the LoRA file " + s + "; write the merged model elsewhere");
             if (toFile) checkOutFile(out, overwrite);
             Engine.start();
             try (TextToImageModel m = TextToImageModel.load(model, StableDiffusion.LoadOptions.defaults())) {

@@ -106,7 +106,7 @@ final class SampleCommand implements Callable<Integer> {
                 throw new InvalidValueException("--size", size + " differs from the model's " + m.imageSize + " (a DiT samples at its own size)");
             if (size != 0 && size % 64 != 0 && StableDiffusion.isStableDiffusion(m))
                 throw new InvalidValueException("--size", size + " is not a multiple of 64");
-            checkFits(list.size(), size > 0 ? size : m.imageSize);
+            if (size == 0) checkFits(list.size(), m.imageSize); // with --size it was checked before loading
             Sampler sampler = m.sampler();
             Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size, concurrentBatches);
             List<String> flat = new ArrayList<>();

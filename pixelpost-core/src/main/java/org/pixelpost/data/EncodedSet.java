@@ -120,14 +120,14 @@ public final class EncodedSet implements AutoCloseable {
         java.util.concurrent.ExecutorService pool = Engine.threadPool(workers(images.size(), size), 1, "encode");
         try {
             java.util.concurrent.atomic.AtomicInteger done = new java.util.concurrent.atomic.AtomicInteger();
-            List<java.util.concurrent.Future<Tensor[]>> jobs = new ArrayList<>();
+            List<java.util.concurrent.Future<EncodedImage>> jobs = new ArrayList<>();
             for (Path image : images)
                 jobs.add(pool.submit(() -> {
-                    Tensor[] r = encodeImage(m, image, size, onBad);
+                    EncodedImage r = encodeImage(m, image, size, onBad);
                     if (progress != null) synchronized (progress) { progress.accept(done.incrementAndGet()); }
                     return r;
                 }));
-            List<Tensor[]> encoded;
+            List<EncodedImage> encoded;
             try {
                 encoded = Engine.awaitAll(jobs);
             } catch (IllegalStateException e) {
@@ -135,17 +135,17 @@ public final class EncodedSet implements AutoCloseable {
                 throw e;
             }
             for (int i = 0; i < images.size(); i++) {
-                Tensor[] r = encoded.get(i);
-                if (r.length == 0) {
-                    System.err.println("skipping unreadable image: " + images.get(i));
+                EncodedImage r = encoded.get(i);
+                if (r.unreadable() != null) {
+                    System.err.println("skipping unreadable image: " + r.unreadable());
                     skipped.add(images.get(i).toString());
                     continue;
                 }
-                z.add(r[0]);
-                zf.add(r[1]);
-                if (r.length == 4) {
-                    sd.add(r[2]);
-                    sdf.add(r[3]);
+                z.add(r.mean());
+                zf.add(r.flippedMean());
+                if (r.std() != null) {
+                    sd.add(r.std());
+                    sdf.add(r.flippedStd());
                 }
                 kept.add(images.get(i));
                 keptCaptions.add(captions.get(i));
@@ -188,31 +188,26 @@ public final class EncodedSet implements AutoCloseable {
     /** The pool's size: a thread per core, fewer where a pair of images through the encoder would not fit in half the free memory. */
     static int workers(int images, int size) {
         long perWorker = 2L * size * size * 4 * 256; // a pair of images at up to 256 floats per pixel (the widest levels' live activations)
-        long free = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getFreeMemorySize();
-        long byMemory = Math.max(1, free / 2 / perWorker);
+        long byMemory = Math.max(1, Engine.freeMemory() / 2 / perWorker);
         return (int) Math.max(1, Math.min(Math.min(Engine.threads(), Math.max(1, images)), byMemory));
     }
 
-    /** An image and its mirror image encoded (mean, mirrored mean[, std, mirrored std]); none for an unreadable image that is skipped. */
-    private static Tensor[] encodeImage(TextToImageModel m, Path image, int size, OnBadImage onBad) throws IOException {
+    /** An image and its mirror image encoded (the stds null for a deterministic autoencoder), or why it could not be read. */
+    private record EncodedImage(Tensor mean, Tensor flippedMean, Tensor std, Tensor flippedStd, String unreadable) {}
+
+    private static EncodedImage encodeImage(TextToImageModel m, Path image, int size, OnBadImage onBad) throws IOException {
         Tensor x;
         try {
             x = Images.load(image, size);
         } catch (IOException e) {
             if (onBad == OnBadImage.FAIL) throw e;
-            return new Tensor[0];
+            return new EncodedImage(null, null, null, null, e.getMessage());
         }
         try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
-            Tensor pair = torch.stack(new TensorVector(x, x.flip(2)));
-            var post = m.encodePosterior(pair);
-            List<Tensor> out = new ArrayList<>(List.of(post.mean().select(0, 0).clone(), post.mean().select(0, 1).clone()));
-            if (post.logvar() != null) {
-                Tensor std = post.std();
-                out.add(std.select(0, 0).clone());
-                out.add(std.select(0, 1).clone());
-            }
-            for (Tensor t : out) s.keep(t);
-            return out.toArray(new Tensor[0]);
+            var post = m.encodePosterior(torch.stack(new TensorVector(x, x.flip(2))));       // [2, C, h, w]
+            Tensor std = post.logvar() == null ? null : post.std();
+            return new EncodedImage(s.keep(post.mean().select(0, 0).clone()), s.keep(post.mean().select(0, 1).clone()),
+                std == null ? null : s.keep(std.select(0, 0).clone()), std == null ? null : s.keep(std.select(0, 1).clone()), null);
         }
     }
 

@@ -213,22 +213,14 @@ public final class ShapeDetection {
         Path cfg = dir.resolve("config.json");
         if (!java.nio.file.Files.isRegularFile(cfg))
             throw new BadFileException(dir, "neither a model folder (model_index.json) nor a component folder (config.json)");
-        com.fasterxml.jackson.databind.JsonNode j;
-        try {
-            j = new com.fasterxml.jackson.databind.ObjectMapper().readTree(cfg.toFile());
-        } catch (IOException e) {
-            throw new BadFileException(cfg, "malformed JSON (" + e.getMessage() + ")");
-        }
+        com.fasterxml.jackson.databind.JsonNode j = StableDiffusion.json(cfg);
         String cls = j.path("_class_name").asText(j.path("architectures").path(0).asText(""));
         if (cls.isEmpty()) throw new BadFileException(cfg, "names no class (_class_name or architectures)");
         if (!ROLES.containsKey(cls)) throw new BadFileException(cfg, "class " + cls + " is not one PixelPost builds; known: " + new TreeSet<>(ROLES.keySet()));
-        List<Path> weights = new ArrayList<>();
+        TreeSet<Path> weights = new TreeSet<>();
         for (String index : List.of("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")) {
             Path f = dir.resolve(index);
-            if (!java.nio.file.Files.isRegularFile(f)) continue;
-            new TreeSet<String>(new com.fasterxml.jackson.databind.ObjectMapper().convertValue(
-                new com.fasterxml.jackson.databind.ObjectMapper().readTree(f.toFile()).path("weight_map"), Map.class).values())
-                .forEach(shard -> weights.add(dir.resolve(shard)));
+            if (java.nio.file.Files.isRegularFile(f)) StableDiffusion.json(f).path("weight_map").forEach(shard -> weights.add(dir.resolve(shard.asText())));
         }
         if (weights.isEmpty())
             weights.add(org.pixelpost.io.Checkpoints.find(dir, "diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin"));

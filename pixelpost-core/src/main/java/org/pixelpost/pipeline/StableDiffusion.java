@@ -122,7 +122,7 @@ public final class StableDiffusion {
         }
     }
 
-    private static JsonNode json(Path f) throws IOException {
+    static JsonNode json(Path f) throws IOException {
         if (!Files.isRegularFile(f)) throw new BadFileException(f, "no such config file");
         try {
             return new ObjectMapper().readTree(f.toFile());

@@ -88,8 +88,7 @@ public final class TextToImageModel implements AutoCloseable {
 
     /** Images {@code [B, 3, H, W]} in [0, 1] to model latents {@code [B, C, h, w]}. */
     public Tensor encodeImages(Tensor images) {
-        ScalarType w = dtypeOf(autoencoder.encoder());
-        return autoencoder.encode(images.to(w)).to(images.scalar_type()).mul(Tensors.s(latentScale));
+        return encodePosterior(images).mean();
     }
 
     /** The posterior of {@link #encodeImages} (model latents; {@code logvar} null for a deterministic autoencoder). */

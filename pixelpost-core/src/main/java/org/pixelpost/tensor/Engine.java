@@ -87,6 +87,19 @@ public final class Engine {
         torch.manual_seed(seed);
     }
 
+    /** The machine's physical memory and the part of it free now, in bytes. */
+    public static long physicalMemory() {
+        return os().getTotalMemorySize();
+    }
+
+    public static long freeMemory() {
+        return os().getFreeMemorySize();
+    }
+
+    private static com.sun.management.OperatingSystemMXBean os() {
+        return (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+    }
+
     public static int threads() {
         start();
         return threads;

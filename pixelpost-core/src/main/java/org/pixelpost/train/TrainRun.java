@@ -349,7 +349,7 @@ public final class TrainRun {
         double rows = (double) c.batchSize() * c.gradAccum() * processes * (c.preference() ? 2 : 1);
         double latent = (double) m.autoencoder.latentChannels() * m.latentSize() * m.latentSize();
         double bytes = rows * latent * 4 * 3; // the noise, the noised latent and a draw of its size, float32
-        long physical = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize();
+        long physical = Engine.physicalMemory();
         if (rows > Integer.MAX_VALUE || bytes > physical / 2.0)
             throw new InvalidValueException("grad_accum", String.format("batch %d x --grad-accum %d x %d processes = %.0f samples per step; "
                 + "their noise alone needs about %.1f GB, more than half of this machine's %.1f GB", c.batchSize(), c.gradAccum(), processes, rows,
