@@ -117,6 +117,7 @@ final class SdTrainBench {
              Denoiser reference = !row.dpo() ? null : row.loraRank() > 0 ? Denoisers.withoutAdapters(lora(unet, row.loraRank(), gen)) : frozenCopy(uc);
              AdamW opt = !row.optimizer() ? null : new AdamW(lora(unet, row.loraRank(), gen).trainableParameters(), 0.9, 0.999, 1e-8, 0)) {
             unet.gradientCheckpointing(row.checkpoint());
+            if (decoder != null) decoder.decoder().gradientCheckpointing(row.checkpoint());
             Tensor z, zLoser, tokens, mask;
             try (Generator g = Generator.seeded(2)) {
                 z = g.randn(1, 4, latent, latent);
@@ -127,9 +128,8 @@ final class SdTrainBench {
             for (Tensor t : List.of(z, zLoser, tokens, mask)) t.retainReference();
             StepContext ctx = decoder == null
                 ? new StepContext(unet, StableDiffusion.scheduler(null).schedule(), org.pixelpost.schedule.PredictionType.EPSILON, x -> x, gen)
-                : new StepContext(unet, StableDiffusion.scheduler(null).schedule(), org.pixelpost.schedule.PredictionType.EPSILON, decoder::decode, gen,
-                    decoder::decodeRecomputed);
-            PixelTerm pixel = decoder == null ? PixelTerm.off() : new PixelTerm(1, PixelDecode.T, 1, 0, 1, 0, row.checkpoint());
+                : new StepContext(unet, StableDiffusion.scheduler(null).schedule(), org.pixelpost.schedule.PredictionType.EPSILON, decoder::decode, gen);
+            PixelTerm pixel = decoder == null ? PixelTerm.off() : PixelTerm.of(1);
             Objective objective = row.dpo() ? new Dpo(reference, 2500, 1, pixel) : new Sft(1, pixel);
             Batch batch = row.dpo() ? Batch.pairs(z, zLoser, tokens, mask) : Batch.of(z, tokens, mask);
             double[] t = new double[iters];
@@ -141,7 +141,6 @@ final class SdTrainBench {
                         l = objective.loss(ctx, batch);
                     }
                     l.loss().backward();
-                    unet.finishBackward();
                     if (opt != null) opt.step(1e-6);
                     for (Tensor p : unet.parameters().values()) if (p.grad().defined()) p.grad().zero_();
                     if (i >= warmup) t[i - warmup] = (System.nanoTime() - t0) / 1e9;

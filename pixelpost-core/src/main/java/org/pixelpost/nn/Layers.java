@@ -9,15 +9,6 @@ import org.pixelpost.tensor.Tensors;
 public final class Layers {
     private Layers() {}
 
-    /** Uniform in [-bound, bound]: PyTorch's default for conv and linear weights is bound = 1/sqrt(fan_in). */
-    static Tensor uniform(double bound, long... shape) {
-        try (var g = Tensors.noGrad()) {
-            Tensor t = torch.rand(shape);
-            t.mul_(Tensors.s(2 * bound)).sub_(Tensors.s(bound)); // in place: a large model's initialisation leaves no garbage behind
-            return t;
-        }
-    }
-
     /**
      * The 2-D convolution every layer runs ({@code w [out, in, k, k]}, square stride and padding).
      *
@@ -64,8 +55,8 @@ public final class Layers {
         public Conv2d(long in, long out, long kernel, long stride, long padding, boolean bias) {
             double bound = 1 / Math.sqrt(in * kernel * kernel);
             // channels-last: the layout conv2d runs in, so no step reorders the kernel
-            this.weight = param("weight", uniform(bound, out, in, kernel, kernel).contiguous(torch.MemoryFormat.ChannelsLast));
-            this.bias = bias ? param("bias", uniform(bound, out)) : null;
+            this.weight = param("weight", Init.uniform(bound, out, in, kernel, kernel).contiguous(torch.MemoryFormat.ChannelsLast));
+            this.bias = bias ? param("bias", Init.uniform(bound, out)) : null;
             this.stride = stride;
             this.padding = padding;
         }
@@ -102,8 +93,8 @@ public final class Layers {
 
         public Linear(long in, long out, boolean bias) {
             double bound = 1 / Math.sqrt(in);
-            this.weight = param("weight", uniform(bound, out, in));
-            this.bias = bias ? param("bias", uniform(bound, out)) : null;
+            this.weight = param("weight", Init.uniform(bound, out, in));
+            this.bias = bias ? param("bias", Init.uniform(bound, out)) : null;
         }
 
         public Linear(long in, long out) {
@@ -130,8 +121,8 @@ public final class Layers {
         public GroupNorm(long groups, long channels, double eps) {
             this.groups = groups;
             this.eps = eps;
-            this.weight = param("weight", torch.ones(channels));
-            this.bias = param("bias", torch.zeros(channels));
+            this.weight = param("weight", Init.ones(channels));
+            this.bias = param("bias", Init.zeros(channels));
         }
 
         @Override
@@ -148,8 +139,8 @@ public final class Layers {
         public LayerNorm(long dim, double eps, boolean affine) {
             this.dim = dim;
             this.eps = eps;
-            this.weight = affine ? param("weight", torch.ones(dim)) : null;
-            this.bias = affine ? param("bias", torch.zeros(dim)) : null;
+            this.weight = affine ? param("weight", Init.ones(dim)) : null;
+            this.bias = affine ? param("bias", Init.zeros(dim)) : null;
         }
 
         @Override

@@ -24,6 +24,28 @@ public abstract class Module implements AutoCloseable {
         Engine.start();
     }
 
+    private boolean checkpointing;
+
+    /**
+     * Gradient checkpointing for this module and its descendants: the segments a forward wraps in
+     * {@link #checkpoint} keep only their outputs and are recomputed in the backward (less memory,
+     * more time). Off by default.
+     */
+    public Module gradientCheckpointing(boolean on) {
+        checkpointing = on;
+        children.values().forEach(c -> c.gradientCheckpointing(on));
+        return this;
+    }
+
+    public boolean gradientCheckpointing() {
+        return checkpointing;
+    }
+
+    /** {@code fn(inputs)}: a plain call, or a recomputed segment while gradient checkpointing is on (see {@link Checkpoint}). */
+    public Tensor checkpoint(java.util.function.Function<Tensor[], Tensor> fn, Tensor... inputs) {
+        return Checkpoint.call(checkpointing, fn, inputs);
+    }
+
     /** Registers a parameter; it outlives every {@link org.pixelpost.tensor.Scope}. */
     protected Tensor param(String name, Tensor value) {
         value.retainReference();
@@ -233,7 +255,22 @@ public abstract class Module implements AutoCloseable {
             throw new BadFileException(source, b.toString());
         }
         try (NoGradGuard g = Tensors.noGrad()) {
-            for (Map.Entry<String, Tensor> e : mine.entrySet()) e.getValue().copy_(state.get(e.getKey()));
+            for (Map.Entry<String, Tensor> e : mine.entrySet()) {
+                Tensor p = e.getValue(), src = state.get(e.getKey());
+                if (!p.is_meta()) {
+                    p.copy_(src);
+                    continue;
+                }
+                // built on the meta device (see Init): the parameter becomes a copy of the stored tensor, in the layout it was built in
+                boolean grad = p.requires_grad();
+                org.bytedeco.pytorch.MemoryFormatOptional format = new org.bytedeco.pytorch.MemoryFormatOptional(p.dim() == 4
+                    && p.is_contiguous(org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast) && !p.is_contiguous()
+                    ? org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast : org.bytedeco.pytorch.global.torch.MemoryFormat.Contiguous);
+                try (org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) {
+                    p.put(src.to(p.scalar_type()).clone(format));
+                }
+                p.set_requires_grad(grad);
+            }
         }
     }
 

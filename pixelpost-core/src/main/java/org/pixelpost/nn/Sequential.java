@@ -38,7 +38,8 @@ public final class Sequential extends Module implements Layer {
     public Tensor forward(Tensor x) {
         Tensor in = x;
         for (Layer l : layers) {
-            Tensor y = l.forward(x);
+            // with gradient checkpointing each module is a segment; parameter-free layers are plain calls
+            Tensor y = l instanceof Module && gradientCheckpointing() ? checkpoint(t -> l.forward(t[0]), x) : l.forward(x);
             if (y.address() == x.address()) continue; // an in-place layer: x (the owning handle) holds its result
             if (x != in) x.close(); // an intermediate of this loop: its memory is reused now, not at the scope's end
             x = y;

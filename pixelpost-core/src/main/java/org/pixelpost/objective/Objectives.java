@@ -72,35 +72,6 @@ public final class Objectives {
         return value.add(lin).sub(lin.detach());
     }
 
-    /**
-     * Eq. 2 per sample as {@link #pixel}, with the decoder checkpointed: each chunk is decoded
-     * segment by segment without a graph, the loss's gradient at the image is propagated back
-     * through the segments one at a time, and the returned term carries the exact gradient at
-     * {@code predicted}. Only one decoder segment's activations are ever alive.
-     */
-    public static Tensor pixelRecomputed(StepContext.DecodeRecomputed decode, Tensor targetImage, Tensor predicted, int chunk) {
-        long b = predicted.size(0), n0 = chunk <= 0 ? b : Math.min(chunk, b);
-        Tensor grad = torch.zeros_like(predicted);
-        Tensor value = Tensors.follow(torch.zeros(new long[] {b}, new org.bytedeco.pytorch.TensorOptions(predicted.scalar_type())), predicted);
-        for (long i = 0; i < b; i += n0) {
-            long n = Math.min(n0, b - i);
-            try (var s = org.pixelpost.tensor.Scope.open()) {
-                org.pixelpost.nn.Recompute r = new org.pixelpost.nn.Recompute();
-                int z = r.input(predicted.narrow(0, i, n), true);
-                Tensor img = r.output(decode.apply(r, z));
-                Tensor pc = pixelMse(img, targetImage.narrow(0, i, n));
-                pc.sum().backward();
-                r.backward();
-                try (var g = Tensors.noGrad()) {
-                    grad.narrow(0, i, n).copy_(r.grad(z));
-                    value.narrow(0, i, n).copy_(pc.detach());
-                }
-            }
-        }
-        Tensor lin = predicted.mul(grad).flatten(1, -1).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
-        return value.add(lin).sub(lin.detach());
-    }
-
     /** Per-sample MSE of two [0, 1] image batches, measured in [-1, 1] (four times the [0, 1] value). */
     static Tensor pixelMse(Tensor a, Tensor b) {
         return latent(a, b).mul(Tensors.s(4));

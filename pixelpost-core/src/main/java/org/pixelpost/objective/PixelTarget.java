@@ -49,10 +49,6 @@ record PixelTarget(StepContext ctx, PixelTerm p, Tensor z, Tensor zT, Tensor t, 
     Tensor term(Tensor epsHat) {
         Tensor pred = Objectives.predictedLatent(p.decode(), ctx.schedule(), z, zT, epsHat.index_select(0, idx), t);
         if (crop != null) pred = cropLatent(pred, crop);
-        if (p.checkpointDecoder() && org.bytedeco.pytorch.GradMode.is_enabled()) { // without gradients there is nothing to replay
-            UnaryOperator<Tensor> cut = cropImage;
-            return Objectives.pixelRecomputed((r, lat) -> r.apply(x -> cut.apply(x[0]), ctx.decodeRecomputed().apply(r, lat)), image, pred, p.decoderChunk());
-        }
         return Objectives.pixel(decode, image, pred, p.decoderChunk());
     }
 

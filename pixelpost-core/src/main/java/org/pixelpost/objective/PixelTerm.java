@@ -9,15 +9,8 @@ package org.pixelpost.objective;
  * @param crop the term on a random latent crop of this size (0: the whole latent)
  * @param cropMargin latent pixels of context decoded around a crop and not compared
  * @param decoderChunk the decoder runs forward and backward on this many samples at a time (0: all)
- * @param checkpointDecoder recompute the decoder level by level in its backward (gradient checkpointing)
  */
-public record PixelTerm(double weight, PixelDecode decode, double fraction, int crop, int cropMargin, int decoderChunk,
-                        boolean checkpointDecoder) {
-    /** Without decoder checkpointing. */
-    public PixelTerm(double weight, PixelDecode decode, double fraction, int crop, int cropMargin, int decoderChunk) {
-        this(weight, decode, fraction, crop, cropMargin, decoderChunk, false);
-    }
-
+public record PixelTerm(double weight, PixelDecode decode, double fraction, int crop, int cropMargin, int decoderChunk) {
     public PixelTerm {
         if (!(fraction > 0 && fraction <= 1)) throw new IllegalArgumentException("pixel fraction " + fraction + " is not in (0, 1]");
         if (crop < 0 || cropMargin < 0 || decoderChunk < 0) throw new IllegalArgumentException("pixel crop, margin and decoder chunk must be >= 0");

@@ -3,7 +3,6 @@ package org.pixelpost.objective;
 import java.util.function.UnaryOperator;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.model.denoiser.Denoiser;
-import org.pixelpost.nn.Recompute;
 import org.pixelpost.schedule.NoiseSchedule;
 import org.pixelpost.schedule.PredictionType;
 import org.pixelpost.tensor.Generator;
@@ -14,19 +13,8 @@ import org.pixelpost.tensor.Generator;
  * and the generator that every draw of the step (timesteps, noise, pixel rows, crops) comes from.
  */
 public record StepContext(Denoiser model, NoiseSchedule schedule, PredictionType predictionType,
-                          UnaryOperator<Tensor> decode, Generator gen, DecodeRecomputed decodeRecomputed) {
-    /** The decoder as segments of a {@link Recompute}, for the pixel term with gradient checkpointing. */
-    @FunctionalInterface
-    public interface DecodeRecomputed {
-        int apply(Recompute r, int latents);
-    }
-
-    /** Without a segmented decoder: checkpointing then treats the whole decoder as one segment. */
-    public StepContext(Denoiser model, NoiseSchedule schedule, PredictionType predictionType, UnaryOperator<Tensor> decode, Generator gen) {
-        this(model, schedule, predictionType, decode, gen, (r, z) -> r.apply(x -> decode.apply(x[0]), z));
-    }
-
+                          UnaryOperator<Tensor> decode, Generator gen) {
     public StepContext withGenerator(Generator g) {
-        return new StepContext(model, schedule, predictionType, decode, g, decodeRecomputed);
+        return new StepContext(model, schedule, predictionType, decode, g);
     }
 }

@@ -17,7 +17,6 @@ import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.model.text.MiniLmTextEncoder;
 import org.pixelpost.model.text.TextEncoder;
 import org.pixelpost.model.text.TextEncoders;
-import org.pixelpost.nn.Recompute;
 import org.pixelpost.schedule.DdimScheduler;
 import org.pixelpost.schedule.NoiseSchedule;
 import org.pixelpost.schedule.PredictionType;
@@ -133,19 +132,9 @@ public final class TextToImageModel implements AutoCloseable {
         return this;
     }
 
-    /** {@link #decodeLatents} as segments of a {@link Recompute}, for the pixel term with gradient checkpointing. */
-    public int decodeLatentsRecomputed(Recompute r, int latents) {
-        return decodeLatentsRecomputedWith(autoencoder, r, latents);
-    }
-
     /** Model latents to images in [0, 1] through another autoencoder over the same latent space (e.g. TAESD for SD). */
     public Tensor decodeLatentsWith(Autoencoder other, Tensor latents) {
         return other.decode(latents.div(Tensors.s(latentScale)));
-    }
-
-    public int decodeLatentsRecomputedWith(Autoencoder other, Recompute r, int latents) {
-        int z = r.apply(x -> x[0].div(Tensors.s(latentScale)), latents);
-        return other.decodeRecomputed(r, z);
     }
 
     /**

@@ -178,7 +178,7 @@ public record TrainConfig(
     }
 
     public PixelTerm pixelTerm() {
-        return new PixelTerm(pixelWeight, PixelDecode.of(pixelDecode), pixelFraction, pixelCrop, pixelCropMargin, decoderChunk, gradientCheckpointing);
+        return new PixelTerm(pixelWeight, PixelDecode.of(pixelDecode), pixelFraction, pixelCrop, pixelCropMargin, decoderChunk);
     }
 
     /** The objective this config names, over {@code reference} where it needs one. */

@@ -141,9 +141,11 @@ public final class TrainRun {
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
                 EncodedBatches batches = data.batches(c, c.seed(), group.worldSize());
                 List<Batch> valBatches = val == null ? null : val.batches(c, 0, 1).inOrder();
-                if (c.gradientCheckpointing() && m.denoiser instanceof UNet2DCondition u) u.gradientCheckpointing(true);
                 try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
                      Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
+                    if (c.gradientCheckpointing()) // the denoiser's blocks and the pixel term's decoder stages are recomputed in the backward
+                        for (org.pixelpost.nn.Module part : List.of(m.denoiser.module(), (pixelDecoder != null ? pixelDecoder : m.autoencoder).decoder()))
+                            part.gradientCheckpointing(true);
                     t.checkpointer(checkpoints).gradSync(group).concurrentMicroBatches(c.concurrentMicroBatches());
                     if (pixelDecoder != null) t.pixelDecoder(pixelDecoder);
                     if (!writer) {

@@ -115,8 +115,7 @@ public final class Trainer implements AutoCloseable {
         this.ema = o.emaDecay() > 0 ? new Ema(flat, o.emaDecay()) : null;
         this.lr = new LrSchedule(o.lr(), o.warmupSteps(), (int) o.steps(), o.cosine());
         this.gen = Generator.seeded(o.seed());
-        this.ctx = new StepContext(model.denoiser, model.noiseSchedule(), model.predictionType(), model::decodeLatents, gen,
-            model::decodeLatentsRecomputed);
+        this.ctx = new StepContext(model.denoiser, model.noiseSchedule(), model.predictionType(), model::decodeLatents, gen);
     }
 
     public Trainer listener(Listener l) { this.listener = l; return this; }
@@ -131,8 +130,7 @@ public final class Trainer implements AutoCloseable {
         if (decoder.latentChannels() != model.autoencoder.latentChannels())
             throw new IllegalArgumentException("pixel decoder " + decoder.name() + " takes " + decoder.latentChannels() + " latent channels, the model has "
                 + model.autoencoder.latentChannels());
-        this.ctx = new StepContext(ctx.model(), ctx.schedule(), ctx.predictionType(), z -> model.decodeLatentsWith(decoder, z), gen,
-            (r, z) -> model.decodeLatentsRecomputedWith(decoder, r, z));
+        this.ctx = new StepContext(ctx.model(), ctx.schedule(), ctx.predictionType(), z -> model.decodeLatentsWith(decoder, z), gen);
         return this;
     }
 
@@ -140,15 +138,13 @@ public final class Trainer implements AutoCloseable {
      * Runs {@code n} micro-batches of each step at once, each on its own thread with the CPU threads
      * shared among them (see {@link MicroBatchLanes}); 1 runs them one after another. {@code n} must
      * divide the micro-batches per step. On the CPU only, and not with LoRA adapters (a DPO reference
-     * switches them off for its forward) or a denoiser with gradient checkpointing (both keep state
-     * on the shared model during a forward).
+     * switches them off for its forward, which is state on the shared model).
      */
     public Trainer concurrentMicroBatches(int n) {
         if (n < 1) throw new IllegalArgumentException("concurrent micro-batches must be positive, not " + n);
         if (o.gradAccum() % n != 0)
             throw new IllegalArgumentException(n + " concurrent micro-batches do not divide the " + o.gradAccum() + " micro-batches per step");
         if (n > 1 && !adapters.isEmpty()) throw new IllegalArgumentException("concurrent micro-batches do not work with LoRA adapters");
-        if (n > 1 && model.denoiser.checkpointing()) throw new IllegalArgumentException("concurrent micro-batches do not work with gradient checkpointing");
         if (n > 1 && !flat.data().device().is_cpu()) throw new IllegalArgumentException("concurrent micro-batches are for the CPU");
         if (lanes != null) lanes.close();
         lanes = null;
@@ -219,12 +215,8 @@ public final class Trainer implements AutoCloseable {
                 org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), slot));
                 Loss loss = microBatchLoss(ctx, gen, slot, batches.get(step, slot).on(flat.data())); // data is kept on the CPU
                 finite = Double.isFinite(Tensors.item(loss.loss()));
-                if (!finite) {
-                    model.denoiser.finishBackward(); // drops what a checkpointing model recorded for this forward
-                    break;
-                }
+                if (!finite) break;
                 loss.loss().div(Tensors.s(o.gradAccum())).backward();
-                model.denoiser.finishBackward(); // blocks a checkpointing model recomputes
                 addTerms(terms, loss.terms());
             }
             if (!finite && world > 1) flat.grad().fill_(Tensors.s(Double.NaN)); // so that every process skips this update

@@ -117,10 +117,21 @@ class OracleParityTest {
             }
             Tensor x = vae.decode(in.get("latents"));
             assertTrue(maxAbsDiff(x, out.get("decode_01")) < TOL, "decode: " + maxAbsDiff(x, out.get("decode_01")));
-            // the checkpointed decoder computes the same image
-            org.pixelpost.nn.Recompute r = new org.pixelpost.nn.Recompute();
-            Tensor y = r.value(vae.decodeRecomputed(r, r.input(in.get("latents"), false)));
-            assertTrue(maxAbsDiff(y, x) < 1e-6);
+            // the checkpointed decoder computes the same image and the same gradient at its input
+            Tensor[] image = new Tensor[2], grad = new Tensor[2];
+            for (int ckpt = 0; ckpt < 2; ckpt++) {
+                vae.decoder().gradientCheckpointing(ckpt == 1);
+                try (var on = new org.bytedeco.pytorch.AutoGradMode(true)) {
+                    Tensor lat = in.get("latents").detach().clone().requires_grad_(true);
+                    image[ckpt] = vae.decode(lat);
+                    image[ckpt].square().sum().backward();
+                    grad[ckpt] = lat.grad().clone();
+                }
+            }
+            vae.decoder().gradientCheckpointing(false);
+            assertTrue(maxAbsDiff(image[1], x) < 1e-6 && maxAbsDiff(image[0], x) < 1e-6);
+            assertTrue(Tensors.item(grad[0].abs().max()) > 0, "gradients reached the latents");
+            assertTrue(maxAbsDiff(grad[1], grad[0]) < 1e-5 * Tensors.item(grad[0].abs().max()), "checkpointed input gradient: " + maxAbsDiff(grad[1], grad[0]));
         }
     }
 

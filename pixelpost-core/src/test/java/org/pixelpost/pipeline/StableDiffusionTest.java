@@ -160,14 +160,12 @@ class StableDiffusionTest {
 
     /** The loss and every U-Net parameter's gradient of one SFT + pixel step (seeded), with or without checkpointing. */
     static double[] step(TextToImageModel m, Batch b, boolean checkpoint, List<Tensor> grads) {
-        ((UNet2DCondition) m.denoiser).gradientCheckpointing(checkpoint);
+        m.denoiser.module().gradientCheckpointing(checkpoint);
+        m.autoencoder.decoder().gradientCheckpointing(checkpoint);
         try (Generator g = Generator.seeded(21)) {
-            var ctx = new org.pixelpost.objective.StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), m::decodeLatents, g,
-                m::decodeLatentsRecomputed);
-            PixelTerm p = new PixelTerm(4, org.pixelpost.objective.PixelDecode.T, 1, 0, 1, 0, checkpoint);
-            var loss = new Sft(1, p).loss(ctx, b);
-            loss.loss().backward();
-            m.denoiser.finishBackward();
+            var ctx = new org.pixelpost.objective.StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), m::decodeLatents, g);
+            var loss = new Sft(1, PixelTerm.of(4)).loss(ctx, b);
+            loss.loss().backward(); // an ordinary backward: checkpointed segments recompute themselves in it
             for (Tensor t : m.denoiser.module().parameters().values()) {
                 grads.add(t.grad().detach().clone());
                 t.grad().zero_();
@@ -202,14 +200,15 @@ class StableDiffusionTest {
     void dpoAndValidationRunWithGradientCheckpointing() throws Exception {
         try (TextToImageModel m = TextToImageModel.load(folder); Denoiser reference = Denoisers.load(folder.resolve("unet"), null)) {
             reference.module().freeze();
-            ((UNet2DCondition) m.denoiser).gradientCheckpointing(true);
+            m.denoiser.module().gradientCheckpointing(true);
+            m.autoencoder.decoder().gradientCheckpointing(true);
             Batch pairs;
             try (Generator g = Generator.seeded(6); var ng = Tensors.noGrad()) {
                 var text = m.textEncoder.encode(List.of("a red circle", "a blue square"));
                 pairs = Batch.pairs(m.encodeImages(g.rand(2, 3, 16, 16)), m.encodeImages(g.rand(2, 3, 16, 16)), text.tokens(), text.mask());
             }
             // the reference's pixel term and validation run without gradients: nothing is recorded for them
-            Dpo dpo = new Dpo(reference, 2500, 1, new PixelTerm(4, PixelDecode.T, 1, 0, 1, 0, true));
+            Dpo dpo = new Dpo(reference, 2500, 1, PixelTerm.of(4));
             Batches data = new Batches() {
                 @Override public Batch get(long step, int micro) { return pairs; }
                 @Override public long size() { return 2; }

@@ -4,7 +4,6 @@ import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.nn.Module;
-import org.pixelpost.nn.Recompute;
 
 /**
  * A frozen image autoencoder. Callers speak one convention: images are {@code [B, 3, H, W]} RGB
@@ -54,16 +53,11 @@ public interface Autoencoder extends AutoCloseable {
         return new Posterior(encode(images), null);
     }
 
-    /** Model-space latents to images in [0, 1] (not clamped, so gradients stay informative). */
-    Tensor decode(Tensor latents);
-
     /**
-     * {@link #decode} as segments of a {@link Recompute} (gradient checkpointing); returns the number
-     * of the image. By default one segment: the whole decoder.
+     * Model-space latents to images in [0, 1] (not clamped, so gradients stay informative). With
+     * {@code decoder().gradientCheckpointing(true)} its stages are recomputed in the backward.
      */
-    default int decodeRecomputed(Recompute r, int latents) {
-        return r.apply(x -> decode(x[0]), latents);
-    }
+    Tensor decode(Tensor latents);
 
     Module encoder();
 

@@ -20,7 +20,6 @@ import org.pixelpost.nn.Layers;
 import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.GroupNorm;
 import org.pixelpost.nn.Module;
-import org.pixelpost.nn.Recompute;
 import org.pixelpost.nn.blocks.Attention;
 import org.pixelpost.nn.blocks.ResnetBlock2D;
 import org.pixelpost.tensor.Scope;
@@ -154,13 +153,18 @@ public final class AutoencoderKL implements Autoencoder {
             convOut = add("conv_out", Conv2d.k3(prev, c.outChannels));
         }
 
+        /** One checkpoint segment per stage when gradient checkpointing is on: input and mid block, each up level, the head. */
         Tensor forward(Tensor z) {
-            Tensor x = mid.forward(convIn.forward(z));
+            Tensor x = checkpoint(in -> mid.forward(convIn.forward(in[0])), z);                    // [B, c_top, h, w]
             for (int i = 0; i < blocks.size(); i++) {
-                for (ResnetBlock2D r : blocks.get(i)) x = r.forward(x);
-                if (up.get(i) != null) x = up.get(i).forward(Layers.upsample2x(x));
+                int level = i;
+                x = checkpoint(in -> {
+                    Tensor h = in[0];
+                    for (ResnetBlock2D r : blocks.get(level)) h = r.forward(h);
+                    return up.get(level) != null ? up.get(level).forward(Layers.upsample2x(h)) : h; // [B, c_i, 2h, 2w]
+                }, x);
             }
-            return convOut.forward(torch.silu(normOut.forward(x)));
+            return checkpoint(in -> convOut.forward(torch.silu(normOut.forward(in[0]))), x);     // [B, 3, H, W]
         }
     }
 
@@ -246,23 +250,6 @@ public final class AutoencoderKL implements Autoencoder {
         return x.add(Tensors.s(1)).mul(Tensors.s(0.5)).contiguous();
     }
 
-    /** The decoder as segments (input and mid block, each up level, the head): one level's activations at a time. */
-    @Override
-    public int decodeRecomputed(Recompute r, int latents) {
-        Decoder d = dec.decoder;
-        int x = r.apply(in -> d.mid.forward(d.convIn.forward(dec.postQuant.forward(
-            in[0].div(Tensors.s(config.scalingFactor)).add(Tensors.s(config.shiftFactor))))), latents);
-        for (int i = 0; i < d.blocks.size(); i++) {
-            int level = i;
-            x = r.apply(in -> {
-                Tensor h = in[0];
-                for (ResnetBlock2D res : d.blocks.get(level)) h = res.forward(h);
-                return d.up.get(level) != null ? d.up.get(level).forward(Layers.upsample2x(h)) : h;
-            }, x);
-        }
-        return r.apply(in -> d.convOut.forward(torch.silu(d.normOut.forward(in[0]))).add(Tensors.s(1)).mul(Tensors.s(0.5)), x);
-    }
-
     /** Every parameter under its diffusers key. */
     public Map<String, Tensor> stateDict() {
         Map<String, Tensor> sd = new java.util.LinkedHashMap<>(enc.parameters());
@@ -302,7 +289,10 @@ public final class AutoencoderKL implements Autoencoder {
 
     /** A model of {@code config} with the weights in {@code stored} (any accepted layout; other keys are ignored). */
     public static AutoencoderKL fromState(Config config, Map<String, Tensor> stored, Path source) throws IOException {
-        AutoencoderKL ae = new AutoencoderKL(config);
+        AutoencoderKL ae;
+        try (org.pixelpost.nn.Init meta = org.pixelpost.nn.Init.onMeta()) { // no random initialisation for weights about to be loaded
+            ae = new AutoencoderKL(config);
+        }
         try {
             Map<String, Tensor> sd = KeyLayout.pick(stored, ae.stateDict().keySet(), layouts(config));
             Map<String, Tensor> encPart = new java.util.LinkedHashMap<>(), decPart = new java.util.LinkedHashMap<>();

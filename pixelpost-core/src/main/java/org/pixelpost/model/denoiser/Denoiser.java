@@ -19,17 +19,6 @@ public interface Denoiser extends AutoCloseable {
      */
     Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask);
 
-    /**
-     * Completes a backward the model deferred (gradient checkpointing recomputes its blocks here);
-     * the trainer calls it after each micro-batch's {@code backward()}. Nothing by default.
-     */
-    default void finishBackward() {}
-
-    /** Whether a forward with gradients records state on the model for {@link #finishBackward()} (gradient checkpointing). */
-    default boolean checkpointing() {
-        return false;
-    }
-
     /** The parameter tree, for optimizers, EMA, checkpoints and adapters. */
     Module module();
 

@@ -87,19 +87,11 @@ public final class DiT extends Module implements Denoiser {
             return List.of("tiny", "small", "S/2", "B/2", "L/2", "XL/2");
         }
 
-        /** The parameter count this configuration builds, from the configuration alone (nothing allocated). */
+        /** The parameter count this configuration builds, from the configuration alone (built on the meta device: nothing allocated). */
         public long parameterCount() {
-            long d = hiddenSize, p = patchSize, h = (long) (d * mlpRatio), out = p * p * outChannels;
-            long embed = inChannels * d * p * p + d                                  // x_embedder.proj
-                + FREQ_DIM * d + d + d * d + d                                        // t_embedder.mlp.0, .2
-                + d * 6 * d + 6 * d                                                   // t_block.1
-                + captionChannels * d + d + d * d + d;                                // y_embedder fc1, fc2
-            long block = d * 3 * d + 3 * d + d * d + d                               // attn.qkv, attn.proj
-                + d * d + d + d * 2 * d + 2 * d + d * d + d                           // cross_attn q, kv, proj
-                + d * h + h + h * d + d                                               // mlp.fc1, fc2
-                + 6 * d;                                                              // scale_shift_table
-            long fin = d * out + out + 2 * d;                                         // final_layer.linear, scale_shift_table
-            return embed + depth * block + fin;
+            try (DiT counter = onMeta(this)) {
+                return counter.parameterCount();
+            }
         }
 
         /**
@@ -210,7 +202,7 @@ public final class DiT extends Module implements Denoiser {
             int hidden = (int) (d * mlpRatio);
             fc1 = add("mlp.fc1", new Linear(d, hidden));
             fc2 = add("mlp.fc2", new Linear(hidden, d));
-            scaleShift = param("scale_shift_table", torch.randn(6, d).div(Tensors.s(Math.sqrt(d))));
+            scaleShift = param("scale_shift_table", org.pixelpost.nn.Init.normal(1 / Math.sqrt(d), 6, d));
         }
 
         Tensor forward(Tensor x, Tensor y, Tensor mask, Tensor t6) {
@@ -242,7 +234,7 @@ public final class DiT extends Module implements Denoiser {
         FinalLayer(int d, int p, int out) {
             norm = new LayerNorm(d, 1e-6, false);
             linear = add("linear", new Linear(d, (long) p * p * out));
-            scaleShift = param("scale_shift_table", torch.randn(2, d).div(Tensors.s(Math.sqrt(d))));
+            scaleShift = param("scale_shift_table", org.pixelpost.nn.Init.normal(1 / Math.sqrt(d), 2, d));
         }
 
         Tensor forward(Tensor x, Tensor tEmb) {
@@ -280,7 +272,7 @@ public final class DiT extends Module implements Denoiser {
         Tensor tEmb = tMlp2.forward(torch.silu(tMlp0.forward(tFreq)));                       // [B, d]
         Tensor t6 = tBlock.forward(torch.silu(tEmb));                                        // [B, 6d]
         Tensor y = yFc2.forward(torch.gelu(yFc1.forward(textTokens), "tanh"));               // [B, T, d]
-        for (Block blk : blocks) x = blk.forward(x, y, textMask, t6);                        // [B, N, d]
+        for (Block blk : blocks) x = checkpoint(in -> blk.forward(in[0], in[1], in[2], in[3]), x, y, textMask, t6); // [B, N, d]
         x = finalLayer.forward(x, tEmb);                                                     // [B, N, p*p*c]
         return x.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h * p, w * p); // [B, c, H, W]
     }
@@ -294,6 +286,7 @@ public final class DiT extends Module implements Denoiser {
 
     /** PixArt's initialisation: Xavier linears, N(0, 0.02) embedders, zero cross-attention output and final layer. */
     private void initialize() {
+        if (org.pixelpost.nn.Init.meta()) return; // shapes only: the weights come from a file
         try (var g = Tensors.noGrad()) {
             for (Map.Entry<String, Tensor> e : parameters().entrySet()) {
                 String k = e.getKey();
@@ -323,6 +316,13 @@ public final class DiT extends Module implements Denoiser {
         AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
     }
 
+    /** A DiT of {@code c} on the meta device: shapes without memory, for counting or for loading into. */
+    private static DiT onMeta(Config c) {
+        try (org.pixelpost.nn.Init meta = org.pixelpost.nn.Init.onMeta()) {
+            return new DiT(c);
+        }
+    }
+
     public static DiT load(Path dir) throws IOException {
         Path cfg = dir.resolve("config.json");
         if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a DiT folder");
@@ -342,7 +342,7 @@ public final class DiT extends Module implements Denoiser {
         Path w = dir.resolve("model.safetensors");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             Map<String, Tensor> stored = Checkpoints.read(Files.isRegularFile(w) ? w : dir.resolve("model.pth"));
-            return loaded(new DiT(c), stored, w);
+            return loaded(onMeta(c), stored, w);
         }
     }
 
@@ -375,7 +375,7 @@ public final class DiT extends Module implements Denoiser {
         if (!Files.isRegularFile(w)) throw new BadFileException(dir, "no diffusion_pytorch_model.safetensors in this folder");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             Map<String, Tensor> stored = Checkpoints.read(w);
-            return loaded(new DiT(c), fromPixArtKeys(stored, c.depth()), w);
+            return loaded(onMeta(c), fromPixArtKeys(stored, c.depth()), w);
         }
     }
 

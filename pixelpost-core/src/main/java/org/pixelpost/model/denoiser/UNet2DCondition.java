@@ -26,7 +26,6 @@ import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.GroupNorm;
 import org.pixelpost.nn.Layers.Linear;
 import org.pixelpost.nn.Module;
-import org.pixelpost.nn.Recompute;
 import org.pixelpost.nn.blocks.Embeddings;
 import org.pixelpost.nn.blocks.ResnetBlock2D;
 import org.pixelpost.nn.blocks.Transformer2D;
@@ -156,10 +155,10 @@ public final class UNet2DCondition extends Module implements Denoiser {
             return j;
         }
 
-        /** The parameter count this configuration builds, from the configuration alone (nothing allocated). */
+        /** The parameter count this configuration builds, from the configuration alone (built on the meta device: nothing allocated). */
         public long parameterCount() {
-            try (UNet2DCondition counter = new UNet2DCondition(this, true)) {
-                return counter.count;
+            try (org.pixelpost.nn.Init meta = org.pixelpost.nn.Init.onMeta(); UNet2DCondition counter = new UNet2DCondition(this)) {
+                return counter.parameterCount();
             }
         }
     }
@@ -197,8 +196,6 @@ public final class UNet2DCondition extends Module implements Denoiser {
     }
 
     private final Config config;
-    private final boolean countOnly;
-    private long count;
     private Conv2d convIn, convOut;
     private Linear timeLinear1, timeLinear2;
     private final List<DownBlock> down = new ArrayList<>();
@@ -208,13 +205,7 @@ public final class UNet2DCondition extends Module implements Denoiser {
     private GroupNorm normOut;
 
     public UNet2DCondition(Config c) {
-        this(c, false);
-    }
-
-    /** With {@code countOnly}, nothing is allocated: the constructor only adds up the parameters each layer would have. */
-    private UNet2DCondition(Config c, boolean countOnly) {
         this.config = c;
-        this.countOnly = countOnly;
         try (Scope s = Scope.open()) { // initialisation temporaries are freed here, the parameters kept
             build(c);
         }
@@ -249,53 +240,25 @@ public final class UNet2DCondition extends Module implements Denoiser {
             up.add(add("up_blocks." + i, new UpBlock(c, this, in, outUp, prev, temb, revHeads.get(i),
                 c.upBlockTypes.get(i).equals("CrossAttnUpBlock2D"), i == n - 1)));
         }
-        normOut = add("conv_norm_out", countOnly ? countGroupNorm(c0) : new GroupNorm(c.normNumGroups, c0, c.normEps));
+        normOut = add("conv_norm_out", new GroupNorm(c.normNumGroups, c0, c.normEps));
         convOut = add("conv_out", conv(c0, c.outChannels, 3, 1, 1));
     }
 
-    // layer factories: in count-only mode each adds its parameter count and builds an empty stand-in
+    // layer factories: the blocks build their layers through these
     Conv2d conv(int in, int out, int k, int stride, int pad) {
-        if (countOnly) {
-            count += (long) out * in * k * k + out;
-            return null;
-        }
         return new Conv2d(in, out, k, stride, pad, true);
     }
 
     Linear linear(int in, int out) {
-        if (countOnly) {
-            count += (long) out * in + out;
-            return null;
-        }
         return new Linear(in, out);
     }
 
-    private GroupNorm countGroupNorm(int ch) {
-        count += 2L * ch;
-        return null;
-    }
-
     ResnetBlock2D resnet(int in, int out, int temb, Config c) {
-        if (countOnly) {
-            count += 2L * in + (long) out * in * 9 + out + (long) temb * out + out + 2L * out + (long) out * out * 9 + out
-                + (in != out ? (long) out * in + out : 0);
-            return null;
-        }
         return new ResnetBlock2D(in, out, temb, c.normNumGroups, c.normEps);
     }
 
     Transformer2D transformer(int ch, int heads, Config c) {
-        int headDim = ch / heads, inner = ch;
-        if (countOnly) {
-            long d = inner, proj = c.useLinearProjection ? (long) ch * d + d : (long) ch * d + d;
-            long block = 3 * 2 * d                                        // norm1-3
-                + 3 * d * d + d * d + d                                   // attn1: q, k, v (no bias), out
-                + d * d + 2L * c.crossAttentionDim * d + d * d + d        // attn2
-                + d * 8 * d + 8 * d + 4 * d * d + d;                      // GEGLU proj, ff out
-            count += 2L * ch + proj + c.transformerLayersPerBlock * block + (d * ch + ch);
-            return null;
-        }
-        return new Transformer2D(ch, heads, headDim, c.transformerLayersPerBlock, c.crossAttentionDim, c.normNumGroups, c.useLinearProjection);
+        return new Transformer2D(ch, heads, ch / heads, c.transformerLayersPerBlock, c.crossAttentionDim, c.normNumGroups, c.useLinearProjection);
     }
 
     public Config config() { return config; }
@@ -309,112 +272,48 @@ public final class UNet2DCondition extends Module implements Denoiser {
      */
     @Override
     public Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
-        if (gradientCheckpointing && org.bytedeco.pytorch.GradMode.is_enabled()) return forwardRecomputed(zT, t, textTokens);
+        // each unit below is one checkpoint segment when gradient checkpointing is on (a plain call otherwise)
         long b = zT.size(0);
         Tensor tt = t.dim() == 0 || t.size(0) == 1 ? t.reshape(1).expand(b) : t;                    // [B]
         Tensor tFreq = Embeddings.timestep(tt, config.blockOutChannels.get(0), config.flipSinToCos, config.freqShift)
             .to(zT.scalar_type());                                                                   // [B, c0]
-        Tensor emb = timeLinear2.forward(torch.silu(timeLinear1.forward(tFreq)));                    // [B, 4 c0]
-        Tensor x = convIn.forward(zT);                                                               // [B, c0, H, W]
+        Tensor emb = checkpoint(in -> timeLinear2.forward(torch.silu(timeLinear1.forward(in[0]))), tFreq); // [B, 4 c0]
+        Tensor x = checkpoint(in -> convIn.forward(in[0]), zT);                                     // [B, c0, H, W]
         List<Tensor> skips = new ArrayList<>();
         skips.add(x);
         for (DownBlock blk : down) {
             for (int j = 0; j < blk.resnets.size(); j++) {
-                x = blk.resnets.get(j).forward(x, emb);                                              // [B, c_i, h, w]
-                if (!blk.attentions.isEmpty()) x = blk.attentions.get(j).forward(x, textTokens);
+                ResnetBlock2D res = blk.resnets.get(j);
+                Transformer2D attn = blk.attentions.isEmpty() ? null : blk.attentions.get(j);
+                x = checkpoint(in -> {
+                    Tensor y = res.forward(in[0], in[1]);                                            // [B, c_i, h, w]
+                    return attn == null ? y : attn.forward(y, in[2]);
+                }, x, emb, textTokens);
                 skips.add(x);
             }
             if (blk.downsampler != null) {
-                x = blk.downsampler.forward(x);                                                      // [B, c_i, h/2, w/2]
+                x = checkpoint(in -> blk.downsampler.forward(in[0]), x);                             // [B, c_i, h/2, w/2]
                 skips.add(x);
             }
         }
-        x = midRes0.forward(x, emb);
-        x = midAttn.forward(x, textTokens);
-        x = midRes1.forward(x, emb);                                                                 // [B, c_top, h, w]
+        x = checkpoint(in -> midRes1.forward(midAttn.forward(midRes0.forward(in[0], in[1]), in[2]), in[1]), x, emb, textTokens); // [B, c_top, h, w]
         for (UpBlock blk : up) {
             for (int j = 0; j < blk.resnets.size(); j++) {
+                ResnetBlock2D res = blk.resnets.get(j);
+                Transformer2D attn = blk.attentions.isEmpty() ? null : blk.attentions.get(j);
                 Tensor skip = skips.remove(skips.size() - 1);
-                x = blk.resnets.get(j).forward(torch.cat(new TensorVector(x, skip), 1), emb);        // [B, c_i, h, w]
-                if (!blk.attentions.isEmpty()) x = blk.attentions.get(j).forward(x, textTokens);
+                x = checkpoint(in -> {
+                    Tensor y = res.forward(torch.cat(new TensorVector(in[0], in[1]), 1), in[2]);      // [B, c_i, h, w]
+                    return attn == null ? y : attn.forward(y, in[3]);
+                }, x, skip, emb, textTokens);
             }
             if (blk.upsampler != null) {
                 Tensor next = skips.get(skips.size() - 1);                                           // upsample to the skip's size
-                x = blk.upsampler.forward(torch.upsample_nearest2d(x, new long[] {next.size(2), next.size(3)}));
-            }
-        }
-        return convOut.forward(torch.silu(normOut.forward(x)));                                      // [B, out, H, W]
-    }
-
-    private boolean gradientCheckpointing;
-    private final List<Recompute> pending = new ArrayList<>();
-
-    /**
-     * With gradient checkpointing, a forward that builds a graph keeps only each block's output and
-     * recomputes the block in {@link #finishBackward()}, so one block's activations live at a time.
-     */
-    public UNet2DCondition gradientCheckpointing(boolean on) {
-        this.gradientCheckpointing = on;
-        return this;
-    }
-
-    @Override
-    public boolean checkpointing() {
-        return gradientCheckpointing;
-    }
-
-    @Override
-    public void finishBackward() {
-        for (int i = pending.size() - 1; i >= 0; i--) pending.get(i).backward();
-        pending.clear();
-    }
-
-    /** The same forward as segments of a {@link Recompute}: time embedding, conv_in, each resnet/transformer unit, each resampler, the head. */
-    private Tensor forwardRecomputed(Tensor zT, Tensor t, Tensor textTokens) {
-        long b = zT.size(0);
-        Tensor tt = t.dim() == 0 || t.size(0) == 1 ? t.reshape(1).expand(b) : t;
-        Recompute r = new Recompute();
-        int tFreq = r.input(Embeddings.timestep(tt, config.blockOutChannels.get(0), config.flipSinToCos, config.freqShift).to(zT.scalar_type()), false);
-        int ctx = r.input(textTokens, false);
-        int emb = r.apply(x -> timeLinear2.forward(torch.silu(timeLinear1.forward(x[0]))), tFreq);
-        int h = r.apply(x -> convIn.forward(x[0]), r.input(zT, false));
-        List<Integer> skips = new ArrayList<>();
-        skips.add(h);
-        for (DownBlock blk : down) {
-            for (int j = 0; j < blk.resnets.size(); j++) {
-                ResnetBlock2D res = blk.resnets.get(j);
-                Transformer2D attn = blk.attentions.isEmpty() ? null : blk.attentions.get(j);
-                h = r.apply(x -> {
-                    Tensor y = res.forward(x[0], x[1]);
-                    return attn == null ? y : attn.forward(y, x[2]);
-                }, h, emb, ctx);
-                skips.add(h);
-            }
-            if (blk.downsampler != null) {
-                h = r.apply(x -> blk.downsampler.forward(x[0]), h);
-                skips.add(h);
-            }
-        }
-        h = r.apply(x -> midRes1.forward(midAttn.forward(midRes0.forward(x[0], x[1]), x[2]), x[1]), h, emb, ctx);
-        for (UpBlock blk : up) {
-            for (int j = 0; j < blk.resnets.size(); j++) {
-                ResnetBlock2D res = blk.resnets.get(j);
-                Transformer2D attn = blk.attentions.isEmpty() ? null : blk.attentions.get(j);
-                int skip = skips.remove(skips.size() - 1);
-                h = r.apply(x -> {
-                    Tensor y = res.forward(torch.cat(new TensorVector(x[0], x[1]), 1), x[2]);
-                    return attn == null ? y : attn.forward(y, x[3]);
-                }, h, skip, emb, ctx);
-            }
-            if (blk.upsampler != null) {
-                Tensor next = r.value(skips.get(skips.size() - 1));
                 long[] size = {next.size(2), next.size(3)};
-                h = r.apply(x -> blk.upsampler.forward(torch.upsample_nearest2d(x[0], size)), h);
+                x = checkpoint(in -> blk.upsampler.forward(torch.upsample_nearest2d(in[0], size)), x);
             }
         }
-        int out = r.apply(x -> convOut.forward(torch.silu(normOut.forward(x[0]))), h);
-        pending.add(r);
-        return r.output(out);
+        return checkpoint(in -> convOut.forward(torch.silu(normOut.forward(in[0]))), x);             // [B, out, H, W]
     }
 
     /** Writes {@code config.json} and {@code diffusion_pytorch_model.safetensors} (the diffusers layout). */
@@ -443,7 +342,10 @@ public final class UNet2DCondition extends Module implements Denoiser {
 
     /** A U-Net of {@code c} with the weights in {@code stored} (diffusers or LDM names; other keys are ignored). */
     public static UNet2DCondition fromState(Config c, Map<String, Tensor> stored, Path source) throws IOException {
-        UNet2DCondition m = new UNet2DCondition(c);
+        UNet2DCondition m;
+        try (org.pixelpost.nn.Init meta = org.pixelpost.nn.Init.onMeta()) { // no random initialisation for weights about to be loaded
+            m = new UNet2DCondition(c);
+        }
         return loaded(m, KeyLayout.pick(stored, m.parameters().keySet(), layouts(c)), source);
     }
 

@@ -66,11 +66,11 @@ public final class ClipTextModel extends Module {
             return j;
         }
 
-        /** The parameter count from the configuration alone. */
+        /** The parameter count from the configuration alone (built on the meta device: nothing allocated). */
         public long parameterCount() {
-            long d = hiddenSize, f = intermediateSize;
-            long layer = 4 * (d * d + d) + 2 * 2 * d + d * f + f + f * d + d;
-            return (long) vocabSize * d + (long) maxPositions * d + numLayers * layer + 2 * d;
+            try (org.pixelpost.nn.Init meta = org.pixelpost.nn.Init.onMeta(); ClipTextModel counter = new ClipTextModel(this)) {
+                return counter.parameterCount();
+            }
         }
     }
 
@@ -116,8 +116,8 @@ public final class ClipTextModel extends Module {
         this.config = c;
         try (Scope s = Scope.open()) {
             try (var g = Tensors.noGrad()) {
-                tokenEmbedding = param("text_model.embeddings.token_embedding.weight", torch.randn(c.vocabSize, c.hiddenSize).mul(Tensors.s(0.02)));
-                positionEmbedding = param("text_model.embeddings.position_embedding.weight", torch.randn(c.maxPositions, c.hiddenSize).mul(Tensors.s(0.01)));
+                tokenEmbedding = param("text_model.embeddings.token_embedding.weight", org.pixelpost.nn.Init.normal(0.02, c.vocabSize, c.hiddenSize));
+                positionEmbedding = param("text_model.embeddings.position_embedding.weight", org.pixelpost.nn.Init.normal(0.01, c.maxPositions, c.hiddenSize));
             }
             for (int i = 0; i < c.numLayers; i++) layers.add(add("text_model.encoder.layers." + i, new Layer(c)));
             finalNorm = add("text_model.final_layer_norm", new LayerNorm(c.hiddenSize, c.layerNormEps, true));
@@ -187,7 +187,10 @@ public final class ClipTextModel extends Module {
 
     /** A model of {@code c} with the weights in {@code stored} (transformers' or SD single-file names; other keys are ignored). */
     public static ClipTextModel fromState(Config c, Map<String, Tensor> stored, Path source) throws IOException {
-        ClipTextModel m = new ClipTextModel(c);
+        ClipTextModel m;
+        try (org.pixelpost.nn.Init meta = org.pixelpost.nn.Init.onMeta()) { // no random initialisation for weights about to be loaded
+            m = new ClipTextModel(c);
+        }
         return loaded(m, KeyLayout.pick(stored, m.parameters().keySet(), layouts()), source);
     }
 
