@@ -26,7 +26,7 @@ public final class InMemory {
         @Override public int maxTokens() { return maxTokens; }
 
         @Override
-        public Encoded encode(List<String> captions) {
+        public org.pixelpost.model.Conditioning encode(List<String> captions) {
             int b = captions.size();
             // every caption has a start token, so the empty prompt has one token too
             List<String[]> words = captions.stream().map(c -> ("<start> " + c.strip()).split("\\s+")).toList();
@@ -39,7 +39,7 @@ public final class InMemory {
                     mask[i * t + j] = 1;
                 }
             Tensor m = Tensors.fromFloats(mask, b, t).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
-            return new Encoded(Tensors.fromFloats(tokens, b, t, dim), m);
+            return org.pixelpost.model.Conditioning.of(Tensors.fromFloats(tokens, b, t, dim), m);
         }
 
         @Override public void close() {}

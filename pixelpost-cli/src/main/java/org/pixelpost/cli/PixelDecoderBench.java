@@ -47,7 +47,7 @@ final class PixelDecoderBench implements Callable<Integer> {
                 try (Scope sc = Scope.open(); Generator g = Generator.seeded(100 + d)) {
                     Tensor z = g.randn(batch, m.autoencoder.latentChannels(), s, s);
                     var text = m.textEncoder.encode(java.util.Collections.nCopies(batch, ""));
-                    Batch b = Batch.of(z, text.tokens(), text.mask());
+                    Batch b = Batch.of(z, text);
                     long t0 = System.nanoTime();
                     Tensor a = grad(m, pixelOnly, b, new StepContext(m.denoiser, m.noiseSchedule(), m.predictionType(), m::decodeLatents, g.reseed(7 + d)));
                     long t1 = System.nanoTime();

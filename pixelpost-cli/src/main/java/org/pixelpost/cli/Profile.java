@@ -31,7 +31,7 @@ final class Profile {
 
     static String of(TextToImageModel m, AdamW opt, StepContext ctx, int iters, int batch) {
         org.pixelpost.objective.Batch data = TrainBench.syntheticBatch(m, batch);
-        Tensor z = data.z(), tokens = data.tokens(), mask = data.mask();
+        Tensor z = data.z(), tokens = data.cond().tokens(), mask = data.cond().mask();
 
         NoiseSchedule s = ctx.schedule();
         StringBuilder b = new StringBuilder();
@@ -71,7 +71,7 @@ final class Profile {
         Tensor eps = ctx.gen().randnLike(z);
         Tensor zT = s.addNoise(z, eps, tt);
         mark.run();
-        Tensor epsHat = ctx.model().forward(zT, tt, tokens, mask);
+        Tensor epsHat = ctx.model().forward(zT, tt, org.pixelpost.model.Conditioning.of(tokens, mask));
         mark.run();
         return new Tensor[] {tt, eps, zT, epsHat};
     }

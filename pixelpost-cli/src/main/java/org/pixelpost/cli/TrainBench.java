@@ -264,8 +264,8 @@ final class TrainBench implements Callable<Integer> {
         if (z != null) return;
         Batch b = syntheticBatch(m, batch);
         z = b.z();
-        tokens = b.tokens();
-        mask = b.mask();
+        tokens = b.cond().tokens();
+        mask = b.cond().mask();
         z.retainReference();
         tokens.retainReference();
         mask.retainReference();
@@ -282,8 +282,7 @@ final class TrainBench implements Callable<Integer> {
         }
         List<String> caps = new ArrayList<>();
         for (int i = 0; i < n; i++) caps.add("emoji number " + i);
-        TextEncoder.Encoded e = m.textEncoder.encode(caps);
-        return Batch.of(z, e.tokens(), e.mask());
+        return Batch.of(z, m.textEncoder.encode(caps));
     }
 
     /** ms per step, and the cosine between this option's pixel-term gradient and the full one over 5 draws. */

@@ -484,11 +484,11 @@ public final class Demo {
             try (Generator gen = Generator.seeded(4242)) {
                 eps = gen.randnLike(z);
             }
-            org.pixelpost.model.text.TextEncoder.Encoded text = m.textEncoder.encode(captions);
+            org.pixelpost.model.Conditioning text = m.textEncoder.encode(captions);
             for (int t : new int[] {100, 300, 500, 700, 900}) {
                 Tensor tt = torch.full(new long[] {z.size(0)}, new org.bytedeco.pytorch.Scalar(t)).to(torch.ScalarType.Long);
                 Tensor zT = s.addNoise(z, eps, tt);
-                Tensor x0 = s.sample(m.predictionType(), m.denoiser.forward(zT, tt, text.tokens(), text.mask()), zT, tt);
+                Tensor x0 = s.sample(m.predictionType(), m.denoiser.forward(zT, tt, text), zT, tt);
                 Tensor img = Tensors.clamp(m.decodeLatents(x0), 0, 1);
                 j.put(Integer.toString(t), Tensors.item(img.sub(images).square().mean()));
                 hf.put(Integer.toString(t), Metrics.highFrequencyError(img, images, 0.5));

@@ -81,10 +81,10 @@ public final class EncodedBatches implements Batches {
     }
 
     private Batch batch(long[] idx, boolean[] flips, boolean[] drop, long[] draws) {
-        Tensor[] w = winners.batch(idx, flips, drop, draws);
-        if (losers == null) return Batch.of(w[0], w[1], w[2]);
+        Batch w = winners.batch(idx, flips, drop, draws);
+        if (losers == null) return w;
         long[] loserDraws = draws == null ? null : java.util.Arrays.stream(draws).map(d -> Generator.mix(d, 0x105E7L)).toArray();
-        return Batch.pairs(w[0], losers.batch(idx, flips, drop, loserDraws)[0], w[1], w[2]);
+        return Batch.pairs(w.z(), losers.batch(idx, flips, drop, loserDraws).z(), w.cond());
     }
 
     /** The sample at position {@code pos} of the run: epochs are permutations seeded by (seed, epoch). */

@@ -11,6 +11,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.IntConsumer;
 import org.bytedeco.pytorch.Tensor;
+import org.pixelpost.model.Conditioning;
+import org.pixelpost.objective.Batch;
 import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.BadFileException;
@@ -37,41 +39,33 @@ public final class EncodedSet implements AutoCloseable {
     public final Tensor latents, flipped;
     /** The posterior's standard deviations of both, {@code [N, C, h, w]}; null where the autoencoder is deterministic. */
     public final Tensor std, flippedStd;
-    /** {@code [N + 1, T, D]} caption features and {@code [N + 1, T]} masks; row N is the empty prompt (caption dropout). */
-    private final Tensor tokens, mask;
+    /** The captions' conditioning, {@code N + 1} rows; row N is the empty prompt's (caption dropout). */
+    private final Conditioning text;
     public final List<String> skipped;
 
     private EncodedSet(List<Path> files, List<String> captions, Tensor latents, Tensor flipped, Tensor std, Tensor flippedStd,
-                       Tensor tokens, Tensor mask, Tensor emptyTokens, Tensor emptyMask, List<String> skipped) {
+                       Conditioning captionText, Conditioning emptyText, List<String> skipped) {
         this.files = files;
         this.captions = captions;
         this.latents = latents;
         this.flipped = flipped;
         this.std = std;
         this.flippedStd = flippedStd;
-        long t = Math.max(tokens.size(1), emptyTokens.size(1));
-        this.tokens = torch.cat(new TensorVector(padTokens(tokens, t), padTokens(emptyTokens, t)), 0);
-        this.mask = torch.cat(new TensorVector(padTokens(mask, t), padTokens(emptyMask, t)), 0);
+        this.text = captionText.concat(emptyText);
         this.skipped = skipped;
-        for (Tensor x : List.of(latents, flipped, this.tokens, this.mask)) x.retainReference();
+        for (Tensor x : List.of(latents, flipped)) x.retainReference();
+        text.named("").values().forEach(Tensor::retainReference);
         if (std != null) {
             std.retainReference();
             flippedStd.retainReference();
         }
     }
 
-    /** Pads dimension 1 (tokens) with zeros (false for masks) up to {@code t}. */
-    private static Tensor padTokens(Tensor x, long t) {
-        long extra = t - x.size(1);
-        if (extra == 0) return x;
-        long[] pad = x.dim() == 3 ? new long[] {0, 0, 0, extra} : new long[] {0, extra};
-        return torch.constant_pad_nd(x.to(torch.ScalarType.Float), pad).to(x.scalar_type());
-    }
-
     /** Frees the encoded tensors now. */
     @Override
     public void close() {
-        for (Tensor x : List.of(latents, flipped, tokens, mask)) x.releaseReference();
+        for (Tensor x : List.of(latents, flipped)) x.releaseReference();
+        text.named("").values().forEach(Tensor::releaseReference);
         if (std != null) {
             std.releaseReference();
             flippedStd.releaseReference();
@@ -109,14 +103,16 @@ public final class EncodedSet implements AutoCloseable {
                         keptCaptions.add(captions.get(i));
                     }
                 boolean vae = st.entries().containsKey("std");
-                return new EncodedSet(kept, keptCaptions, st.load("latents"), st.load("flipped"), vae ? st.load("std") : null,
-                    vae ? st.load("flipped_std") : null, st.load("tokens"), st.load("mask"), st.load("empty_tokens"), st.load("empty_mask"), skipped);
+                Map<String, Tensor> all = new LinkedHashMap<>();
+                for (String k : st.entries().keySet()) all.put(k, st.load(k));
+                return new EncodedSet(kept, keptCaptions, all.get("latents"), all.get("flipped"), vae ? all.get("std") : null,
+                    vae ? all.get("flipped_std") : null, Conditioning.fromNamed(all, ""), Conditioning.fromNamed(all, "empty_"), skipped);
             }
         }
         List<Tensor> z = new ArrayList<>(), zf = new ArrayList<>(), sd = new ArrayList<>(), sdf = new ArrayList<>();
         List<Path> kept = new ArrayList<>();
         List<String> keptCaptions = new ArrayList<>(), skipped = new ArrayList<>();
-        TextEncoder.Encoded text, empty;
+        Conditioning text, empty;
         java.util.concurrent.ExecutorService pool = Engine.threadPool(workers(images.size(), size), 1, "encode");
         try {
             java.util.concurrent.atomic.AtomicInteger done = new java.util.concurrent.atomic.AtomicInteger();
@@ -167,12 +163,10 @@ public final class EncodedSet implements AutoCloseable {
             out.put("std", std);
             out.put("flipped_std", flippedStd);
         }
-        out.put("tokens", text.tokens());
-        out.put("mask", text.mask());
-        out.put("empty_tokens", empty.tokens());
-        out.put("empty_mask", empty.mask());
+        out.putAll(text.named(""));
+        out.putAll(empty.named("empty_"));
         SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "autoencoder", m.autoencoder.name(), "text_encoder", te.name()));
-        return new EncodedSet(kept, keptCaptions, latents, flipped, std, flippedStd, text.tokens(), text.mask(), empty.tokens(), empty.mask(), skipped);
+        return new EncodedSet(kept, keptCaptions, latents, flipped, std, flippedStd, text, empty, skipped);
     }
 
     /*
@@ -212,40 +206,33 @@ public final class EncodedSet implements AutoCloseable {
     }
 
     /** Captions encoded {@link #CAPTION_CHUNK} at a time on the pool, in order, padded to the longest. */
-    private static TextEncoder.Encoded encodeCaptions(TextEncoder te, List<String> captions, java.util.concurrent.ExecutorService pool) {
-        List<java.util.concurrent.Future<Tensor[]>> jobs = new ArrayList<>();
+    private static Conditioning encodeCaptions(TextEncoder te, List<String> captions, java.util.concurrent.ExecutorService pool) {
+        List<java.util.concurrent.Future<Conditioning>> jobs = new ArrayList<>();
         for (int from = 0; from < captions.size(); from += CAPTION_CHUNK) {
             List<String> chunk = captions.subList(from, Math.min(captions.size(), from + CAPTION_CHUNK));
             jobs.add(pool.submit(() -> {
                 try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
-                    TextEncoder.Encoded e = te.encode(chunk);
-                    return new Tensor[] {s.keep(e.tokens()), s.keep(e.mask())};
+                    return te.encode(chunk).map(s::keep);
                 }
             }));
         }
-        List<Tensor[]> parts = Engine.awaitAll(jobs);
-        if (parts.size() == 1) return new TextEncoder.Encoded(parts.get(0)[0], parts.get(0)[1]);
-        long t = parts.stream().mapToLong(p -> p[0].size(1)).max().orElseThrow();
-        TensorVector tokens = new TensorVector(), masks = new TensorVector();
-        for (Tensor[] p : parts) {
-            tokens.push_back(padTokens(p[0], t));
-            masks.push_back(padTokens(p[1], t));
-        }
-        return new TextEncoder.Encoded(torch.cat(tokens, 0), torch.cat(masks, 0));
+        Conditioning all = null;
+        for (Conditioning part : Engine.awaitAll(jobs)) all = all == null ? part : all.concat(part);
+        return all;
     }
 
-    /** Rows {@code idx} with per-row flips: latents {@code [B, C, h, w]}, tokens, mask. */
-    public Tensor[] batch(long[] idx, boolean[] flip) {
+    /** Rows {@code idx} with per-row flips: latents {@code [B, C, h, w]} and their conditioning. */
+    public Batch batch(long[] idx, boolean[] flip) {
         return batch(idx, flip, null, null);
     }
 
     /**
      * Rows {@code idx} with per-row flips, and the empty prompt in place of the caption where
-     * {@code dropCaption} says so: latents {@code [B, C, h, w]}, tokens {@code [B, T, D]}, mask {@code [B, T]}.
+     * {@code dropCaption} says so: latents {@code [B, C, h, w]} and their conditioning.
      * The latents are the posterior means, or, where {@code sampleSeeds} is given and the
      * autoencoder is a VAE, draws {@code mean + std * eps} with row k's {@code eps} from seed {@code sampleSeeds[k]}.
      */
-    public Tensor[] batch(long[] idx, boolean[] flip, boolean[] dropCaption, long[] sampleSeeds) {
+    public Batch batch(long[] idx, boolean[] flip, boolean[] dropCaption, long[] sampleSeeds) {
         Tensor i = Tensors.fromFloats(toFloats(idx), idx.length).to(torch.ScalarType.Long);
         long[] textRows = idx.clone();
         if (dropCaption != null) for (int k = 0; k < textRows.length; k++) if (dropCaption[k]) textRows[k] = size();
@@ -263,7 +250,7 @@ public final class EncodedSet implements AutoCloseable {
                 }
             z = z.add(s.mul(torch.stack(new TensorVector(eps))));                            // a draw from the posterior
         }
-        return new Tensor[] {z, tokens.index_select(0, ti), mask.index_select(0, ti)};
+        return Batch.of(z, text.rows(ti));
     }
 
     private static float[] toFloats(long[] v) {

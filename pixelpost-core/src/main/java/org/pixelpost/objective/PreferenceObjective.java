@@ -39,15 +39,15 @@ public interface PreferenceObjective extends Objective {
         Tensor eps = ctx.gen().randnLike(zW);                                            // [P, C, h, w]
         Tensor t2 = cat(t, t), eps2 = cat(eps, eps), z2 = cat(zW, zL);                   // [2P, ...]
         Tensor zT2 = ctx.schedule().addNoise(z2, eps2, t2);
-        Tensor tok2 = cat(batch.tokens(), batch.tokens()), mask2 = cat(batch.mask(), batch.mask());
-        Tensor out = ctx.model().forward(zT2, t2, tok2, mask2);                           // [2P, C, h, w]
+        org.pixelpost.model.Conditioning cond2 = batch.cond().concat(batch.cond());            // both halves share the prompt
+        Tensor out = ctx.model().forward(zT2, t2, cond2);                           // [2P, C, h, w]
         Tensor target = ctx.schedule().target(ctx.predictionType(), z2, eps2, t2);
         Tensor latent = Objectives.latent(out, target);                                   // [2P]
         Denoiser ref = reference();
         Tensor refLatent = null, refOut = null;
         if (ref != null) {
             try (var g = Tensors.noGrad()) {
-                refOut = ref.forward(zT2, t2, tok2, mask2);
+                refOut = ref.forward(zT2, t2, cond2);
                 refLatent = Objectives.latent(refOut, target);
             }
         }

@@ -18,7 +18,7 @@ public record Sft(double latentWeight, PixelTerm pixel) implements Objective {
         Tensor t = Tensors.follow(ctx.gen().randint(ctx.schedule().numTrainTimesteps(), b), z);              // [B]
         Tensor eps = ctx.gen().randnLike(z);                                             // [B, C, h, w]
         Tensor zT = ctx.schedule().addNoise(z, eps, t);                                  // [B, C, h, w]
-        Tensor out = ctx.model().forward(zT, t, batch.tokens(), batch.mask());           // [B, C, h, w]
+        Tensor out = ctx.model().forward(zT, t, batch.cond());           // [B, C, h, w]
         Tensor latent = Objectives.latent(out, ctx.schedule().target(ctx.predictionType(), z, eps, t)); // [B]
         Tensor pixelTerm = null;
         if (pixel.on()) {

@@ -97,10 +97,9 @@ public final class Sampler {
             List<String> all = new ArrayList<>();
             if (s.guidance() > 1) for (int i = 0; i < n; i++) all.add(negativePrompts == null ? "" : negativePrompts.get(i));
             all.addAll(prompts);
-            TextEncoder.Encoded text = m.textEncoder.encode(all);                         // [2N or N, T, D]
+            org.pixelpost.model.Conditioning text = m.textEncoder.encode(all);            // [uncond; cond] rows: 2N (or N without guidance)
             Tensor zT = m.onDevice(initialNoise(seeds, size / factor));                    // drawn on the CPU: the same on every device
-            Denoise denoise = Guidance.classifierFree(m::denoise, Tensors.follow(text.tokens(), zT),
-                text.mask() == null ? null : Tensors.follow(text.mask(), zT), s.guidance());
+            Denoise denoise = Guidance.classifierFree(m::denoise, text.on(zT), s.guidance());
             Tensor z = DdimLoop.sample(m.scheduler, s.steps(), denoise, zT, s.eta(), stepNoise, progress);
             return scope.keep(Tensors.clamp(m.decodeLatents(z), 0, 1));                    // [N, 3, H, W]
         }

@@ -106,10 +106,10 @@ public final class TextToImageModel implements AutoCloseable {
     }
 
     /** The denoiser's output for fp32 latents and text, whatever dtype its weights are in; fp32 out. */
-    public Tensor denoise(Tensor zT, Tensor t, Tensor tokens, Tensor mask) {
+    public Tensor denoise(Tensor zT, Tensor t, org.pixelpost.model.Conditioning cond) {
         ScalarType w = dtypeOf(denoiser.module());
-        if (w == ScalarType.Float) return denoiser.forward(zT, t, tokens, mask);
-        return denoiser.forward(zT.to(w), t, tokens.to(w), mask).to(ScalarType.Float);
+        if (w == ScalarType.Float) return denoiser.forward(zT, t, cond);
+        return denoiser.forward(zT.to(w), t, cond.mapFeatures(x -> x.to(w))).to(ScalarType.Float);
     }
 
     /** Model latents to images in [0, 1], not clamped (gradients flow through, for the pixel term). */

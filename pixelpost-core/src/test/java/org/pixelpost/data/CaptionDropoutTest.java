@@ -34,14 +34,14 @@ class CaptionDropoutTest {
             for (long step = 1; step <= 250; step++) {
                 try (Scope s = Scope.open()) {
                     Batch b = batches.get(step, 0);
-                    float[] counts = Tensors.toFloats(b.mask().sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional()));
+                    float[] counts = Tensors.toFloats(b.cond().mask().sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional()));
                     for (float c : counts) {
                         if (c == emptyTokens) dropped++;
                         total++;
                     }
                     if (step % 50 == 0) {
                         Batch again = batches.get(step, 0);
-                        assertTrue(torch.equal(b.tokens(), again.tokens()) && torch.equal(b.z(), again.z()), "a step's batch is a function of the step");
+                        assertTrue(torch.equal(b.cond().tokens(), again.cond().tokens()) && torch.equal(b.z(), again.z()), "a step's batch is a function of the step");
                     }
                 }
             }
@@ -51,7 +51,7 @@ class CaptionDropoutTest {
             EncodedBatches none = new EncodedBatches(set, null, 8, 1, 11, true, 0, false);
             try (Scope s = Scope.open()) {
                 for (long step = 1; step <= 20; step++)
-                    assertTrue(Tensors.item(none.get(step, 0).mask().sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).min()) > emptyTokens);
+                    assertTrue(Tensors.item(none.get(step, 0).cond().mask().sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).min()) > emptyTokens);
             }
         }
     }

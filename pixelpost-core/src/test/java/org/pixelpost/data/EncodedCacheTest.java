@@ -32,10 +32,10 @@ class EncodedCacheTest {
         try (Scope s = Scope.open(); TextToImageModel m = InMemory.tinyStableDiffusion()) {
             Tensor first, again, changed;
             try (EncodedSet a = EncodedSet.encode(images, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {
-                first = a.batch(new long[] {0, 1}, new boolean[2])[1].clone();
+                first = a.batch(new long[] {0, 1}, new boolean[2]).cond().tokens().clone();
             }
             try (EncodedSet b = EncodedSet.encode(images, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {
-                again = b.batch(new long[] {0, 1}, new boolean[2])[1].clone();
+                again = b.batch(new long[] {0, 1}, new boolean[2]).cond().tokens().clone();
             }
             assertEquals(1, files(cache), "the same model reuses its cache");
             assertTrue(torch.equal(first, again));
@@ -44,7 +44,7 @@ class EncodedCacheTest {
                 w.mul_(Tensors.s(1.5));
             }
             try (EncodedSet c = EncodedSet.encode(images, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {
-                changed = c.batch(new long[] {0, 1}, new boolean[2])[1].clone();
+                changed = c.batch(new long[] {0, 1}, new boolean[2]).cond().tokens().clone();
             }
             assertEquals(2, files(cache), "other weights, another cache entry");
             assertFalse(torch.equal(first, changed), "the captions were encoded again with the new weights");

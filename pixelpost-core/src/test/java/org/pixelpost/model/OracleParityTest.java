@@ -40,10 +40,9 @@ class OracleParityTest {
             assertEquals(792_964, m.parameterCount());
             assertEquals(792_964, m.config().parameterCount(), "counted from the configuration alone");
             Map<String, Tensor> in = SafeTensors.read(dir.resolve("inputs.safetensors")), out = SafeTensors.read(dir.resolve("outputs.safetensors"));
-            Tensor y = m.forward(in.get("sample"), in.get("timestep"), in.get("encoder_hidden_states"), null);
+            Tensor y = m.forward(in.get("sample"), in.get("timestep"), org.pixelpost.model.Conditioning.of(in.get("encoder_hidden_states"), null));
             assertTrue(maxAbsDiff(y, out.get("sample")) < TOL, "sample: " + maxAbsDiff(y, out.get("sample")));
-            Tensor y500 = m.forward(in.get("sample"), Tensors.fromFloats(new float[] {500}, 1).to(org.bytedeco.pytorch.global.torch.ScalarType.Long),
-                in.get("encoder_hidden_states"), null);
+            Tensor y500 = m.forward(in.get("sample"), Tensors.fromFloats(new float[] {500}, 1).to(org.bytedeco.pytorch.global.torch.ScalarType.Long), org.pixelpost.model.Conditioning.of(in.get("encoder_hidden_states"), null));
             assertTrue(maxAbsDiff(y500, out.get("sample_scalar_t")) < TOL, "scalar t: " + maxAbsDiff(y500, out.get("sample_scalar_t")));
         }
     }
@@ -73,14 +72,14 @@ class OracleParityTest {
             assertEquals(110_384, m.parameterCount());
             assertEquals(110_384, m.config().parameterCount());
             Map<String, Tensor> in = SafeTensors.read(dir.resolve("inputs.safetensors")), out = SafeTensors.read(dir.resolve("outputs.safetensors"));
-            Tensor y = m.forwardWithVariance(in.get("hidden_states"), in.get("timestep"), in.get("encoder_hidden_states"), in.get("encoder_attention_mask"));
+            Tensor y = m.forwardWithVariance(in.get("hidden_states"), in.get("timestep"), org.pixelpost.model.Conditioning.of(in.get("encoder_hidden_states"), in.get("encoder_attention_mask")));
             assertTrue(maxAbsDiff(y, out.get("sample")) < TOL, "masked: " + maxAbsDiff(y, out.get("sample")));
-            Tensor u = m.forwardWithVariance(in.get("hidden_states"), in.get("timestep"), in.get("encoder_hidden_states"), null);
+            Tensor u = m.forwardWithVariance(in.get("hidden_states"), in.get("timestep"), org.pixelpost.model.Conditioning.of(in.get("encoder_hidden_states"), null));
             assertTrue(maxAbsDiff(u, out.get("sample_nomask")) < TOL, "no mask: " + maxAbsDiff(u, out.get("sample_nomask")));
-            Tensor r = m.forwardWithVariance(in.get("hidden_states_8x12"), in.get("timestep"), in.get("encoder_hidden_states"), in.get("encoder_attention_mask"));
+            Tensor r = m.forwardWithVariance(in.get("hidden_states_8x12"), in.get("timestep"), org.pixelpost.model.Conditioning.of(in.get("encoder_hidden_states"), in.get("encoder_attention_mask")));
             assertTrue(maxAbsDiff(r, out.get("sample_8x12")) < TOL, "8x12: " + maxAbsDiff(r, out.get("sample_8x12")));
             // the denoiser contract keeps the prediction half of the learned-variance output
-            assertTrue(maxAbsDiff(m.forward(in.get("hidden_states"), in.get("timestep"), in.get("encoder_hidden_states"), in.get("encoder_attention_mask")),
+            assertTrue(maxAbsDiff(m.forward(in.get("hidden_states"), in.get("timestep"), org.pixelpost.model.Conditioning.of(in.get("encoder_hidden_states"), in.get("encoder_attention_mask"))),
                 out.get("sample").narrow(1, 0, 4)) < TOL);
         }
     }

@@ -77,7 +77,7 @@ class CheckpointTest {
             Tensor[] out = new Tensor[2];
             for (int mode = 0; mode < 2; mode++) {
                 m.gradientCheckpointing(mode == 1);
-                out[mode] = m.forward(z, t, tokens, mask);
+                out[mode] = m.forward(z, t, org.pixelpost.model.Conditioning.of(tokens, mask));
                 out[mode].square().mean().backward();
                 int i = 0;
                 for (Tensor p : params.values()) {
@@ -92,7 +92,7 @@ class CheckpointTest {
             }
             assertTrue(maxDiff(out[0], out[1]) < 1e-6);
             try (var ng = Tensors.noGrad()) {
-                assertTrue(maxDiff(m.forward(z, t, tokens, mask), out[0]) < 1e-6, "no graph: a plain call");
+                assertTrue(maxDiff(m.forward(z, t, org.pixelpost.model.Conditioning.of(tokens, mask)), out[0]) < 1e-6, "no graph: a plain call");
             }
         }
     }

@@ -36,7 +36,7 @@ class LoraFirstStepTest {
             u.to(dtype);
             Tensor z = g.randn(2, 4, 16, 16).to(dtype), eps = g.randn(2, 4, 16, 16).to(dtype), ctx = g.randn(2, 77, 32).to(dtype);
             Tensor t = Tensors.fromFloats(new float[] {50, 700}, 2);
-            Tensor loss = u.forward(z, t, ctx, null).sub(eps).pow(Tensors.s(2)).mean();          // the latent loss
+            Tensor loss = u.forward(z, t, org.pixelpost.model.Conditioning.of(ctx, null)).sub(eps).pow(Tensors.s(2)).mean();          // the latent loss
             loss.backward();
             for (var e : u.trainableParameters().entrySet()) {
                 assertTrue(e.getValue().grad().defined(), e.getKey() + " has a gradient");

@@ -33,7 +33,7 @@ class LoraTest {
 
     static Tensor run(Denoiser d, Tensor z, Tensor t, Tensor ctx) {
         try (var g = Tensors.noGrad()) {
-            return d.forward(z, t, ctx, null);
+            return d.forward(z, t, org.pixelpost.model.Conditioning.of(ctx, null));
         }
     }
 

@@ -32,7 +32,7 @@ class ModuleTest {
             Tensor z = torch.randn(1, 4, 4, 4), t = Tensors.fromFloats(new float[] {500}, 1), y = torch.randn(1, 3, 16);
             Tensor mask = torch.ones(1, 3).to(torch.ScalarType.Bool);
             for (Tensor p : m.parameters().values()) p.add_(torch.randn_like(p).mul(Tensors.s(0.05)));
-            Tensor before = m.forward(z, t, y, mask);
+            Tensor before = m.forward(z, t, org.pixelpost.model.Conditioning.of(y, mask));
             var keys = m.parameters().keySet().stream().toList();
             Module old = m.child("blocks.1.mlp.fc2");
             assertNotNull(old);
@@ -41,7 +41,7 @@ class ModuleTest {
             assertSame(repl, m.child("blocks.1.mlp.fc2"));
             assertEquals(keys, m.parameters().keySet().stream().toList(), "the replacement takes the old child's keys");
             assertSame(repl.weight, m.parameters().get("blocks.1.mlp.fc2.weight"));
-            assertFalse(torch.equal(before, m.forward(z, t, y, mask)), "the forward now runs the replacement");
+            assertFalse(torch.equal(before, m.forward(z, t, org.pixelpost.model.Conditioning.of(y, mask))), "the forward now runs the replacement");
             assertThrows(IllegalArgumentException.class, () -> m.replace("blocks.9.mlp.fc2", new Linear(64, 32)));
             old.close();
         }

@@ -33,10 +33,10 @@ class ObjectiveStepsTest {
         }
 
         @Override
-        public Tensor forward(Tensor z, Tensor tt, Tensor tokens, Tensor mask) {
+        public Tensor forward(Tensor z, Tensor tt, org.pixelpost.model.Conditioning cond) {
             zT.add(z.detach().clone());
             t.add(tt.clone());
-            return inner.forward(z, tt, tokens, mask);
+            return inner.forward(z, tt, cond);
         }
 
         @Override public Module module() { return inner.module(); }

@@ -194,7 +194,7 @@ class LoraWeightsTest {
     static Tensor unet(UNet2DCondition u) throws Exception {
         Map<String, Tensor> in = SafeTensors.read(UNET.resolve("inputs.safetensors"));
         try (var g = Tensors.noGrad()) {
-            return u.forward(in.get("sample"), in.get("timestep"), in.get("encoder_hidden_states"), null);
+            return u.forward(in.get("sample"), in.get("timestep"), org.pixelpost.model.Conditioning.of(in.get("encoder_hidden_states"), null));
         }
     }
 

@@ -41,7 +41,7 @@ class ShapeDetectionTest {
         try (Generator g = Generator.seeded(2); var ng = Tensors.noGrad()) {
             Tensor z = g.randn(1, 4, 8, 8);
             var text = m.textEncoder.encode(List.of("a red circle"));
-            return m.denoiser.forward(z, Tensors.fromFloats(new float[] {300}, 1), text.tokens(), text.mask());
+            return m.denoiser.forward(z, Tensors.fromFloats(new float[] {300}, 1), org.pixelpost.model.Conditioning.of(text.tokens(), text.mask()));
         }
     }
 

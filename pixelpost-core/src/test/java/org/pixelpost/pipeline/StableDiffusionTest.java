@@ -58,7 +58,7 @@ class StableDiffusionTest {
         try (Generator g = Generator.seeded(9); var ng = Tensors.noGrad()) {
             Tensor z = g.randn(2, 4, 8, 8);
             var text = m.textEncoder.encode(List.of("a red circle", ""));
-            return m.denoiser.forward(z, Tensors.fromFloats(new float[] {10, 700}, 2), text.tokens(), text.mask());
+            return m.denoiser.forward(z, Tensors.fromFloats(new float[] {10, 700}, 2), org.pixelpost.model.Conditioning.of(text.tokens(), text.mask()));
         }
     }
 

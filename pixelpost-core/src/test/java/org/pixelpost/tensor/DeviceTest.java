@@ -41,7 +41,7 @@ class DeviceTest {
             var text = m.textEncoder.encode(List.of("red circle", "blue square")); // made on the CPU
             Batch b = Batch.of(torch.zeros(new long[] {2, 4, 4, 4}, new TensorOptions(torch.ScalarType.Float)), text.tokens(), text.mask())
                 .on(m.onDevice(torch.zeros(1)));
-            assertTrue(b.z().device().is_meta() && b.tokens().device().is_meta());
+            assertTrue(b.z().device().is_meta() && b.cond().tokens().device().is_meta());
             Tensor eps, t;
             try (Generator gen = Generator.seeded(1)) {
                 eps = gen.randnLike(b.z());

@@ -29,7 +29,7 @@ class LibraryUseTest {
         Tensor t = ctx.gen().randint(ctx.schedule().numTrainTimesteps(), z.size(0));
         Tensor eps = ctx.gen().randnLike(z);
         Tensor zT = ctx.schedule().addNoise(z, eps, t);
-        Tensor out = ctx.model().forward(zT, t, batch.tokens(), batch.mask());
+        Tensor out = ctx.model().forward(zT, t, batch.cond());
         Tensor perSample = Objectives.latent(out, ctx.schedule().target(ctx.predictionType(), z, eps, t));
         Tensor snr = ctx.schedule().snr(t);
         Tensor w = torch.minimum(snr, Tensors.scalarTensor(5)).div(snr);

@@ -13,11 +13,11 @@ public interface Denoiser extends AutoCloseable {
     /**
      * @param zT noisy latents {@code [B, C, H, W]}
      * @param t timesteps {@code [B]} (integer or float)
-     * @param textTokens per-token text features {@code [B, T, D]}
-     * @param textMask {@code [B, T]}, true (or 1) where a token takes part
+     * @param cond the conditioning: text tokens {@code [B, T, D]} with their mask {@code [B, T]}, and
+     *     whatever else the family takes (a pooled vector, size conditions)
      * @return the model output {@code [B, C, H, W]}
      */
-    Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask);
+    Tensor forward(Tensor zT, Tensor t, org.pixelpost.model.Conditioning cond);
 
     /** The parameter tree, for optimizers, EMA, checkpoints and adapters. */
     Module module();

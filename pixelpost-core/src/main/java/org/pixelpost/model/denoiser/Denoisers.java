@@ -32,14 +32,13 @@ public final class Denoisers {
     public static Denoiser withoutAdapters(Denoiser d) {
         return new Denoiser() {
             @Override
-            public org.bytedeco.pytorch.Tensor forward(org.bytedeco.pytorch.Tensor zT, org.bytedeco.pytorch.Tensor t,
-                                                       org.bytedeco.pytorch.Tensor tokens, org.bytedeco.pytorch.Tensor mask) {
+            public org.bytedeco.pytorch.Tensor forward(org.bytedeco.pytorch.Tensor zT, org.bytedeco.pytorch.Tensor t, org.pixelpost.model.Conditioning cond) {
                 java.util.Map<String, org.pixelpost.nn.Lora.Adapter> adapters = org.pixelpost.nn.Lora.adapters(d.module());
                 java.util.Map<String, Boolean> was = new java.util.HashMap<>();
                 adapters.forEach((k, a) -> was.put(k, a.enabled()));
                 org.pixelpost.nn.Lora.enable(d.module(), false);
                 try {
-                    return d.forward(zT, t, tokens, mask);
+                    return d.forward(zT, t, cond);
                 } finally {
                     adapters.forEach((k, a) -> a.enabled(was.get(k))); // as they were (merged adapters stay off)
                 }

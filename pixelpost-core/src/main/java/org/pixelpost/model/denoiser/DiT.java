@@ -248,8 +248,8 @@ public final class DiT extends Module implements Denoiser {
     }
 
     @Override
-    public Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
-        Tensor out = forwardWithVariance(zT, t, textTokens, textMask);                       // [B, c, H, W]
+    public Tensor forward(Tensor zT, Tensor t, org.pixelpost.model.Conditioning cond) {
+        Tensor out = forwardWithVariance(zT, t, cond);                       // [B, c, H, W]
         // learned variance: the second half of the channels is the variance, which DDIM does not use
         return config.learnSigma() ? out.narrow(1, 0, config.inChannels) : out;              // [B, C, H, W]
     }
@@ -259,7 +259,8 @@ public final class DiT extends Module implements Denoiser {
      * learns one. Latents of other sizes than the model's (multiples of the patch) get positions on
      * the grid scaled to the model's, as PixArt does for other aspect ratios.
      */
-    public Tensor forwardWithVariance(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
+    public Tensor forwardWithVariance(Tensor zT, Tensor t, org.pixelpost.model.Conditioning cond) {
+        Tensor textTokens = cond.tokens(), textMask = cond.mask();                            // [B, T, D], [B, T]
         long b = zT.size(0);
         int p = config.patchSize, c = config.outChannels;
         long h = zT.size(2) / p, w = zT.size(3) / p;

@@ -268,10 +268,11 @@ public final class UNet2DCondition extends Module implements Denoiser {
 
     /**
      * @param zT {@code [B, C, H, W]} noisy latents; {@code t} timesteps {@code [B]} (or one, broadcast);
-     * @param textTokens {@code [B, T, crossAttentionDim]}; {@code textMask} is not used (SD attends to every token)
+     * @param cond text tokens {@code [B, T, crossAttentionDim]}; the mask is not used (SD attends to every token)
      */
     @Override
-    public Tensor forward(Tensor zT, Tensor t, Tensor textTokens, Tensor textMask) {
+    public Tensor forward(Tensor zT, Tensor t, org.pixelpost.model.Conditioning cond) {
+        Tensor textTokens = cond.tokens();                                                           // [B, T, D]
         // each unit below is one checkpoint segment when gradient checkpointing is on (a plain call otherwise)
         long b = zT.size(0);
         Tensor tt = t.dim() == 0 || t.size(0) == 1 ? t.reshape(1).expand(b) : t;                    // [B]

@@ -60,11 +60,11 @@ public final class ClipTextEncoder implements TextEncoder {
     }
 
     @Override
-    public Encoded encode(List<String> captions) {
+    public org.pixelpost.model.Conditioning encode(List<String> captions) {
         try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
             Tensor tokens = features(tokenIds(captions));
             Tensor mask = org.bytedeco.pytorch.global.torch.ones(captions.size(), tokenizer.contextLength()).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
-            return new Encoded(s.keep(tokens.to(org.bytedeco.pytorch.global.torch.ScalarType.Float).contiguous()), s.keep(mask));
+            return org.pixelpost.model.Conditioning.of(s.keep(tokens.to(org.bytedeco.pytorch.global.torch.ScalarType.Float).contiguous()), s.keep(mask));
         }
     }
 

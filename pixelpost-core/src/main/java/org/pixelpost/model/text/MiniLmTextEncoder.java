@@ -94,7 +94,7 @@ public final class MiniLmTextEncoder implements TextEncoder {
     }
 
     @Override
-    public Encoded encode(List<String> captions) {
+    public org.pixelpost.model.Conditioning encode(List<String> captions) {
         int b = captions.size(), d = dim();
         List<float[][]> feats = captions.stream().map(this::tokenFeatures).toList();
         int t = feats.stream().mapToInt(f -> f.length).max().orElse(1);
@@ -107,7 +107,7 @@ public final class MiniLmTextEncoder implements TextEncoder {
             }
         }
         Tensor m = Tensors.fromFloats(mask, b, t).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
-        return new Encoded(Tensors.fromFloats(tokens, b, t, d), m);
+        return org.pixelpost.model.Conditioning.of(Tensors.fromFloats(tokens, b, t, d), m);
     }
 
     @Override

@@ -5,8 +5,6 @@ import org.bytedeco.pytorch.Tensor;
 
 /** A frozen text encoder giving per-token features; the empty prompt is the unconditional input. */
 public interface TextEncoder extends AutoCloseable {
-    /** Per-token features {@code [B, T, dim]} (zero past each caption's end) and {@code mask [B, T]} (true on real tokens). */
-    record Encoded(Tensor tokens, Tensor mask) {}
 
     String name();
 
@@ -21,7 +19,8 @@ public interface TextEncoder extends AutoCloseable {
     /** Captions longer than this many tokens are truncated. */
     int maxTokens();
 
-    Encoded encode(List<String> captions);
+    /** The captions' conditioning: per-token features {@code [B, T, dim]} (zero past each caption's end), {@code mask [B, T]} (true on real tokens), and whatever else the encoder gives. */
+    org.pixelpost.model.Conditioning encode(List<String> captions);
 
     @Override
     void close();

@@ -35,7 +35,7 @@ class DiTTest {
             Tensor t = Tensors.fromFloats(new float[] {1, 500, 999}, 3).to(ScalarType.Long);
             Tensor y = torch.randn(3, 5, 384);
             Tensor mask = torch.ones(3, 5).to(ScalarType.Bool);
-            Tensor out = m.forward(z, t, y, mask);
+            Tensor out = m.forward(z, t, org.pixelpost.model.Conditioning.of(y, mask));
             assertArrayEquals(new long[] {3, 32, 8, 8}, Tensors.shape(out));
             assertEquals(0.0, Tensors.item(out.abs().max()), "the output layer starts at zero");
         }
@@ -73,15 +73,15 @@ class DiTTest {
             Tensor mask = Tensors.fromFloats(new float[] {1, 1, 0, 1, 1, 1}, 2, 3).to(ScalarType.Bool);
             Tensor r = torch.randn(2, 4, 4, 4).to(ScalarType.Double);
             Tensor zg = z.clone().set_requires_grad(true), yg = y.clone().set_requires_grad(true);
-            m.forward(zg, t, yg, mask).mul(r).sum().backward();
+            m.forward(zg, t, org.pixelpost.model.Conditioning.of(yg, mask)).mul(r).sum().backward();
             Map<String, Tensor> params = m.parameters();
             Tensor w = params.get("blocks.1.cross_attn.kv_linear.weight");
-            checkDirectional(zg.grad(), z, d -> m.forward(z.add(d), t, y, mask).mul(r).sum());
-            checkDirectional(yg.grad(), y, d -> m.forward(z, t, y.add(d), mask).mul(r).sum());
+            checkDirectional(zg.grad(), z, d -> m.forward(z.add(d), t, org.pixelpost.model.Conditioning.of(y, mask)).mul(r).sum());
+            checkDirectional(yg.grad(), y, d -> m.forward(z, t, org.pixelpost.model.Conditioning.of(y.add(d), mask)).mul(r).sum());
             Tensor wGrad = w.grad().clone(), w0 = w.detach().clone();
             checkDirectional(wGrad, w0, d -> {
                 w.detach().copy_(w0.add(d));
-                Tensor v = m.forward(z, t, y, mask).mul(r).sum();
+                Tensor v = m.forward(z, t, org.pixelpost.model.Conditioning.of(y, mask)).mul(r).sum();
                 w.detach().copy_(w0);
                 return v;
             });
@@ -128,7 +128,7 @@ class DiTTest {
         List<String> captions = List.of("grinning face", "dog face", "red heart", "slice of pizza", "rocket", "rainbow", "sunflower", "thumbs up");
         Tensor z, y, mask, evalT, evalEps;
         try (TextEncoder te = new MiniLmTextEncoder()) {
-            TextEncoder.Encoded e = te.encode(captions);
+            org.pixelpost.model.Conditioning e = te.encode(captions);
             y = e.tokens();
             mask = e.mask();
         }
@@ -145,7 +145,7 @@ class DiTTest {
             try (Scope s = Scope.open()) {
                 Tensor t = torch.randint(1000, new long[] {8}).to(ScalarType.Long);
                 Tensor eps = torch.randn(8, 32, 8, 8);
-                Tensor loss = m.forward(schedule.addNoise(z, eps, t), t, y, mask).sub(eps).square().mean();
+                Tensor loss = m.forward(schedule.addNoise(z, eps, t), t, org.pixelpost.model.Conditioning.of(y, mask)).sub(eps).square().mean();
                 opt.zero_grad();
                 loss.backward();
                 opt.step();
@@ -158,7 +158,7 @@ class DiTTest {
     static double evalLoss(DiT m, NoiseSchedule s, Tensor z, Tensor y, Tensor mask, Tensor t, Tensor eps) {
         try (Scope sc = Scope.open(); var g = Tensors.noGrad()) {
             Tensor z4 = z.repeat(4, 1, 1, 1), y4 = y.repeat(4, 1, 1), m4 = mask.repeat(4, 1);
-            return Tensors.item(m.forward(s.addNoise(z4, eps, t), t, y4, m4).sub(eps).square().mean());
+            return Tensors.item(m.forward(s.addNoise(z4, eps, t), t, org.pixelpost.model.Conditioning.of(y4, m4)).sub(eps).square().mean());
         }
     }
 }

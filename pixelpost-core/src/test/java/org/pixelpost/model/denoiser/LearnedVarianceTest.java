@@ -38,7 +38,7 @@ class LearnedVarianceTest {
                 assertEquals(2L * 2 * 8, dit.parameters().get("final_layer.linear.weight").size(0), size);
                 Batch batch;
                 try (Generator g = Generator.seeded(2); var ng = Tensors.noGrad()) {
-                    TextEncoder.Encoded text = m.textEncoder.encode(List.of("one", "two"));
+                    org.pixelpost.model.Conditioning text = m.textEncoder.encode(List.of("one", "two"));
                     batch = Batch.of(m.encodeImages(g.rand(2, 3, 8, 8)), text.tokens(), text.mask());
                 }
                 Batches batches = new Batches() {
@@ -46,7 +46,7 @@ class LearnedVarianceTest {
                     @Override public long size() { return 2; }
                 };
                 try (Scope s = Scope.open(); var ng = Tensors.noGrad()) {
-                    Tensor out = dit.forward(batch.z(), Tensors.fromFloats(new float[] {10, 900}, 2), batch.tokens(), batch.mask());
+                    Tensor out = dit.forward(batch.z(), Tensors.fromFloats(new float[] {10, 900}, 2), batch.cond());
                     assertArrayEquals(new long[] {2, 4, 4, 4}, Tensors.shape(out), size);
                 }
                 Map<String, Tensor> before = dit.snapshot();

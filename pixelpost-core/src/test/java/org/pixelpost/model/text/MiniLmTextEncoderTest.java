@@ -28,7 +28,7 @@ class MiniLmTextEncoderTest {
 
     @Test
     void identicalTextGivesIdenticalFeaturesAndDifferentTextDifferent() {
-        TextEncoder.Encoded a = te.encode(List.of("grinning face", "red heart", "grinning face", ""));
+        org.pixelpost.model.Conditioning a = te.encode(List.of("grinning face", "red heart", "grinning face", ""));
         assertArrayEquals(new long[] {4, 4, 384}, Tensors.shape(a.tokens()));
         assertTrue(torch.equal(a.tokens().select(0, 0), a.tokens().select(0, 2)));
         assertFalse(torch.equal(a.tokens().select(0, 0), a.tokens().select(0, 1)));
