@@ -203,8 +203,8 @@ final class BenchCommand implements Runnable {
                 // work per image: a denoiser forward per step (two with guidance: conditional and unconditional), one decode
                 long tokens = m.textEncoder.encode(java.util.List.of("", "grinning face")).tokens().size(1);
                 double perImage = (guidance > 1 ? 2 : 1) * (double) steps
-                    * ((org.pixelpost.model.denoiser.DiT) m.denoiser.module()).config().forwardFlops((int) tokens)
-                    + (m.autoencoder instanceof org.pixelpost.model.autoencoder.TinyAutoencoder t ? t.decoderFlops(m.latentSize(), m.latentSize()) : 0);
+                    * m.denoiser.forwardFlops((int) tokens).orElse(0)
+                    + m.autoencoder.decoderFlops(m.latentSize(), m.latentSize()).orElse(0);
                 Map<String, Object> f = gemmPeaks();
                 f.putAll(flops(perImage, secs / images * 1000, (double) f.get("gemm_peak_gflops")));
                 o.put("flops", f);

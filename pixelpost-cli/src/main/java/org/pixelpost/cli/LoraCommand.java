@@ -158,12 +158,12 @@ final class LoraCommand implements Runnable {
                     throw new InvalidValueException("--out", out + " is the LoRA file " + s + "; write the merged model elsewhere");
             if (toFile) checkOutFile(out, overwrite);
             Engine.start();
-            try (TextToImageModel m = TextToImageModel.load(model, StableDiffusion.LoadOptions.defaults())) {
-                if (toFile && !StableDiffusion.isStableDiffusion(m))
-                    throw new InvalidValueException("--out", "a single file is written for Stable Diffusion models only; give a folder");
+            try (TextToImageModel m = TextToImageModel.load(model)) {
+                if (toFile && !m.family().hasSingleFile())
+                    throw new InvalidValueException("--out", "a single file is written for Stable Diffusion models only (this is a " + m.family().displayName() + " model); give a folder");
                 mergeAll(m, loras, "--lora").forEach(System.err::println);
                 if (toFile) {
-                    StableDiffusion.saveSingleFile(m, out);
+                    m.saveSingleFile(out);
                 } else {
                     boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
                     try {

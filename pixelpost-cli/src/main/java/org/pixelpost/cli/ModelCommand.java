@@ -66,7 +66,7 @@ final class ModelCommand implements Runnable {
                     components.put("denoiser", component(m.denoiser.className(), count));
                     components.put("autoencoder", component(m.autoencoder.name() + " (" + m.autoencoderSpec + ")", m.autoencoder.parameterCount()));
                     components.put("text_encoder", component(m.textEncoder.className(),
-                        m.textEncoder instanceof ClipTextEncoder c ? c.model().parameterCount() : null));
+                        m.textEncoder.module() != null ? m.textEncoder.module().parameterCount() : null));
                     o.put("image_size", m.imageSize);
                     o.put("prediction_type", m.predictionType().configName);
                 }
@@ -127,7 +127,7 @@ final class ModelCommand implements Runnable {
         @Override
         public Integer call() throws Exception {
             Engine.start();
-            StableDiffusion.LoadOptions opts = StableDiffusion.LoadOptions.defaults();
+            org.pixelpost.pipeline.LoadOptions opts = org.pixelpost.pipeline.LoadOptions.defaults();
             if (configs != null) opts = opts.withConfigs(configs);
             boolean toFile = Files.isDirectory(model);
             Path in = real(model), target = real(out);
@@ -143,8 +143,8 @@ final class ModelCommand implements Runnable {
             }
             boolean created = !toFile && OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
             try (TextToImageModel m = TextToImageModel.load(model, opts)) {
-                if (!StableDiffusion.isStableDiffusion(m)) throw new InvalidValueException("--model", model + " is not a Stable Diffusion model");
-                if (toFile) StableDiffusion.saveSingleFile(m, out);
+                if (!m.family().hasSingleFile()) throw new InvalidValueException("--model", model + " is not a Stable Diffusion model (a " + m.family().displayName() + " model)");
+                if (toFile) m.saveSingleFile(out);
                 else m.save(out);
             } catch (IOException | RuntimeException e) {
                 if (created) AtomicFiles.deleteTree(out); // only a folder this command created

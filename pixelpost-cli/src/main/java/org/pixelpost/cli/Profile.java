@@ -58,8 +58,9 @@ final class Profile {
             mark.run();
             backwardAndUpdate(loss, opt, mark);
         }));
-        if (m.autoencoder instanceof TinyAutoencoder tae && tae.decoder() instanceof Sequential dec) b.append(layers(dec, m, z, iters));
-        if (m.denoiser.module() instanceof org.pixelpost.model.denoiser.DiT dit) b.append(gemms(dit.config(), batch, (int) tokens.size(1)));
+        if (m.autoencoder.decoder() instanceof Sequential dec) b.append(layers(dec, m, z, iters));
+        com.fasterxml.jackson.databind.JsonNode cfg = m.denoiser.configJson();
+        if (cfg.has("hidden_size") && cfg.has("patch_size")) b.append(gemms(cfg, batch, (int) tokens.size(1))); // a transformer's products
         b.append(callCosts());
         return b.toString();
     }
@@ -119,9 +120,10 @@ final class Profile {
      * The denoiser's matrix products one by one at the step's shapes (rows x in -> out), forward
      * and forward + backward, and the GFLOP/s each reaches: the ceiling of a step made of them.
      */
-    private static String gemms(org.pixelpost.model.denoiser.DiT.Config c, int batch, int textTokens) {
-        long d = c.hiddenSize(), n = (long) batch * (c.sampleSize() / c.patchSize()) * (c.sampleSize() / c.patchSize()), t = (long) batch * textTokens;
-        long h = (long) (d * c.mlpRatio());
+    private static String gemms(com.fasterxml.jackson.databind.JsonNode c, int batch, int textTokens) {
+        long side = c.path("sample_size").asLong() / c.path("patch_size").asLong();
+        long d = c.path("hidden_size").asLong(), n = batch * side * side, t = (long) batch * textTokens;
+        long h = (long) (d * c.path("mlp_ratio").asDouble(4.0));
         long[][] shapes = {{n, d, 3 * d}, {n, d, d}, {t, d, 2 * d}, {n, d, h}, {n, h, d}};
         String[] names = {"attn.qkv", "attn.proj, cross q and proj", "cross_attn.kv_linear", "mlp.fc1", "mlp.fc2"};
         StringBuilder b = new StringBuilder(String.format("The denoiser's matrix products at this step's shapes (%d BLAS thread(s)), GFLOP/s%n%n", org.pixelpost.tensor.Engine.blasThreads()));

@@ -98,14 +98,12 @@ final class SampleCommand implements Callable<Integer> {
     private int sample(List<String> list, List<Path> written) throws IOException {
         Engine.start();
         long t0 = System.nanoTime();
-        try (TextToImageModel m = TextToImageModel.load(model, new StableDiffusion.LoadOptions(clipSkip, null, null, null))) {
+        try (TextToImageModel m = TextToImageModel.load(model, new org.pixelpost.pipeline.LoadOptions(clipSkip, null, null, null))) {
             LoraCommand.mergeAll(m, loras, "--lora").forEach(System.err::println); // all read and checked before any is merged
             if (weightsDtype.equals("bf16")) m.toBf16Weights();
-            guidance = guidanceOption != null ? guidanceOption : StableDiffusion.isStableDiffusion(m) ? 7.5 : 4.5;
-            if (size != 0 && !StableDiffusion.isStableDiffusion(m) && size != m.imageSize)
-                throw new InvalidValueException("--size", size + " differs from the model's " + m.imageSize + " (a DiT samples at its own size)");
-            if (size != 0 && size % 64 != 0 && StableDiffusion.isStableDiffusion(m))
-                throw new InvalidValueException("--size", size + " is not a multiple of 64");
+            guidance = guidanceOption != null ? guidanceOption : m.family().defaultGuidance();
+            String sizeProblem = size == 0 ? null : m.family().sizeProblem(size, m);
+            if (sizeProblem != null) throw new InvalidValueException("--size", sizeProblem);
             if (size == 0) checkFits(list.size(), m.imageSize); // with --size it was checked before loading
             Sampler sampler = m.sampler();
             Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size, concurrentBatches);

@@ -145,8 +145,8 @@ final class TrainBench implements Callable<Integer> {
             o.put("pixel_overhead_vs_decoder", round((pixelMs - latentMs) / (decodeMs + decodeBackMs)));
             // work per row (backward 2x forward; through the frozen decoder only the input's gradient: 1x)
             double peak = (double) f.get("gemm_peak_gflops");
-            double dit = batch * (double) ((org.pixelpost.model.denoiser.DiT) m.denoiser.module()).config().forwardFlops((int) tokens.size(1));
-            double dec = batch * (double) ((org.pixelpost.model.autoencoder.TinyAutoencoder) m.autoencoder).decoderFlops(m.latentSize(), m.latentSize());
+            double dit = batch * (double) m.denoiser.forwardFlops((int) tokens.size(1)).orElse(0);
+            double dec = batch * (double) m.autoencoder.decoderFlops(m.latentSize(), m.latentSize()).orElse(0);
             f.put("latent", BenchCommand.flops(3 * dit, latentMs, peak));
             f.put("pixel", BenchCommand.flops(3 * dit + 3 * dec, pixelMs, peak));
             f.put("decode", BenchCommand.flops(dec, decodeMs, peak));
@@ -201,7 +201,7 @@ final class TrainBench implements Callable<Integer> {
         }
         Map<String, String> meta = new LinkedHashMap<>();
         meta.put("lambda", String.valueOf(lambda));
-        meta.put("config", m.denoiser.module() instanceof org.pixelpost.model.denoiser.DiT d ? d.configJson().toString() : "");
+        meta.put("config", m.denoiser.configJson().toString());
         res.terms().forEach((k, v) -> meta.put(k, String.valueOf(v)));
         meta.put("grad_norm", String.valueOf(Math.sqrt(sq)));
         org.pixelpost.io.SafeTensors.write(file, out, meta);

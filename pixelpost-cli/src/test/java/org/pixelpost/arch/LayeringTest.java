@@ -96,6 +96,37 @@ class LayeringTest {
             .because("autoencoders apply their own scaling").check(main);
     }
 
+    /** A class a model is made of: a concrete denoiser, autoencoder or text encoder. */
+    static boolean concreteModelClass(JavaClass c) {
+        return c.getPackageName().startsWith("org.pixelpost.model") && !c.isInterface()
+            && !c.getModifiers().contains(com.tngtech.archunit.core.domain.JavaModifier.ABSTRACT)
+            && (c.isAssignableTo(org.pixelpost.model.denoiser.Denoiser.class) || c.isAssignableTo(Autoencoder.class)
+                || c.isAssignableTo(org.pixelpost.model.text.TextEncoder.class));
+    }
+
+    static final ArchCondition<JavaClass> ASK_CAPABILITIES_NOT_TYPES = new ArchCondition<>("ask models for capabilities, not test their concrete classes") {
+        @Override
+        public void check(JavaClass c, ConditionEvents events) {
+            boolean allowed = c.getPackageName().startsWith("org.pixelpost.model") || c.isAssignableTo(org.pixelpost.pipeline.Family.class);
+            if (allowed) return;
+            for (com.tngtech.archunit.core.domain.InstanceofCheck check : c.getInstanceofChecks()) {
+                JavaClass target = check.getRawType();
+                if (concreteModelClass(target))
+                    events.add(SimpleConditionEvent.violated(check, c.getName() + " tests for the concrete model class " + target.getSimpleName()
+                        + " (" + check.getSourceCodeLocation() + "); ask a capability of Denoiser, Autoencoder, TextEncoder or the model's Family"));
+            }
+        }
+    };
+
+    static final ArchRule CAPABILITIES = classes().that().resideInAPackage("org.pixelpost..").should(ASK_CAPABILITIES_NOT_TYPES);
+
+    @Test
+    void noClassOutsideTheModelsAndTheirFamiliesTestsAConcreteModelClass() {
+        CAPABILITIES.check(main);
+        EvaluationResult r = CAPABILITIES.evaluate(new ClassFileImporter().importClasses(ModelTypeTestFixture.class));
+        assertTrue(r.hasViolation() && r.getFailureReport().toString().contains("UNet2DCondition"), "the rule catches an instanceof: " + r.getFailureReport());
+    }
+
     @Test
     void aLibraryUserGetsNoWebServer() {
         noClasses().that().resideOutsideOfPackages("org.pixelpost.eval.study..", "org.pixelpost.cli..", "org.pixelpost.demo..")

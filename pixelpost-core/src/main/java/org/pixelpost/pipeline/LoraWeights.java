@@ -20,8 +20,6 @@ import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.io.SafeTensors;
 import org.pixelpost.model.denoiser.Denoiser;
-import org.pixelpost.model.denoiser.UNet2DCondition;
-import org.pixelpost.model.text.ClipTextEncoder;
 import org.pixelpost.nn.Lora;
 import org.pixelpost.nn.Module;
 import org.pixelpost.tensor.Scope;
@@ -95,22 +93,17 @@ public final class LoraWeights {
 
     // ---- components --------------------------------------------------------------------------
 
-    /** The prefix a denoiser's layers carry: {@code unet} for a U-Net, {@code transformer} for a DiT (diffusers' component names). */
-    public static String denoiserPrefix(Denoiser d) {
-        return d instanceof UNet2DCondition ? "unet" : "transformer";
-    }
-
-    /** The model's components that take adapters, by prefix: the denoiser, and the text encoder where it is CLIP. */
+    /** The model's components that take adapters, by prefix: the denoiser under its diffusers component name, and the text encoder where it is a libtorch module. */
     public static Map<String, Module> components(TextToImageModel m) {
         Map<String, Module> c = new LinkedHashMap<>();
-        c.put(denoiserPrefix(m.denoiser), m.denoiser.module());
-        if (m.textEncoder instanceof ClipTextEncoder clip) c.put(TEXT_ENCODER, clip.model());
+        c.put(m.denoiser.componentName(), m.denoiser.module());
+        if (m.textEncoder.module() != null) c.put(TEXT_ENCODER, m.textEncoder.module());
         return c;
     }
 
     /** A denoiser alone as components. */
     public static Map<String, Module> components(Denoiser d) {
-        return Map.of(denoiserPrefix(d), d.module());
+        return Map.of(d.componentName(), d.module());
     }
 
     // ---- from a model --------------------------------------------------------------------------
@@ -348,14 +341,10 @@ public final class LoraWeights {
             names.put(key, key);
             names.putIfAbsent(path, key);
             if (!prefix.equals(TEXT_ENCODER)) names.putIfAbsent("base_model.model." + path, key);
-            if (root instanceof UNet2DCondition u) {
-                try {
-                    String ldm = UNet2DCondition.toLdmKey(path + ".weight", u.config());
-                    names.putIfAbsent(KOHYA_UNET + ldm.substring(0, ldm.length() - ".weight".length()).replace('.', '_'), key);
-                } catch (IllegalArgumentException e) {
-                    // a layer without an LDM name is reached by its diffusers name only
-                }
-            }
+            // kohya's files name a U-Net's layers by their original (LDM) names too
+            String original = root instanceof Denoiser d ? d.originalName(path + ".weight") : null;
+            if (original != null)
+                names.putIfAbsent(KOHYA_UNET + original.substring(0, original.length() - ".weight".length()).replace('.', '_'), key);
         }));
         return names;
     }

@@ -36,25 +36,34 @@ import org.pixelpost.tensor.Scope;
 public final class StableDiffusion {
     private StableDiffusion() {}
 
-    /**
-     * @param clipSkip 1: CLIP's last layer; 2: the one before (see {@link ClipTextEncoder})
-     * @param predictionType null: from the scheduler config (a single file says nothing: epsilon)
-     * @param tokenizer null: the folder's {@code tokenizer/}, or CLIP's own (embedded) for a single file
-     */
-    public record LoadOptions(int clipSkip, PredictionType predictionType, Path tokenizer, Path configs) {
-        public static LoadOptions defaults() {
-            return new LoadOptions(1, null, null, null);
+    /** The Stable Diffusion family: U-Net, AutoencoderKL and CLIP, in diffusers' folder layout or the original single file. */
+    static final class SdFamily implements Family {
+        @Override public java.util.List<String> classNames() { return List.of("StableDiffusionPipeline"); }
+        @Override public String displayName() { return "Stable Diffusion"; }
+
+        @Override
+        public boolean composes(org.pixelpost.model.denoiser.Denoiser d, org.pixelpost.model.autoencoder.Autoencoder a, org.pixelpost.model.text.TextEncoder t) {
+            return d instanceof UNet2DCondition && a instanceof AutoencoderKL && t instanceof ClipTextEncoder;
         }
 
-        /** For single files whose configuration the shapes do not fix (see {@link ShapeDetection}): the component configs of this diffusers folder. */
-        public LoadOptions withConfigs(Path diffusersFolder) {
-            return new LoadOptions(clipSkip, predictionType, tokenizer, diffusersFolder);
-        }
-    }
+        @Override public TextToImageModel loadFolder(Path dir, JsonNode index, LoadOptions o) throws IOException { return StableDiffusion.loadFolder(dir, index, o); }
+        @Override public void saveFolder(TextToImageModel m, Path dir) throws IOException { StableDiffusion.saveFolder(m, dir); }
+        @Override public boolean hasSingleFile() { return true; }
+        @Override public TextToImageModel loadSingleFile(Path file, LoadOptions o) throws IOException { return StableDiffusion.loadSingleFile(file, o); }
+        @Override public Map<String, Tensor> singleFileState(TextToImageModel m) { return StableDiffusion.singleFileState(m); }
+        @Override public double defaultGuidance() { return 7.5; }
 
-    /** Whether the model is an SD-family composition (U-Net, AutoencoderKL, CLIP), written in diffusers' layout. */
-    public static boolean isStableDiffusion(TextToImageModel m) {
-        return m.denoiser instanceof UNet2DCondition && m.autoencoder instanceof AutoencoderKL && m.textEncoder instanceof ClipTextEncoder;
+        @Override
+        public String sizeProblem(int size, TextToImageModel m) {
+            return size % 64 == 0 ? null : size + " is not a multiple of 64";
+        }
+
+        @Override public DdimScheduler.Config defaultScheduler() { return scheduler(null); }
+
+        @Override
+        public Map<String, String> loraMetadata(TextToImageModel m) {
+            return Map.of("ss_base_model_version", ((UNet2DCondition) m.denoiser).config().crossAttentionDim() == 1024 ? "sd_v2" : "sd_v1");
+        }
     }
 
     /** The DDIM settings of SD 1.x: scaled_linear 0.00085..0.012, steps offset 1, no clipping. */
@@ -75,13 +84,13 @@ public final class StableDiffusion {
             vae = AutoencoderKL.load(dir.resolve("vae"));
             clip = ClipTextModel.load(dir.resolve("text_encoder"));
             checkFinite(clip, dir.resolve("text_encoder"));
-            ClipTokenizer tok = o.tokenizer != null ? ClipTokenizer.load(o.tokenizer)
+            ClipTokenizer tok = o.tokenizer() != null ? ClipTokenizer.load(o.tokenizer())
                 : Files.isDirectory(dir.resolve("tokenizer")) ? ClipTokenizer.load(dir.resolve("tokenizer")) : ClipTokenizer.embedded();
             Path sched = dir.resolve("scheduler/scheduler_config.json");
             DdimScheduler.Config sc = Files.isRegularFile(sched) ? DdimScheduler.Config.read(sched) : scheduler(null);
-            if (o.predictionType != null) sc = sc.withPredictionType(o.predictionType);
+            if (o.predictionType() != null) sc = sc.withPredictionType(o.predictionType());
             int size = unet.config().sampleSize() * vae.downsampling();
-            return new TextToImageModel(unet, vae, "vae", new ClipTextEncoder(tok, clip, o.clipSkip), sc, size, 1.0);
+            return new TextToImageModel(unet, vae, "vae", new ClipTextEncoder(tok, clip, o.clipSkip()), sc, size, 1.0);
         } catch (IOException | RuntimeException e) {
             for (AutoCloseable c : new AutoCloseable[] {unet, vae, clip}) closeQuietly(c);
             throw e;
@@ -95,7 +104,7 @@ public final class StableDiffusion {
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the models
             Map<String, Tensor> all = Checkpoints.read(file);
             family(file, all);
-            Path c = o.configs;
+            Path c = o.configs();
             // without a configs folder, each component's configuration is read from its tensors' shapes
             Map<String, long[]> shapes = c == null ? ShapeDetection.shapesOf(all) : null;
             UNet2DCondition.Config uc = c == null ? ShapeDetection.unet(ShapeDetection.under(shapes, ShapeDetection.UNET), file)
@@ -109,13 +118,13 @@ public final class StableDiffusion {
             vae = AutoencoderKL.fromState(vc, all, file);
             clip = ClipTextModel.fromState(tc, all, file);
             checkFinite(clip, file);
-            Path tokDir = o.tokenizer != null ? o.tokenizer : c != null && Files.isDirectory(c.resolve("tokenizer")) ? c.resolve("tokenizer") : null;
+            Path tokDir = o.tokenizer() != null ? o.tokenizer() : c != null && Files.isDirectory(c.resolve("tokenizer")) ? c.resolve("tokenizer") : null;
             ClipTokenizer tok = tokDir != null ? ClipTokenizer.load(tokDir) : ClipTokenizer.embedded();
             Path sched = c == null ? null : c.resolve("scheduler/scheduler_config.json");
             DdimScheduler.Config sc = sched != null && Files.isRegularFile(sched) ? DdimScheduler.Config.read(sched) : scheduler(null);
-            if (o.predictionType != null) sc = sc.withPredictionType(o.predictionType);
+            if (o.predictionType() != null) sc = sc.withPredictionType(o.predictionType());
             int size = uc.sampleSize() * (1 << (vc.blockOutChannels().size() - 1));
-            return new TextToImageModel(unet, vae, "vae", new ClipTextEncoder(tok, clip, o.clipSkip), sc, size, 1.0);
+            return new TextToImageModel(unet, vae, "vae", new ClipTextEncoder(tok, clip, o.clipSkip()), sc, size, 1.0);
         } catch (IOException | RuntimeException e) {
             for (AutoCloseable c : new AutoCloseable[] {unet, vae, clip}) closeQuietly(c);
             throw e;
@@ -188,8 +197,7 @@ public final class StableDiffusion {
     }
 
     /** The original single-file layout of an SD model: every weight under its LDM name, in one safetensors file. */
-    public static Map<String, Tensor> singleFileState(TextToImageModel m) {
-        if (!isStableDiffusion(m)) throw new IllegalArgumentException("only Stable Diffusion models (U-Net, AutoencoderKL, CLIP) have a single-file layout");
+    static Map<String, Tensor> singleFileState(TextToImageModel m) {
         UNet2DCondition unet = (UNet2DCondition) m.denoiser;
         AutoencoderKL vae = (AutoencoderKL) m.autoencoder;
         ClipTextEncoder te = (ClipTextEncoder) m.textEncoder;
@@ -204,10 +212,5 @@ public final class StableDiffusion {
         });
         te.model().parameters().forEach((k, t) -> out.put(ClipTextModel.SINGLE_FILE_PREFIX + k, t));
         return out;
-    }
-
-    /** Writes the single-file layout (atomically). */
-    public static void saveSingleFile(TextToImageModel m, Path file) throws IOException {
-        SafeTensors.write(file, singleFileState(m), Map.of("format", "pt"));
     }
 }

@@ -2,7 +2,6 @@ package org.pixelpost.pipeline;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -13,10 +12,8 @@ import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.Autoencoders;
 import org.pixelpost.model.denoiser.DiT;
 import org.pixelpost.model.denoiser.Denoiser;
-import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.model.text.MiniLmTextEncoder;
 import org.pixelpost.model.text.TextEncoder;
-import org.pixelpost.model.text.TextEncoders;
 import org.pixelpost.schedule.DdimScheduler;
 import org.pixelpost.schedule.NoiseSchedule;
 import org.pixelpost.schedule.PredictionType;
@@ -41,6 +38,7 @@ public final class TextToImageModel implements AutoCloseable {
     public final int imageSize;
     /** Diffusion runs on {@code latentScale * autoencoder latent}, so latents are near unit variance. */
     public final double latentScale;
+    private final Family family;
 
     public TextToImageModel(Denoiser denoiser, Autoencoder autoencoder, String autoencoderSpec, TextEncoder textEncoder,
                             DdimScheduler.Config scheduler, int imageSize, double latentScale) {
@@ -54,6 +52,12 @@ public final class TextToImageModel implements AutoCloseable {
         this.scheduler = scheduler;
         this.imageSize = imageSize;
         this.latentScale = latentScale;
+        this.family = Families.of(denoiser, autoencoder, textEncoder);
+    }
+
+    /** The model's family: how it is written, its defaults, what its LoRA files say. */
+    public Family family() {
+        return family;
     }
 
     /** The scheduler of SD-class models: scaled_linear 0.00085..0.012, steps offset 1, no clipping. */
@@ -128,7 +132,7 @@ public final class TextToImageModel implements AutoCloseable {
         denoiser.module().to(ScalarType.BFloat16);
         autoencoder.encoder().to(ScalarType.BFloat16);
         autoencoder.decoder().to(ScalarType.BFloat16);
-        if (textEncoder instanceof org.pixelpost.model.text.ClipTextEncoder c) c.model().to(ScalarType.BFloat16);
+        if (textEncoder.module() != null) textEncoder.module().to(ScalarType.BFloat16);
         return this;
     }
 
@@ -143,7 +147,7 @@ public final class TextToImageModel implements AutoCloseable {
      * architecture (another fine-tune, or a text-encoder LoRA merged in).
      */
     public String encoderFingerprint() {
-        String te = textEncoder instanceof org.pixelpost.model.text.ClipTextEncoder c ? c.model().fingerprint() : "-";
+        String te = textEncoder.module() != null ? textEncoder.module().fingerprint() : "-";
         String ae = autoencoder instanceof org.pixelpost.nn.Module a ? a.fingerprint() : "-";
         return te + "|" + ae;
     }
@@ -159,15 +163,15 @@ public final class TextToImageModel implements AutoCloseable {
     }
 
     public static TextToImageModel load(Path dir) throws IOException {
-        return load(dir, StableDiffusion.LoadOptions.defaults());
+        return load(dir, LoadOptions.defaults());
     }
 
     /**
-     * A model folder (PixelPost's or a diffusers Stable Diffusion folder) or a Stable Diffusion single
-     * file; {@code sd} holds the options that apply to Stable Diffusion checkpoints.
+     * A model folder of any family (PixelPost's, a diffusers Stable Diffusion folder), found by the
+     * {@code _class_name} of its {@code model_index.json}, or a family's single file.
      */
-    public static TextToImageModel load(Path dir, StableDiffusion.LoadOptions sd) throws IOException {
-        if (Files.isRegularFile(dir)) return StableDiffusion.loadSingleFile(dir, sd);
+    public static TextToImageModel load(Path dir, LoadOptions options) throws IOException {
+        if (Files.isRegularFile(dir)) return Families.singleFile(dir).loadSingleFile(dir, options);
         Path index = dir.resolve("model_index.json");
         if (!Files.isDirectory(dir)) throw new BadFileException(dir, "not a model folder (no such folder or file)");
         if (!Files.isRegularFile(index)) throw new BadFileException(dir, "not a model folder (no model_index.json)");
@@ -177,56 +181,28 @@ public final class TextToImageModel implements AutoCloseable {
         } catch (IOException e) {
             throw new BadFileException(index, "malformed JSON (" + e.getMessage() + ")");
         }
-        if (j.has("unet")) return StableDiffusion.loadFolder(dir, j, sd);
-        String aeSpec = j.path("autoencoder").asText("taef2");
-        Path rel = dir.resolve(aeSpec);
-        Autoencoder ae = Autoencoders.load(Files.exists(rel) && !aeSpec.isEmpty() ? rel.toString() : aeSpec);
-        Denoiser denoiser = null;
-        TextEncoder te = null;
-        try {
-            denoiser = Denoisers.load(dir.resolve("denoiser"), componentClass(j.path("denoiser"), "DiT"));
-            te = TextEncoders.load(componentClass(j.path("text_encoder"), MiniLmTextEncoder.CLASS_NAME), dir, j, index);
-            Path sched = dir.resolve("scheduler/scheduler_config.json");
-            DdimScheduler.Config sc = Files.isRegularFile(sched) ? DdimScheduler.Config.read(sched) : defaultScheduler();
-            return new TextToImageModel(denoiser, ae, aeSpec, te, sc, j.path("image_size").asInt(64), j.path("latent_scale").asDouble(1.0));
-        } catch (IOException | RuntimeException e) {
-            if (denoiser != null) denoiser.close();
-            if (te != null) te.close();
-            ae.close();
-            throw e;
-        }
+        String cls = j.path("_class_name").asText("");
+        Family f = Families.byClassName(cls);
+        // a folder another pipeline class wrote (an img2img export, say) is read by its components
+        if (f == null && j.has("unet")) f = Families.byClassName("StableDiffusionPipeline");
+        if (f == null && j.has("denoiser")) f = Families.byClassName(PixelPostFamily.CLASS_NAME);
+        if (f == null) throw new BadFileException(index, "model class '" + cls + "' is not built here; known: " + Families.known());
+        return f.loadFolder(dir, j, options);
     }
 
-    /** A component's class from its index entry: diffusers' {@code ["library", "Class"]}, or a plain name. */
-    private static String componentClass(JsonNode entry, String fallback) {
-        if (entry.isArray() && entry.size() == 2) return entry.get(1).asText();
-        if (entry.isTextual()) return entry.asText();
-        return fallback;
-    }
-
-    /** Writes the whole folder under a temporary name and renames it into place. */
+    /** Writes the whole folder, in the family's layout, under a temporary name and renames it into place. */
     public void save(Path dir) throws IOException {
         Path abs = dir.toAbsolutePath();
         Files.createDirectories(abs.getParent());
         Path tmp = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
         AtomicFiles.deleteTree(tmp);
-        if (StableDiffusion.isStableDiffusion(this)) {
-            StableDiffusion.saveFolder(this, tmp);
-            replace(abs, tmp);
-            return;
-        }
-        denoiser.save(tmp.resolve("denoiser"));
-        Files.createDirectories(tmp.resolve("scheduler"));
-        ObjectMapper om = new ObjectMapper();
-        AtomicFiles.writeString(tmp.resolve("scheduler/scheduler_config.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(scheduler.toJson()));
-        ObjectNode idx = om.createObjectNode();
-        idx.put("_class_name", "PixelPostTextToImage");
-        idx.putArray("denoiser").add("pixelpost").add(denoiser.className());
-        idx.putArray("text_encoder").add("pixelpost").add(textEncoder.className());
-        idx.put("autoencoder", autoencoderSpec).put("max_tokens", textEncoder.maxTokens())
-            .put("image_size", imageSize).put("latent_scale", latentScale);
-        AtomicFiles.writeString(tmp.resolve("model_index.json"), om.writerWithDefaultPrettyPrinter().writeValueAsString(idx));
+        family.saveFolder(this, tmp);
         replace(abs, tmp);
+    }
+
+    /** Writes the family's single-file layout (atomically); for families that have one. */
+    public void saveSingleFile(Path file) throws IOException {
+        org.pixelpost.io.SafeTensors.write(file, family.singleFileState(this), java.util.Map.of("format", "pt"));
     }
 
     /** Puts the finished folder {@code tmp} where {@code abs} is. */
@@ -246,7 +222,7 @@ public final class TextToImageModel implements AutoCloseable {
         denoiser.module().to(device);
         autoencoder.encoder().to(device);
         autoencoder.decoder().to(device);
-        if (textEncoder instanceof org.pixelpost.model.text.ClipTextEncoder c) c.model().to(device);
+        if (textEncoder.module() != null) textEncoder.module().to(device);
         return this;
     }
 

@@ -177,9 +177,7 @@ public final class TrainRun {
                     Path result;
                     if (c.lora()) {
                         result = out.resolve(LORA_FILE);
-                        LoraWeights w = LoraWeights.of(LoraWeights.components(m));
-                        if (StableDiffusion.isStableDiffusion(m) && m.denoiser instanceof UNet2DCondition u)
-                            w = w.withMetadata(Map.of("ss_base_model_version", u.config().crossAttentionDim() == 1024 ? "sd_v2" : "sd_v1"));
+                        LoraWeights w = LoraWeights.of(LoraWeights.components(m)).withMetadata(m.family().loraMetadata(m));
                         w.write(result, LoraWeights.Format.of(c.loraFormat()));
                     } else {
                         result = out.resolve("model");

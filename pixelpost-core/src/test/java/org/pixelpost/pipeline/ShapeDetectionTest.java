@@ -49,7 +49,7 @@ class ShapeDetectionTest {
     void aSingleFileOfAnotherSizeLoadsFromItsShapesAlone() throws Exception {
         Path single = dir.resolve("small.safetensors");
         try (TextToImageModel a = smallSd1(); Scope s = Scope.open()) {
-            StableDiffusion.saveSingleFile(a, single);
+            a.saveSingleFile(single);
             Tensor ya = probe(a);
             List<ShapeDetection.Component> parts = ShapeDetection.components(single);
             assertEquals(List.of("denoiser", "autoencoder", "text_encoder"), parts.stream().map(ShapeDetection.Component::role).toList());
@@ -70,7 +70,7 @@ class ShapeDetectionTest {
         Path folder = dir.resolve("model");
         try (TextToImageModel a = smallSd1()) {
             a.save(folder);
-            StableDiffusion.saveSingleFile(a, dir.resolve("small.safetensors"));
+            a.saveSingleFile(dir.resolve("small.safetensors"));
             for (String c : List.of("unet", "vae", "text_encoder")) {
                 ShapeDetection.Component part = ShapeDetection.components(folder.resolve(c)).get(0);
                 long expected = switch (c) {
@@ -99,7 +99,7 @@ class ShapeDetectionTest {
         // the parity U-Net has cross-attention width 32: no SD family fixes its heads
         Path single = dir.resolve("tiny.safetensors");
         try (TextToImageModel m = InMemory.tinyStableDiffusion()) {
-            StableDiffusion.saveSingleFile(m, single);
+            m.saveSingleFile(single);
         }
         BadFileException e = assertThrows(BadFileException.class, () -> TextToImageModel.load(single));
         assertTrue(e.getMessage().contains("attention heads") && e.getMessage().contains("--configs") && e.getMessage().contains(single.toString()), e.getMessage());

@@ -69,9 +69,9 @@ class StableDiffusionTest {
             assertTrue(Files.isRegularFile(folder.resolve(c)), c);
         Path single = dir.resolve("sd.safetensors");
         try (TextToImageModel a = TextToImageModel.load(folder); Scope s = Scope.open()) {
-            assertTrue(StableDiffusion.isStableDiffusion(a));
+            assertEquals("Stable Diffusion", a.family().displayName());
             assertEquals(16, a.imageSize);
-            StableDiffusion.saveSingleFile(a, single);
+            a.saveSingleFile(single);
             Map<String, Tensor> st = SafeTensors.read(single);
             long params = a.denoiser.module().parameters().size() + ((AutoencoderKL) a.autoencoder).stateDict().size()
                 + ((ClipTextEncoder) a.textEncoder).model().parameters().size();
@@ -82,7 +82,7 @@ class StableDiffusionTest {
             assertEquals(4, st.get("first_stage_model.encoder.mid.attn_1.q.weight").dim(), "LDM's 1x1-conv attention weights");
             Tensor ya = probe(a);
             // single file back to a diffusers folder: every tensor bit-identical, no key missing or left over
-            try (TextToImageModel b = TextToImageModel.load(single, StableDiffusion.LoadOptions.defaults().withConfigs(folder))) {
+            try (TextToImageModel b = TextToImageModel.load(single, LoadOptions.defaults().withConfigs(folder))) {
                 b.save(dir.resolve("back"));
                 assertTrue(torch.equal(ya, probe(b)));
             }

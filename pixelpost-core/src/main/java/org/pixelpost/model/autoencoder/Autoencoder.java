@@ -59,6 +59,11 @@ public interface Autoencoder extends AutoCloseable {
      */
     Tensor decode(Tensor latents);
 
+    /** Decoder FLOPs for one {@code h x w} latent, where the autoencoder counts them. */
+    default java.util.OptionalLong decoderFlops(int h, int w) {
+        return java.util.OptionalLong.empty();
+    }
+
     Module encoder();
 
     Module decoder();

@@ -91,7 +91,12 @@ public final class TinyAutoencoder implements Autoencoder {
     }
 
     /** The decoder's forward FLOPs for one {@code h x w} latent (see {@link org.pixelpost.nn.Flops}), following {@link #decoder}. */
-    public long decoderFlops(int h, int w) {
+    @Override
+    public java.util.OptionalLong decoderFlops(int h, int w) {
+        return java.util.OptionalLong.of(countDecoderFlops(h, w));
+    }
+
+    private long countDecoderFlops(int h, int w) {
         long total = Flops.conv(variant.latentChannels, 64, 3, h, w);
         for (int stage = 0; stage < 3; stage++) {
             for (int i = 0; i < 3; i++) total += blockFlops(variant.midBlockGroupNorm && stage == 0, h, w);

@@ -19,6 +19,25 @@ public interface Denoiser extends AutoCloseable {
      */
     Tensor forward(Tensor zT, Tensor t, org.pixelpost.model.Conditioning cond);
 
+    /** The component's name in a diffusers pipeline folder, which LoRA files prefix its layers with ({@code unet}, {@code transformer}). */
+    default String componentName() {
+        return "transformer";
+    }
+
+    /**
+     * The original (pre-diffusers) name of a parameter, where the family's original files use other
+     * names than diffusers' (the LDM names of an SD U-Net, which kohya's LoRA files follow); null
+     * where there is none.
+     */
+    default String originalName(String key) {
+        return null;
+    }
+
+    /** Forward FLOPs for one sample at the model's own size over {@code textTokens} text tokens, where the model counts them. */
+    default java.util.OptionalLong forwardFlops(int textTokens) {
+        return java.util.OptionalLong.empty();
+    }
+
     /** The parameter tree, for optimizers, EMA, checkpoints and adapters. */
     Module module();
 

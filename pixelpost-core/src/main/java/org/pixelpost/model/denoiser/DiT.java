@@ -181,6 +181,7 @@ public final class DiT extends Module implements Denoiser {
     @Override public Module module() { return this; }
     @Override public String className() { return "DiT"; }
     @Override public ObjectNode configJson() { return config.toJson(); }
+    @Override public java.util.OptionalLong forwardFlops(int textTokens) { return java.util.OptionalLong.of(config.forwardFlops(textTokens)); }
     public Config config() { return config; }
 
     /** Self-attention, cross-attention and MLP, each modulated by the shared timestep projection. */

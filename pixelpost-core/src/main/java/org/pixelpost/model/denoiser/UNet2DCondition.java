@@ -264,6 +264,16 @@ public final class UNet2DCondition extends Module implements Denoiser {
     public Config config() { return config; }
     @Override public Module module() { return this; }
     @Override public String className() { return CLASS_NAME; }
+    @Override public String componentName() { return "unet"; }
+
+    @Override
+    public String originalName(String key) {
+        try {
+            return toLdmKey(key, config);
+        } catch (IllegalArgumentException e) {
+            return null; // a layer without an LDM name
+        }
+    }
     @Override public ObjectNode configJson() { return config.toJson(); }
 
     /**

@@ -31,6 +31,7 @@ public final class ClipTextEncoder implements TextEncoder {
     }
 
     public ClipTextModel model() { return model; }
+    @Override public org.pixelpost.nn.Module module() { return model; }
     public ClipTokenizer tokenizer() { return tokenizer; }
     public int clipSkip() { return clipSkip; }
 

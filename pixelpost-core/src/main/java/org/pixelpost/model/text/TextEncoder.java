@@ -13,6 +13,11 @@ public interface TextEncoder extends AutoCloseable {
         return name();
     }
 
+    /** The encoder's weights where they are a libtorch module (moved, converted and fingerprinted with the model); null otherwise. */
+    default org.pixelpost.nn.Module module() {
+        return null;
+    }
+
     /** Feature size per token. */
     int dim();
 
