@@ -12,7 +12,7 @@ public final class Families {
     private Families() {}
 
     /** Every family; adding one is one entry here. */
-    public static final List<Family> ALL = List.of(new StableDiffusion.SdFamily(), new PixelPostFamily()); // the first that composes a model is its family
+    public static final List<Family> ALL = List.of(new StableDiffusion.SdFamily(), new PixelPostFamily()); // the first that composes a model is its family; PixelPost's takes any
 
     /** The family whose class names include {@code className}, or null. */
     public static Family byClassName(String className) {

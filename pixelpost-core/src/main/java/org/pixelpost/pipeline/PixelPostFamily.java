@@ -29,9 +29,10 @@ final class PixelPostFamily implements Family {
     @Override public List<String> classNames() { return List.of(CLASS_NAME); }
     @Override public String displayName() { return "PixelPost"; }
 
+    /** Any composition: the family of models built in memory from any components (written only where PixelPost builds them by class name). */
     @Override
     public boolean composes(Denoiser d, Autoencoder a, TextEncoder t) {
-        return Denoisers.known().contains(d.className()) && TextEncoders.known().contains(t.className());
+        return true;
     }
 
     @Override public double defaultGuidance() { return 4.5; }
@@ -73,6 +74,10 @@ final class PixelPostFamily implements Family {
 
     @Override
     public void saveFolder(TextToImageModel m, Path tmp) throws IOException {
+        if (!Denoisers.known().contains(m.denoiser.className()))
+            throw new IllegalArgumentException("denoiser class '" + m.denoiser.className() + "' cannot be read back from a folder; known: " + Denoisers.known());
+        if (!TextEncoders.known().contains(m.textEncoder.className()))
+            throw new IllegalArgumentException("text encoder class '" + m.textEncoder.className() + "' cannot be read back from a folder; known: " + TextEncoders.known());
         m.denoiser.save(tmp.resolve("denoiser"));
         Files.createDirectories(tmp.resolve("scheduler"));
         ObjectMapper om = new ObjectMapper();

@@ -201,6 +201,11 @@ public final class DataParallel implements GradSync, AutoCloseable {
     }
 
     @Override
+    public int localRank() {
+        return env.localRank();
+    }
+
+    @Override
     public int worldSize() {
         return env.worldSize();
     }

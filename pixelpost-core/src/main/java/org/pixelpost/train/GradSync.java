@@ -29,6 +29,53 @@ public interface GradSync {
     /** Replaces each value by its sum over the group. */
     default void sum(double[] values) {}
 
+    /** The index among the processes on this machine (which GPU a process takes), from 0. */
+    default int localRank() {
+        return 0;
+    }
+
+    /**
+     * Micro-batch {@code micro}'s slot in the step over all processes: its samples and its draws
+     * depend on the slot, not on how the step is split among processes and micro-batches.
+     */
+    default int slot(int micro) {
+        return micro * worldSize() + rank();
+    }
+
+    /** The slots of a step of {@code gradAccum} micro-batches per process. */
+    default int slots(int gradAccum) {
+        return gradAccum * worldSize();
+    }
+
+    /**
+     * Averages the gradients over the group; {@code finite} says whether this process's
+     * micro-batches were. Returns false where the step must be skipped: a process whose loss was not
+     * finite poisons its gradients with NaN, so that every process's norm check sees it and all
+     * skip the same update.
+     */
+    default boolean averageGradients(FlatParameters flat, boolean finite) {
+        if (worldSize() == 1) return finite;
+        if (!finite) flat.grad().fill_(org.pixelpost.tensor.Tensors.s(Double.NaN));
+        averageGradients(flat);
+        return true;
+    }
+
+    /**
+     * Turns this process's step terms into their mean over the processes, in place, and returns
+     * whether any process asked to stop (so that every process stops after the same step). A lone
+     * process's terms are its own.
+     */
+    default boolean meanTerms(java.util.Map<String, Double> terms, boolean stopAsked) {
+        if (worldSize() == 1) return stopAsked;
+        List<String> keys = List.copyOf(terms.keySet());
+        double[] v = new double[keys.size() + 1];
+        for (int i = 0; i < keys.size(); i++) v[i] = terms.get(keys.get(i));
+        v[keys.size()] = stopAsked ? 1 : 0;
+        sum(v);
+        for (int i = 0; i < keys.size(); i++) terms.put(keys.get(i), v[i] / worldSize());
+        return v[keys.size()] > 0;
+    }
+
     /** Returns once every process has called it. */
     default void barrier() {}
 

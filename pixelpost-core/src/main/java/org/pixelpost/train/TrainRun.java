@@ -114,7 +114,7 @@ public final class TrainRun {
             throw new InvalidValueException("--device", c.device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
         org.bytedeco.pytorch.Device device;
         try {
-            device = Engine.device(c.device().equals("cuda") && group instanceof DataParallel dp ? "cuda:" + dp.env().localRank() : c.device());
+            device = Engine.device(c.device().equals("cuda") ? "cuda:" + group.localRank() : c.device());
         } catch (IllegalArgumentException e) {
             throw new InvalidValueException("--device", e.getMessage());
         }
@@ -139,8 +139,8 @@ public final class TrainRun {
                 if (writer) group.rank0Done("encoding");
                 long perStep = (long) c.batchSize() * c.gradAccum() * group.worldSize();
                 long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
-                EncodedBatches batches = data.batches(c, c.seed(), group.worldSize());
-                List<Batch> valBatches = val == null ? null : val.batches(c, 0, 1).inOrder();
+                EncodedBatches batches = data.batches(c, c.seed(), group.slots(c.gradAccum()));
+                List<Batch> valBatches = val == null ? null : val.batches(c, 0, c.gradAccum()).inOrder();
                 try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
                      Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
                     if (c.gradientCheckpointing()) // the denoiser's blocks and the pixel term's decoder stages are recomputed in the backward
@@ -362,8 +362,8 @@ public final class TrainRun {
             return winners.size();
         }
 
-        EncodedBatches batches(TrainConfig c, long seed, int processes) {
-            return new EncodedBatches(winners, losers, c.batchSize(), c.gradAccum() * processes, seed, c.flip(), c.captionDropout(),
+        EncodedBatches batches(TrainConfig c, long seed, int slotsPerStep) {
+            return new EncodedBatches(winners, losers, c.batchSize(), slotsPerStep, seed, c.flip(), c.captionDropout(),
                 c.latentSample().equals("sample"));
         }
 

@@ -202,7 +202,6 @@ public final class Trainer implements AutoCloseable {
         Map<String, Double> terms = new LinkedHashMap<>();
         boolean finite = true;
         double gradNorm = Double.NaN;
-        int world = gradSync.worldSize();
         try (Scope s = Scope.open()) {
             opt.zeroGrad();
             int perPass = lanes == null ? 1 : lanes.lanes();
@@ -211,17 +210,17 @@ public final class Trainer implements AutoCloseable {
                     finite = concurrently(micro, terms);
                     continue;
                 }
-                int slot = slot(micro);
+                int slot = gradSync.slot(micro);
+                Generator g = gen.reseed(Generator.mix(o.seed(), step)).shard(slot, gradSync.slots(o.gradAccum()));
                 org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), slot));
-                Loss loss = microBatchLoss(ctx, gen, slot, batches.get(step, slot).on(flat.data())); // data is kept on the CPU
+                Loss loss = microBatchLoss(ctx, g, batches.get(step, slot).on(flat.data())); // data is kept on the CPU
                 finite = Double.isFinite(Tensors.item(loss.loss()));
                 if (!finite) break;
                 loss.loss().div(Tensors.s(o.gradAccum())).backward();
                 addTerms(terms, loss.terms());
             }
-            if (!finite && world > 1) flat.grad().fill_(Tensors.s(Double.NaN)); // so that every process skips this update
-            if (finite || world > 1) {
-                gradSync.averageGradients(flat);
+            finite = gradSync.averageGradients(flat, finite);
+            if (finite) {
                 gradNorm = flat.clipGradNorm(o.maxGradNorm());
                 finite = Double.isFinite(gradNorm);
             }
@@ -231,16 +230,7 @@ public final class Trainer implements AutoCloseable {
             }
             opt.zeroGrad();
         }
-        if (world > 1 && finite) {
-            // the step's terms as the mean over the processes, and whether any process was asked to stop
-            List<String> keys = List.copyOf(terms.keySet());
-            double[] v = new double[keys.size() + 1];
-            for (int i = 0; i < keys.size(); i++) v[i] = terms.get(keys.get(i));
-            v[keys.size()] = stopRequest != null ? 1 : 0;
-            gradSync.sum(v);
-            for (int i = 0; i < keys.size(); i++) terms.put(keys.get(i), v[i] / world);
-            stopAgreed = v[keys.size()] > 0; // every process stops after the same step
-        }
+        if (finite) stopAgreed = gradSync.meanTerms(terms, stopRequest != null); // every process stops after the same step
         if (!finite) {
             nonfinite++;
             listener.message("step " + step + ": non-finite loss or gradient, update skipped (" + nonfinite + " of at most " + o.maxNonfinite() + ")");
@@ -257,9 +247,12 @@ public final class Trainer implements AutoCloseable {
     private boolean concurrently(int first, Map<String, Double> terms) {
         int n = lanes.lanes();
         List<Batch> data = new java.util.ArrayList<>(); // read here: a Batches need not be thread-safe
-        for (int j = 0; j < n; j++) data.add(batches.get(step, slot(first + j)).on(flat.data()));
+        for (int j = 0; j < n; j++) data.add(batches.get(step, gradSync.slot(first + j)).on(flat.data()));
         StepContext c = ctx;
-        List<Map<String, Double>> out = lanes.run(n, o.gradAccum(), (lane, g) -> microBatchLoss(c, g, slot(first + lane), data.get(lane)));
+        List<Map<String, Double>> out = lanes.run(n, o.gradAccum(), (lane, g) -> {
+            int slot = gradSync.slot(first + lane);
+            return microBatchLoss(c, g.reseed(Generator.mix(o.seed(), step)).shard(slot, gradSync.slots(o.gradAccum())), data.get(lane));
+        });
         for (Map<String, Double> t : out) {
             if (t == null) return false;
             addTerms(terms, t);
@@ -267,14 +260,8 @@ public final class Trainer implements AutoCloseable {
         return true;
     }
 
-    /** Micro-batch {@code micro}'s slot in the step: its samples and their draws do not depend on how the step is split. */
-    private int slot(int micro) {
-        return micro * gradSync.worldSize() + gradSync.rank();
-    }
-
-    /** The loss of the micro-batch in {@code slot}, its draws from {@code g} reseeded for that slot. */
-    private Loss microBatchLoss(StepContext c, Generator g, int slot, Batch b) {
-        g.reseed(Generator.mix(o.seed(), step)).shard(slot, (long) o.gradAccum() * gradSync.worldSize());
+    /** The loss of a micro-batch, its draws from {@code g} (reseeded for the micro-batch's slot). */
+    private Loss microBatchLoss(StepContext c, Generator g, Batch b) {
         try (Autocast a = Autocast.bf16(o.bf16(), flat.data().device().type())) {
             return objective.loss(c.withGenerator(g), b);
         }
