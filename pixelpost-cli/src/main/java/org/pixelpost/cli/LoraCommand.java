@@ -11,7 +11,7 @@ import java.util.concurrent.Callable;
 import org.pixelpost.io.AtomicFiles;
 import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.io.OutputDir;
-import org.pixelpost.pipeline.LoraWeights;
+import org.pixelpost.lora.LoraWeights;
 import org.pixelpost.pipeline.StableDiffusion;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Engine;
@@ -119,7 +119,7 @@ final class LoraCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            LoraWeights.Format f = LoraWeights.Format.of(format);
+            org.pixelpost.lora.LoraLayout f = org.pixelpost.lora.LoraLayout.written(format);
             checkOutFile(out, overwrite);
             Engine.start();
             Spec s = Spec.parse("--lora", lora);

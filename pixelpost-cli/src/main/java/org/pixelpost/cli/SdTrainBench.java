@@ -16,7 +16,7 @@ import org.pixelpost.nn.Lora;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Dpo;
 import org.pixelpost.objective.Objective;
-import org.pixelpost.pipeline.LoraTargets;
+import org.pixelpost.lora.LoraTargets;
 import org.pixelpost.train.AdamW;
 import org.pixelpost.objective.Loss;
 import org.pixelpost.objective.PixelDecode;

@@ -24,11 +24,11 @@ import org.pixelpost.tensor.ArchViolationFixture;
 
 /**
  * The layers, lowest first. A class may use its own layer and the layers below it, never one
- * above: {@code tensor < io < nn < model < schedule < sampling < pipeline < objective < metrics <
+ * above: {@code tensor < io < nn < model < schedule < sampling < pipeline < lora < objective < metrics <
  * data < train < eval < demo < cli}.
  */
 class LayeringTest {
-    static final List<String> LAYERS = List.of("tensor", "io", "nn", "model", "schedule", "sampling", "pipeline", "objective",
+    static final List<String> LAYERS = List.of("tensor", "io", "nn", "model", "schedule", "sampling", "pipeline", "lora", "objective",
         "metrics", "data", "train", "eval", "demo", "cli");
 
     static JavaClasses main;

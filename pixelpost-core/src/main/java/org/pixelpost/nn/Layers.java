@@ -48,25 +48,55 @@ public final class Layers {
         return padded == out ? y : y.narrow(1, 0, out);                                  // [B, out, H', W']
     }
 
-    public static class Conv2d extends Module implements Layer {
+    /**
+     * A layer with a weight that may carry a low-rank adapter: the slot {@link Lora} fills. The
+     * adapter's {@code lora_A.weight} and {@code lora_B.weight} are parameters of the layer itself,
+     * and the layer's own forward adds the adapter's delta while it is on.
+     */
+    public abstract static class Adaptable extends Module implements Layer {
         public final Tensor weight, bias;
+        private Lora.Adapter adapter;
+
+        Adaptable(Tensor weight, Tensor bias) {
+            this.weight = param("weight", weight);
+            this.bias = bias == null ? null : param("bias", bias);
+        }
+
+        /** The layer's adapter, or null. */
+        public Lora.Adapter adapter() {
+            return adapter;
+        }
+
+        /** Puts {@code a} in the slot; its A and B become the layer's {@code lora_A.weight} and {@code lora_B.weight}. */
+        void adapter(Lora.Adapter a) {
+            if (adapter != null) throw new IllegalStateException("the layer already has an adapter");
+            param("lora_A.weight", a.down());
+            param("lora_B.weight", a.up());
+            adapter = a;
+        }
+
+        /** The layer without its adapter. */
+        abstract Tensor base(Tensor x);
+
+        /** The adapter's path {@code scale * B A x} in this layer's kind of product. */
+        abstract Tensor delta(Lora.Adapter a, Tensor x);
+
+        @Override
+        public Tensor forward(Tensor x) {
+            Tensor y = base(x);
+            return adapter == null || !adapter.enabled() ? y : y.add(delta(adapter, adapter.drop(x)));
+        }
+    }
+
+    public static class Conv2d extends Adaptable {
         private final long stride, padding;
 
         public Conv2d(long in, long out, long kernel, long stride, long padding, boolean bias) {
-            double bound = 1 / Math.sqrt(in * kernel * kernel);
             // channels-last: the layout conv2d runs in, so no step reorders the kernel
-            this.weight = param("weight", Init.uniform(bound, out, in, kernel, kernel).contiguous(torch.MemoryFormat.ChannelsLast));
-            this.bias = bias ? param("bias", Init.uniform(bound, out)) : null;
+            super(Init.uniform(1 / Math.sqrt(in * kernel * kernel), out, in, kernel, kernel).contiguous(torch.MemoryFormat.ChannelsLast),
+                bias ? Init.uniform(1 / Math.sqrt(in * kernel * kernel), out) : null);
             this.stride = stride;
             this.padding = padding;
-        }
-
-        /** A convolution over existing weights (shared, not copied): how an adapter wraps a layer. */
-        protected Conv2d(Conv2d base) {
-            this.weight = param("weight", base.weight);
-            this.bias = base.bias == null ? null : param("bias", base.bias);
-            this.stride = base.stride;
-            this.padding = base.padding;
         }
 
         public long stride() { return stride; }
@@ -83,33 +113,35 @@ public final class Layers {
         }
 
         @Override
-        public Tensor forward(Tensor x) {
-            return conv2d(x, weight, bias, stride, padding);
+        Tensor base(Tensor x) {
+            return conv2d(x, weight, bias, stride, padding);                                // [B, out, H', W']
+        }
+
+        @Override
+        Tensor delta(Lora.Adapter a, Tensor x) {
+            Tensor h = conv2d(x, a.down(), null, stride, padding);                           // [B, r, H', W']
+            return conv2d(h, a.up(), null, 1, 0).mul(Tensors.s(a.scale()));                  // [B, out, H', W']
         }
     }
 
-    public static class Linear extends Module implements Layer {
-        public final Tensor weight, bias;
-
+    public static class Linear extends Adaptable {
         public Linear(long in, long out, boolean bias) {
-            double bound = 1 / Math.sqrt(in);
-            this.weight = param("weight", Init.uniform(bound, out, in));
-            this.bias = bias ? param("bias", Init.uniform(bound, out)) : null;
+            super(Init.uniform(1 / Math.sqrt(in), out, in), bias ? Init.uniform(1 / Math.sqrt(in), out) : null);
         }
 
         public Linear(long in, long out) {
             this(in, out, true);
         }
 
-        /** A linear layer over existing weights (shared, not copied): how an adapter wraps a layer. */
-        protected Linear(Linear base) {
-            this.weight = param("weight", base.weight);
-            this.bias = base.bias == null ? null : param("bias", base.bias);
+        @Override
+        Tensor base(Tensor x) {
+            return torch.linear(x, weight, Tensors.opt(bias));                               // [..., out]
         }
 
         @Override
-        public Tensor forward(Tensor x) {
-            return torch.linear(x, weight, Tensors.opt(bias));
+        Tensor delta(Lora.Adapter a, Tensor x) {
+            Tensor h = torch.linear(x, a.down(), Tensors.opt(null));                        // [..., r]
+            return torch.linear(h, a.up(), Tensors.opt(null)).mul(Tensors.s(a.scale()));     // [..., out]
         }
     }
 

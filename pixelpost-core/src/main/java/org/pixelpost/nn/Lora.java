@@ -14,10 +14,11 @@ import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Tensors;
 
 /**
- * Low-rank adapters: {@code W + (alpha / r) B A} on linear layers and convolutions, attached in
- * place of the layers a name pattern selects (the tree's keys do not change: the base weights keep
- * theirs, the adapter adds {@code lora_A.weight} and {@code lora_B.weight} under the same path).
- * B starts at zero, so a model with fresh adapters computes exactly what it computed before.
+ * Low-rank adapters: {@code W + (alpha / r) B A} on linear layers and convolutions. Each such
+ * layer has a slot for one adapter ({@link Layers.Adaptable}); attaching fills the slots of the
+ * layers a name pattern selects (the tree's keys do not change: the base weights keep theirs, the
+ * adapter adds {@code lora_A.weight} and {@code lora_B.weight} under the same path). B starts at
+ * zero, so a model with fresh adapters computes exactly what it computed before.
  *
  * <p>Shapes follow the files other tools write: for a linear layer {@code A [r, in]} and
  * {@code B [out, r]}; for a convolution A is a convolution of the base's kernel, stride and padding
@@ -26,97 +27,50 @@ import org.pixelpost.tensor.Tensors;
 public final class Lora {
     private Lora() {}
 
-    /** An adapter's weights, rank, alpha, dropout and switch. */
-    public static final class Weights {
-        final Tensor a, b;
-        final int rank;
-        final double alpha, dropout;
-        boolean on = true;
-        final Generator dropoutGen;
+    /** One layer's adapter: A, B, alpha, dropout on its input, and a switch. */
+    public static final class Adapter {
+        private final Tensor a, b, base;
+        private final double alpha, dropout;
+        private boolean on = true;
+        private Generator dropoutDraws;
 
-        Weights(Tensor a, Tensor b, double alpha, double dropout, long seed) {
+        Adapter(Tensor base, Tensor a, Tensor b, double alpha, double dropout) {
+            this.base = base;
             this.a = a;
             this.b = b;
-            this.rank = (int) a.size(0);
             this.alpha = alpha;
             this.dropout = dropout;
-            this.dropoutGen = dropout > 0 ? Generator.seeded(seed) : null;
         }
 
-        /** Inverted dropout on the adapter's input, while training (gradients on) only; masks from the adapter's own generator. */
+        /** Inverted dropout on the adapter's input, while training (gradients on) only; masks from the generator {@link #dropoutFrom} gave. */
         Tensor drop(Tensor x) {
             if (dropout == 0 || !GradMode.is_enabled()) return x;
-            Tensor keep = dropoutGen.rand(Tensors.shape(x)).ge(Tensors.s(dropout)).to(x.scalar_type());
+            if (dropoutDraws == null) throw new IllegalStateException("LoRA dropout " + dropout + " without a generator: call Lora.dropoutFrom(adapters, generator) first");
+            Tensor keep = dropoutDraws.rand(Tensors.shape(x)).ge(Tensors.s(dropout)).to(x.scalar_type());
             return x.mul(keep).div(Tensors.s(1 - dropout));
         }
-    }
-
-    /** What the linear and convolution adapters share. */
-    public interface Adapter {
-        Weights lora();
 
         /** The base layer's weight, which a merge adds to. */
-        Tensor baseWeight();
+        public Tensor baseWeight() { return base; }
 
         /** A, {@code [r, in]} or {@code [r, in, kh, kw]}. */
-        default Tensor down() { return lora().a; }
+        public Tensor down() { return a; }
 
         /** B, {@code [out, r]} or {@code [out, r, 1, 1]}. */
-        default Tensor up() { return lora().b; }
+        public Tensor up() { return b; }
 
-        default int rank() { return lora().rank; }
+        public int rank() { return (int) a.size(0); }
 
-        default double alpha() { return lora().alpha; }
+        public double alpha() { return alpha; }
+
+        public double dropout() { return dropout; }
 
         /** {@code alpha / rank}. */
-        default double scale() { return alpha() / rank(); }
+        public double scale() { return alpha / rank(); }
 
-        default void enabled(boolean on) { lora().on = on; }
+        public void enabled(boolean on) { this.on = on; }
 
-        default boolean enabled() { return lora().on; }
-    }
-
-    /** A linear layer with an adapter: {@code x W^T + b + scale * (x A^T) B^T}. */
-    public static final class LoraLinear extends Linear implements Adapter {
-        private final Weights lora;
-
-        LoraLinear(Linear base, Tensor a, Tensor b, double alpha, double dropout, long seed) {
-            super(base);
-            lora = new Weights(param("lora_A.weight", a), param("lora_B.weight", b), alpha, dropout, seed);
-        }
-
-        @Override
-        public Tensor forward(Tensor x) {
-            Tensor y = super.forward(x);                                          // [..., out]
-            if (!lora.on) return y;
-            Tensor h = torch.linear(lora.drop(x), lora.a, Tensors.opt(null));     // [..., r]
-            return y.add(torch.linear(h, lora.b, Tensors.opt(null)).mul(Tensors.s(scale())));
-        }
-
-        @Override public Weights lora() { return lora; }
-        @Override public Tensor baseWeight() { return weight; }
-    }
-
-    /** A convolution with an adapter: A a convolution like the base's to r channels, B a 1x1 back. */
-    public static final class LoraConv2d extends Conv2d implements Adapter {
-        private final Weights lora;
-
-        LoraConv2d(Conv2d base, Tensor a, Tensor b, double alpha, double dropout, long seed) {
-            super(base);
-            // A channels-last, as every kernel (see Layers.conv2d)
-            lora = new Weights(param("lora_A.weight", a.contiguous(torch.MemoryFormat.ChannelsLast)), param("lora_B.weight", b), alpha, dropout, seed);
-        }
-
-        @Override
-        public Tensor forward(Tensor x) {
-            Tensor y = super.forward(x);                                          // [B, out, H', W']
-            if (!lora.on) return y;
-            Tensor h = Layers.conv2d(lora.drop(x), lora.a, null, stride(), padding()); // [B, r, H', W']
-            return y.add(Layers.conv2d(h, lora.b, null, 1, 0).mul(Tensors.s(scale())));   // [B, out, H', W']
-        }
-
-        @Override public Weights lora() { return lora; }
-        @Override public Tensor baseWeight() { return weight; }
+        public boolean enabled() { return on; }
     }
 
     /** The shapes of A and B for a rank-{@code r} adapter on {@code layer}, or null for a layer that takes none. */
@@ -138,12 +92,12 @@ public final class Lora {
         if (rank < 1) throw new IllegalArgumentException("the LoRA rank must be at least 1, not " + rank);
         if (!(dropout >= 0 && dropout < 1)) throw new IllegalArgumentException("the LoRA dropout must be in [0, 1), not " + dropout);
         List<String> done = new ArrayList<>();
-        if (root.modules().entrySet().stream().noneMatch(e -> !(e.getValue() instanceof Adapter) && shapes(e.getValue(), 1) != null && target.test(e.getKey())))
+        if (root.modules().entrySet().stream().noneMatch(e -> free(e.getValue()) && target.test(e.getKey())))
             throw new NoTargetException();
         for (Map.Entry<String, Module> e : new ArrayList<>(root.modules().entrySet())) {
             Module m = e.getValue();
             long[][] shapes = shapes(m, rank);
-            if (m instanceof Adapter || shapes == null || !target.test(e.getKey())) continue;
+            if (!free(m) || !target.test(e.getKey())) continue;
             long fanIn = 1;
             for (int i = 1; i < shapes[0].length; i++) fanIn *= shapes[0][i];
             double bound = Math.sqrt(6.0 / ((1 + 5) * fanIn));
@@ -152,7 +106,7 @@ public final class Lora {
                 a = g.rand(shapes[0]).mul(Tensors.s(2 * bound)).sub(Tensors.s(bound));
                 b = torch.zeros(shapes[1]);
             }
-            wrap(root, e.getKey(), a, b, alpha, dropout, Generator.mix(done.size(), 0x10AAL));
+            fill((Layers.Adaptable) m, a, b, alpha, dropout);
             done.add(e.getKey());
         }
         root.trainable(k -> k.contains(".lora_A.") || k.contains(".lora_B."));
@@ -165,23 +119,24 @@ public final class Lora {
      */
     public static void attach(Module root, String path, Tensor down, Tensor up, double alpha) {
         Module m = root.modules().get(path);
-        if (m == null || m instanceof Adapter || shapes(m, 1) == null)
-            throw new IllegalArgumentException(path + " is not a linear layer or convolution without an adapter");
+        if (!free(m)) throw new IllegalArgumentException(path + " is not a linear layer or convolution without an adapter");
         long[][] want = shapes(m, (int) down.size(0));
         try (var ng = Tensors.noGrad()) {
             // a linear layer's [r, in] and a 1x1 convolution's [r, in, 1, 1] hold the same numbers
-            wrap(root, path, down.to(torch.ScalarType.Float).reshape(want[0]).clone(), up.to(torch.ScalarType.Float).reshape(want[1]).clone(), alpha, 0, 0);
+            fill((Layers.Adaptable) m, down.to(torch.ScalarType.Float).reshape(want[0]).clone(), up.to(torch.ScalarType.Float).reshape(want[1]).clone(), alpha, 0);
         }
     }
 
-    /** Replaces the layer at {@code path} by its adapter; the base weights keep their trainability, A and B are trainable. */
-    private static void wrap(Module root, String path, Tensor a, Tensor b, double alpha, double dropout, long seed) {
-        Module m = root.modules().get(path);
-        Map<Tensor, Boolean> was = new java.util.IdentityHashMap<>();
-        m.parameters().values().forEach(p -> was.put(p, p.requires_grad()));
-        Module wrapped = m instanceof Linear l ? new LoraLinear(l, a, b, alpha, dropout, seed) : new LoraConv2d((Conv2d) m, a, b, alpha, dropout, seed);
-        was.forEach((p, on) -> p.set_requires_grad(on));
-        root.replace(path, wrapped).close(); // the adapter holds the base weights now
+    /** Whether {@code m} is a layer with an empty adapter slot. */
+    private static boolean free(Module m) {
+        return m instanceof Layers.Adaptable l && l.adapter() == null;
+    }
+
+    /** Fills the layer's slot; the base weights keep their trainability. */
+    private static void fill(Layers.Adaptable layer, Tensor a, Tensor b, double alpha, double dropout) {
+        // channels-last A for a convolution, as every kernel (see Layers.conv2d)
+        Tensor down = a.dim() == 4 ? a.contiguous(torch.MemoryFormat.ChannelsLast) : a;
+        layer.adapter(new Adapter(layer.weight, down, b, alpha, dropout));
     }
 
     /** No linear layer or convolution matches the targets (nothing was changed). */
@@ -191,11 +146,11 @@ public final class Lora {
         }
     }
 
-    /** The adapters of {@code root} by path. */
+    /** The adapters of {@code root} by the path of their layer. */
     public static Map<String, Adapter> adapters(Module root) {
         Map<String, Adapter> out = new LinkedHashMap<>();
         root.modules().forEach((k, m) -> {
-            if (m instanceof Adapter a) out.put(k, a);
+            if (m instanceof Layers.Adaptable l && l.adapter() != null) out.put(k, l.adapter());
         });
         return out;
     }
@@ -206,15 +161,12 @@ public final class Lora {
     }
 
     /**
-     * Reseeds the dropout masks of {@code adapters} (in their order, as {@link #adapters} gives them);
-     * the trainer does this from (seed, step, micro-batch), so a resumed run draws the same masks.
+     * Where the dropout masks of {@code adapters} are drawn from: the trainer gives each
+     * micro-batch's generator (reseeded from seed, step and slot), so the masks are part of the
+     * step's draws and a resumed run draws the same ones.
      */
-    public static void reseedDropout(java.util.Collection<Adapter> adapters, long seed) {
-        int i = 0;
-        for (Adapter a : adapters) {
-            if (a.lora().dropoutGen != null) a.lora().dropoutGen.reseed(Generator.mix(seed, i));
-            i++;
-        }
+    public static void dropoutFrom(java.util.Collection<Adapter> adapters, Generator g) {
+        for (Adapter a : adapters) a.dropoutDraws = g;
     }
 
     /** {@code scale * B A} in the base weight's shape. */

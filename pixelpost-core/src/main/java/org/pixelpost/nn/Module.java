@@ -76,61 +76,6 @@ public abstract class Module implements AutoCloseable {
     }
 
     /**
-     * Puts {@code replacement} in place of the child at {@code path}: its parameters take the old
-     * child's keys, and the parent's forward uses it from now on (every field or list of the parent
-     * that held the old child now holds the replacement). Returns the old child, which the caller
-     * may keep (an adapter wraps it) or close.
-     */
-    public Module replace(String path, Module replacement) {
-        Module parent = null, old = null;
-        String name = null;
-        Map<String, Module> all = new LinkedHashMap<>();
-        all.put("", this);
-        all.putAll(modules());
-        for (Map.Entry<String, Module> e : all.entrySet())
-            for (Map.Entry<String, Module> c : e.getValue().children.entrySet())
-                if ((e.getKey().isEmpty() ? c.getKey() : e.getKey() + "." + c.getKey()).equals(path)) {
-                    parent = e.getValue();
-                    name = c.getKey();
-                    old = c.getValue();
-                }
-        if (old == null) throw new IllegalArgumentException(getClass().getSimpleName() + " has no child '" + path + "'");
-        parent.swapReferences(old, replacement);
-        parent.children.put(name, replacement);
-        return old;
-    }
-
-    /** Points the fields (and list elements) of this module that hold {@code old} at {@code replacement}. */
-    private void swapReferences(Module old, Module replacement) {
-        for (Class<?> c = getClass(); c != Module.class; c = c.getSuperclass())
-            for (java.lang.reflect.Field f : c.getDeclaredFields()) {
-                if (java.lang.reflect.Modifier.isStatic(f.getModifiers())) continue;
-                try {
-                    f.setAccessible(true);
-                    Object v = f.get(this);
-                    if (v == old) {
-                        if (!f.getType().isInstance(replacement)) throw new IllegalArgumentException("cannot replace " + f.getName() + " of "
-                            + c.getSimpleName() + ": a " + replacement.getClass().getSimpleName() + " is not a " + f.getType().getSimpleName());
-                        f.set(this, replacement);
-                    } else if (v instanceof List<?> list) {
-                        swapInList(list, old, replacement);
-                    }
-                } catch (IllegalAccessException e) {
-                    throw new IllegalStateException("cannot replace a child of " + c.getSimpleName(), e);
-                }
-            }
-    }
-
-    @SuppressWarnings("unchecked")
-    private static void swapInList(List<?> list, Module old, Module replacement) {
-        for (int i = 0; i < list.size(); i++) {
-            Object e = list.get(i);
-            if (e == old) ((List<Object>) list).set(i, replacement);
-            else if (e instanceof List<?> inner) swapInList(inner, old, replacement);
-        }
-    }
-
-    /**
      * Marks exactly the parameters whose key {@code select} accepts as trainable (gradients on);
      * every other parameter is frozen. Returns how many parameters are trainable.
      */

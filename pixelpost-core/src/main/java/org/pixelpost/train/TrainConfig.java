@@ -99,7 +99,7 @@ public record TrainConfig(
     public static TrainConfig defaults() {
         return new TrainConfig("sft", 1.0, 8.0, "t", 1.0, 0, 1, 0, 2500, 0, null, null, null, null, null, 1000, 0, 8, 1, 1,
             2e-5, 0.9, 0.999, 1e-8, 5e-6, 0, "constant", 1.0, 0.0, false, false, "vae", true, "sample", 0.1, 500, 3, null, 5, 10, 0, 0, List.of(), 25, 4.5,
-            "skip", "skip", 0, 0, 0, org.pixelpost.pipeline.LoraTargets.DEFAULT, 0, "kohya", "cpu");
+            "skip", "skip", 0, 0, 0, org.pixelpost.lora.LoraTargets.DEFAULT, 0, "kohya", "cpu");
     }
 
     /** Defaults, overlaid with {@code overrides} (snake_case keys); unknown keys are refused by name. */
@@ -246,7 +246,7 @@ public record TrainConfig(
         Checks.nonNegative("lora_alpha", loraAlpha);
         Checks.inHalfOpen("lora_dropout", loraDropout, 0, 1);
         Checks.oneOf("lora_format", loraFormat, "kohya", "peft");
-        org.pixelpost.pipeline.LoraTargets.of(loraTargets);
+        org.pixelpost.lora.LoraTargets.of(loraTargets);
         if (!lora()) {
             TrainConfig d = defaults();
             if (loraAlpha != d.loraAlpha || loraDropout != d.loraDropout || !loraTargets.equals(d.loraTargets) || !loraFormat.equals(d.loraFormat))

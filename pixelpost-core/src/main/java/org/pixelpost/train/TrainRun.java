@@ -30,8 +30,8 @@ import org.pixelpost.model.denoiser.UNet2DCondition;
 import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.nn.Lora;
-import org.pixelpost.pipeline.LoraTargets;
-import org.pixelpost.pipeline.LoraWeights;
+import org.pixelpost.lora.LoraTargets;
+import org.pixelpost.lora.LoraWeights;
 import org.pixelpost.pipeline.Sampler;
 import org.pixelpost.pipeline.StableDiffusion;
 import org.pixelpost.tensor.Generator;
@@ -178,7 +178,7 @@ public final class TrainRun {
                     if (c.lora()) {
                         result = out.resolve(LORA_FILE);
                         LoraWeights w = LoraWeights.of(LoraWeights.components(m)).withMetadata(m.family().loraMetadata(m));
-                        w.write(result, LoraWeights.Format.of(c.loraFormat()));
+                        w.write(result, org.pixelpost.lora.LoraLayout.written(c.loraFormat()));
                     } else {
                         result = out.resolve("model");
                         m.save(result);

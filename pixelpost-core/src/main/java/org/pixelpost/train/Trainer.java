@@ -82,7 +82,7 @@ public final class Trainer implements AutoCloseable {
     private final Objective objective;
     private final Options o;
     private final Map<String, Tensor> params;
-    private final java.util.List<org.pixelpost.nn.Lora.Adapter> adapters; // found once, like params: their dropout is reseeded each micro-batch
+    private final java.util.List<org.pixelpost.nn.Lora.Adapter> adapters; // found once, like params: their dropout draws from each micro-batch's generator
     private final AdamW opt;
     private final Ema ema;
     private final LrSchedule lr;
@@ -212,7 +212,7 @@ public final class Trainer implements AutoCloseable {
                 }
                 int slot = gradSync.slot(micro);
                 Generator g = gen.reseed(Generator.mix(o.seed(), step)).shard(slot, gradSync.slots(o.gradAccum()));
-                org.pixelpost.nn.Lora.reseedDropout(adapters, Generator.mix(Generator.mix(o.seed(), step), slot));
+                org.pixelpost.nn.Lora.dropoutFrom(adapters, g); // the adapters' dropout masks are the step's draws too
                 Loss loss = microBatchLoss(ctx, g, batches.get(step, slot).on(flat.data())); // data is kept on the CPU
                 finite = Double.isFinite(Tensors.item(loss.loss()));
                 if (!finite) break;

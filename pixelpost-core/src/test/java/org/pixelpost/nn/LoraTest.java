@@ -139,8 +139,8 @@ class LoraTest {
             try (var ng = Tensors.noGrad()) {
                 for (Adapter ad : Lora.adapters(m.denoiser.module()).values()) ad.up().copy_(g.randnLike(ad.up()).mul(Tensors.s(0.2)));
             }
-            org.pixelpost.pipeline.LoraWeights.of(org.pixelpost.pipeline.LoraWeights.components(m.denoiser))
-                .merge(org.pixelpost.pipeline.LoraWeights.components(full.denoiser), 1);
+            org.pixelpost.lora.LoraWeights.of(org.pixelpost.lora.LoraWeights.components(m.denoiser))
+                .merge(org.pixelpost.lora.LoraWeights.components(full.denoiser), 1);
             a = dpoTerms(lora, m, pairs);
             b = dpoTerms(fullModel, full, pairs);
             assertTrue(Math.abs(a.get("loss") - 5 * Math.log(2)) > 1e-3, "the adapters moved the model off the reference: " + a);

@@ -1,4 +1,4 @@
-package org.pixelpost.pipeline;
+package org.pixelpost.lora;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -20,6 +20,7 @@ import org.pixelpost.io.Checkpoints;
 import org.pixelpost.io.InvalidValueException;
 import org.pixelpost.io.SafeTensors;
 import org.pixelpost.model.denoiser.Denoiser;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.nn.Lora;
 import org.pixelpost.nn.Module;
 import org.pixelpost.tensor.Scope;
@@ -39,16 +40,6 @@ import org.pixelpost.tensor.Tensors;
  * ({@code processor.to_q_lora.down.weight}, {@code lora.down.weight}, {@code lora_linear_layer.down.weight}).
  */
 public final class LoraWeights {
-    /** The two layouts written. */
-    public enum Format {
-        KOHYA, PEFT;
-
-        public static Format of(String name) {
-            for (Format f : values()) if (f.name().equalsIgnoreCase(name)) return f;
-            throw new InvalidValueException("--format", "'" + name + "' is not kohya or peft");
-        }
-    }
-
     /** One layer's update: {@code down [r, in(, kh, kw)]}, {@code up [out, r(, 1, 1)]}, alpha. */
     public record Update(Tensor down, Tensor up, double alpha) {
         public int rank() {
@@ -61,7 +52,6 @@ public final class LoraWeights {
     }
 
     public static final String TEXT_ENCODER = "text_encoder";
-    private static final String KOHYA_UNET = "lora_unet_", KOHYA_TE = "lora_te_";
 
     private final Map<String, Update> updates;
     private final Map<String, String> metadata;
@@ -176,7 +166,7 @@ public final class LoraWeights {
         try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
             List<Tensor[]> merged = new ArrayList<>();
             for (Site site : sites) {
-                Tensor w = site.layer() instanceof Lora.Adapter a ? a.baseWeight() : weightOf(site.layer());
+                Tensor w = weightOf(site.layer()); // an adapter on the layer stays as it is: the merge goes into the base weight
                 Tensor sum = w.add(Lora.delta(w, site.update().down(), site.update().up(), site.update().scale() * scale));
                 if (!torch.isfinite(sum).all().item_bool())
                     throw new IllegalArgumentException("merging at scale " + scale + " makes " + site.key() + " overflow to infinity or NaN; nothing was merged");
@@ -195,7 +185,7 @@ public final class LoraWeights {
         checkScale(scale);
         List<Site> sites = sites(components, "attach");
         for (Site site : sites)
-            if (site.layer() instanceof Lora.Adapter)
+            if (site.layer() instanceof org.pixelpost.nn.Layers.Adaptable l && l.adapter() != null)
                 throw new IllegalArgumentException(site.key() + " already has an adapter; merge one of the LoRAs instead");
         for (Site site : sites)
             Lora.attach(site.root(), site.path(), site.update().down(), site.update().up(), site.update().alpha() * scale);
@@ -236,34 +226,21 @@ public final class LoraWeights {
 
     // ---- writing -------------------------------------------------------------------------------
 
-    /** Writes the LoRA to {@code file} in {@code format} (atomically), with kohya-style metadata in the header. */
-    public void write(Path file, Format format) throws IOException {
+    /** Writes the LoRA to {@code file} in {@code layout} (atomically), with kohya-style metadata in the header. */
+    public void write(Path file, LoraLayout layout) throws IOException {
         Map<String, Tensor> out = new LinkedHashMap<>();
         try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
-            for (Map.Entry<String, Update> e : updates.entrySet()) {
-                Update u = e.getValue();
-                if (format == Format.KOHYA) {
-                    String name = kohyaName(e.getKey());
-                    if (out.containsKey(name + ".lora_down.weight")) throw new IllegalStateException("two layers share the kohya name " + name);
-                    out.put(name + ".lora_down.weight", u.down());
-                    out.put(name + ".lora_up.weight", u.up());
-                    out.put(name + ".alpha", Tensors.scalarTensor(u.alpha()).to(torch.ScalarType.Float));
-                } else {
-                    // the layout has no alpha (diffusers reads it as alpha = rank): fold alpha / rank into B
-                    out.put(e.getKey() + ".lora_A.weight", u.down());
-                    out.put(e.getKey() + ".lora_B.weight", u.scale() == 1 ? u.up() : u.up().mul(Tensors.s(u.scale())));
-                }
-            }
-            SafeTensors.write(file, out, headerMetadata(format));
+            for (Map.Entry<String, Update> e : updates.entrySet()) layout.write(e.getKey(), e.getValue(), out);
+            SafeTensors.write(file, out, headerMetadata(layout));
         }
     }
 
-    private Map<String, String> headerMetadata(Format format) {
+    private Map<String, String> headerMetadata(LoraLayout layout) {
         Map<String, String> m = new TreeMap<>();
         m.put("format", "pt");
         m.put("ss_network_module", "networks.lora");
         List<Integer> ranks = updates.values().stream().map(Update::rank).distinct().toList();
-        List<Double> alphas = updates.values().stream().map(u -> format == Format.PEFT ? u.rank() : u.alpha()).distinct().toList();
+        List<Double> alphas = updates.values().stream().map(layout::writtenAlpha).distinct().toList();
         m.put("ss_network_dim", ranks.size() == 1 ? String.valueOf(ranks.get(0)) : "dynamic");
         m.put("ss_network_alpha", alphas.size() == 1 ? number(alphas.get(0)) : "dynamic");
         boolean te = updates.keySet().stream().anyMatch(k -> k.startsWith(TEXT_ENCODER + "."));
@@ -272,19 +249,12 @@ public final class LoraWeights {
         m.put("ss_network_train_text_encoder_only", String.valueOf(!unet));
         String base = metadata.get("ss_base_model_version");
         if (base != null) m.put("ss_base_model_version", base);
-        m.put("pixelpost_layout", format.name().toLowerCase());
+        m.put("pixelpost_layout", layout.name());
         return m;
     }
 
     private static String number(double v) {
         return v == Math.rint(v) && Math.abs(v) < 1e15 ? String.valueOf((long) v) : String.valueOf(v);
-    }
-
-    /** The kohya module name of a qualified path: the denoiser under {@code lora_unet_}, the text encoder under {@code lora_te_}. */
-    static String kohyaName(String key) {
-        int dot = key.indexOf('.');
-        String prefix = key.substring(0, dot), path = key.substring(dot + 1);
-        return (prefix.equals(TEXT_ENCODER) ? KOHYA_TE : KOHYA_UNET) + path.replace('.', '_');
     }
 
     /** A copy with {@code ss_base_model_version} (and any other) metadata set for writing. */
@@ -296,35 +266,20 @@ public final class LoraWeights {
 
     // ---- reading -------------------------------------------------------------------------------
 
-    private enum Role { DOWN, UP, ALPHA }
-
-    private record Parsed(String module, Role role, String layout) {}
-
-    private static final Pattern KOHYA = Pattern.compile("^(lora_[a-z0-9]+_.*)\\.(lora_down|lora_up)\\.weight$");
     private static final Pattern ALPHA = Pattern.compile("^(.*)\\.alpha$");
-    private static final Pattern PEFT = Pattern.compile("^(.*)\\.lora_([AB])(?:\\.[A-Za-z0-9_-]+)?\\.weight$");
-    private static final Pattern OLD = Pattern.compile("^(.*)\\.(?:lora|lora_linear_layer)\\.(down|up)\\.weight$");
-    private static final Pattern PROCESSOR = Pattern.compile("^(.*?)(?:\\.processor)?\\.(to_q|to_k|to_v|to_out)_lora\\.(down|up)\\.weight$");
     private static final Pattern OTHER_KINDS = Pattern.compile(
         "\\.(hada_w[12]_[ab]|hada_t[12]|lokr_w[12](_[ab])?|lokr_t2|lora_mid\\.weight|dora_scale|lora_magnitude_vector.*|oft_.*|diff|diff_b|w_norm|b_norm)$");
 
+    /** The layout a key belongs to and what it holds; an alpha outside every layout's own names is an alpha still. */
+    private record Parsed(LoraLayout.Key key, LoraLayout layout) {}
+
     private static Parsed parse(String key) {
-        Matcher m;
-        if ((m = PROCESSOR.matcher(key)).matches()) {
-            boolean te = key.startsWith(TEXT_ENCODER + ".");
-            String layer = switch (m.group(2)) {
-                case "to_q" -> te ? "q_proj" : "to_q";
-                case "to_k" -> te ? "k_proj" : "to_k";
-                case "to_v" -> te ? "v_proj" : "to_v";
-                default -> te ? "out_proj" : "to_out.0";
-            };
-            return new Parsed(m.group(1) + "." + layer, m.group(3).equals("down") ? Role.DOWN : Role.UP, "diffusers (old)");
+        for (LoraLayout l : LoraLayout.ALL) {
+            LoraLayout.Key k = l.parse(key);
+            if (k != null) return new Parsed(k, l);
         }
-        if ((m = KOHYA.matcher(key)).matches()) return new Parsed(m.group(1), m.group(2).equals("lora_down") ? Role.DOWN : Role.UP, "kohya");
-        if ((m = PEFT.matcher(key)).matches()) return new Parsed(m.group(1), m.group(2).equals("A") ? Role.DOWN : Role.UP, "peft");
-        if ((m = OLD.matcher(key)).matches()) return new Parsed(m.group(1), m.group(2).equals("down") ? Role.DOWN : Role.UP, "diffusers (old)");
-        if ((m = ALPHA.matcher(key)).matches()) return new Parsed(m.group(1), Role.ALPHA, null);
-        return null;
+        Matcher m = ALPHA.matcher(key);
+        return m.matches() ? new Parsed(new LoraLayout.Key(m.group(1), LoraLayout.Role.ALPHA), null) : null;
     }
 
     /**
@@ -336,15 +291,7 @@ public final class LoraWeights {
         Map<String, String> names = new LinkedHashMap<>();
         components.forEach((prefix, root) -> root.modules().forEach((path, layer) -> {
             if (Lora.shapes(layer, 1) == null) return;
-            String key = prefix + "." + path;
-            names.put(kohyaName(key), key);
-            names.put(key, key);
-            names.putIfAbsent(path, key);
-            if (!prefix.equals(TEXT_ENCODER)) names.putIfAbsent("base_model.model." + path, key);
-            // kohya's files name a U-Net's layers by their original (LDM) names too
-            String original = root instanceof Denoiser d ? d.originalName(path + ".weight") : null;
-            if (original != null)
-                names.putIfAbsent(KOHYA_UNET + original.substring(0, original.length() - ".weight".length()).replace('.', '_'), key);
+            for (LoraLayout l : LoraLayout.ALL) l.names(prefix, path, root, names);
         }));
         return names;
     }
@@ -380,7 +327,7 @@ public final class LoraWeights {
                     + " belong to another adapter kind (LyCORIS LoHa/LoKr/Tucker, DoRA, OFT or a full difference); only down/up (A/B) pairs are read");
             // group the keys by module
             Map<String, Tensor[]> groups = new TreeMap<>();
-            Map<String, String> layouts = new TreeMap<>();
+            Map<String, LoraLayout> layouts = new TreeMap<>();
             List<String> unknown = new ArrayList<>();
             for (Map.Entry<String, Tensor> e : raw.entrySet()) {
                 Parsed p = parse(e.getKey());
@@ -388,8 +335,8 @@ public final class LoraWeights {
                     unknown.add(e.getKey());
                     continue;
                 }
-                groups.computeIfAbsent(p.module(), k -> new Tensor[3])[p.role().ordinal()] = e.getValue();
-                if (p.layout() != null) layouts.put(p.module(), p.layout());
+                groups.computeIfAbsent(p.key().module(), k -> new Tensor[3])[p.key().role().ordinal()] = e.getValue();
+                if (p.layout() != null) layouts.put(p.key().module(), p.layout());
             }
             if (groups.values().stream().noneMatch(g -> g[0] != null || g[1] != null))
                 throw new BadFileException(file, "holds no LoRA weights (no .lora_down/.lora_up or .lora_A/.lora_B keys); first keys: "
@@ -439,7 +386,7 @@ public final class LoraWeights {
                     alpha = scale * rank;
                 } else {
                     alpha = rank;
-                    if ("kohya".equals(layouts.get(module))) missingAlpha.add(module);
+                    if (layouts.get(module) != null && layouts.get(module).hasAlpha()) missingAlpha.add(module);
                 }
                 if (!Double.isFinite(alpha)) {
                     problems.add(module + ".alpha is " + alpha);
@@ -462,8 +409,9 @@ public final class LoraWeights {
             if (!missingAlpha.isEmpty())
                 notes.add(file + ": " + missingAlpha.size() + " layers have no .alpha (first: " + missingAlpha.get(0)
                     + "); read as alpha = rank (scale 1), as AUTOMATIC1111 and ComfyUI read them");
-            java.util.Set<String> kinds = new java.util.TreeSet<>(layouts.values());
-            if (kinds.contains("kohya") && fileNames.entrySet().stream().anyMatch(e -> e.getValue().startsWith(KOHYA_UNET) && !e.getValue().equals(kohyaName(e.getKey()))))
+            java.util.Set<String> kinds = new java.util.TreeSet<>(layouts.values().stream().map(LoraLayout::name).toList());
+            if (kinds.contains("kohya") && fileNames.entrySet().stream().anyMatch(e -> e.getValue().startsWith(KohyaLayout.UNET)
+                && !e.getValue().equals(KohyaLayout.kohyaName(e.getKey()))))
                 kinds = new java.util.TreeSet<>(kinds.stream().map(k -> k.equals("kohya") ? "kohya (LDM names)" : k).toList());
             LoraWeights w = new LoraWeights(updates, meta, notes, String.join(" + ", kinds));
             List<String> misfits = new ArrayList<>();
@@ -480,9 +428,9 @@ public final class LoraWeights {
         b.append(unmatched.size()).append(" of ").append(total).append(" LoRA layers match no layer of this model, first: ").append(first(unmatched, 3));
         if (keys.stream().anyMatch(k -> k.startsWith("lora_te1_") || k.startsWith("lora_te2_") || k.startsWith("text_encoder_2.")))
             b.append("; the file has two text encoders' keys (lora_te1_/lora_te2_): a LoRA for SDXL, which this model is not");
-        else if (unmatched.stream().allMatch(u -> u.startsWith(KOHYA_TE) || u.startsWith(TEXT_ENCODER + ".")) && !components.containsKey(TEXT_ENCODER))
+        else if (unmatched.stream().allMatch(u -> u.startsWith(KohyaLayout.TEXT) || u.startsWith(TEXT_ENCODER + ".")) && !components.containsKey(TEXT_ENCODER))
             b.append("; they are text-encoder layers, and this model's text encoder takes no LoRA (only CLIP does)");
-        List<String> kohya = names.keySet().stream().filter(n -> n.startsWith(KOHYA_UNET)).limit(1).toList();
+        List<String> kohya = names.keySet().stream().filter(n -> n.startsWith(KohyaLayout.UNET)).limit(1).toList();
         List<String> peft = names.entrySet().stream().filter(e -> e.getKey().equals(e.getValue())).map(Map.Entry::getKey).limit(1).toList();
         b.append("; this model's layers are named like ");
         if (!kohya.isEmpty()) b.append(kohya.get(0)).append(".lora_down.weight (kohya) or ");

@@ -1,4 +1,4 @@
-package org.pixelpost.pipeline;
+package org.pixelpost.lora;
 
 import java.util.ArrayList;
 import java.util.List;

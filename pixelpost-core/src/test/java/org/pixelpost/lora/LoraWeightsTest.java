@@ -1,4 +1,4 @@
-package org.pixelpost.pipeline;
+package org.pixelpost.lora;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -20,6 +20,7 @@ import org.pixelpost.InMemory;
 import org.pixelpost.TestData;
 import org.pixelpost.data.Batches;
 import org.pixelpost.io.BadFileException;
+import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.io.SafeTensors;
 import org.pixelpost.model.denoiser.UNet2DCondition;
 import org.pixelpost.model.text.ClipTextEncoder;
@@ -92,7 +93,7 @@ class LoraWeightsTest {
     @Test
     void kohyaFileCarriesTheDiffusersBlockNamesAlphaAndMetadata(@TempDir Path dir) throws Exception {
         Path f = dir.resolve("kohya.safetensors");
-        lora.withMetadata(Map.of("ss_base_model_version", "sd_v1")).write(f, LoraWeights.Format.KOHYA);
+        lora.withMetadata(Map.of("ss_base_model_version", "sd_v1")).write(f, LoraLayout.written("kohya"));
         Set<String> expected = new TreeSet<>();
         for (String p : referenceLayers(".to_q", ".to_k", ".to_v", ".to_out.0", ".proj_in", ".proj_out"))
             for (String s : List.of(".lora_down.weight", ".lora_up.weight", ".alpha")) expected.add("lora_unet_" + p.replace('.', '_') + s);
@@ -123,9 +124,9 @@ class LoraWeightsTest {
     @Test
     void peftFileFoldsAlphaIntoBAndRoundTripsExactly(@TempDir Path dir) throws Exception {
         Path kohya = dir.resolve("kohya.safetensors"), peft = dir.resolve("peft.safetensors"), again = dir.resolve("again.safetensors");
-        lora.write(kohya, LoraWeights.Format.KOHYA);
+        lora.write(kohya, LoraLayout.written("kohya"));
         LoraWeights fromKohya = LoraWeights.read(kohya, trained);
-        fromKohya.write(peft, LoraWeights.Format.PEFT);
+        fromKohya.write(peft, LoraLayout.written("peft"));
         try (SafeTensors st = SafeTensors.open(peft)) {
             Set<String> expected = new TreeSet<>();
             for (String p : referenceLayers(".to_q", ".to_k", ".to_v", ".to_out.0", ".proj_in", ".proj_out"))
@@ -150,14 +151,14 @@ class LoraWeightsTest {
             Tensor folded = o.scale() == 1 ? o.up() : o.up().mul(Tensors.s(o.scale()));
             assertTrue(torch.equal(folded, p.up()), "ours -> PEFT -> ours exact: " + e.getKey());
         }
-        fromPeft.write(again, LoraWeights.Format.PEFT);
+        fromPeft.write(again, LoraLayout.written("peft"));
         assertEquals(-1, Files.mismatch(peft, again), "PEFT -> ours -> PEFT gives the same bytes");
     }
 
     @Test
     void ldmNamesAndOldDiffusersNamesLoadToTheSameLayers(@TempDir Path dir) throws Exception {
         Path kohya = dir.resolve("kohya.safetensors");
-        lora.write(kohya, LoraWeights.Format.KOHYA);
+        lora.write(kohya, LoraLayout.written("kohya"));
         Map<String, Tensor> ldm = new LinkedHashMap<>(), old = new LinkedHashMap<>();
         // the original LDM layout of this U-Net (one layer per block): input_blocks.1 is the first level's
         // attention, middle_block.1 the middle one, output_blocks.2 and .3 the second up level's two
@@ -201,7 +202,7 @@ class LoraWeightsTest {
     @Test
     void mergingEqualsApplyingUnmergedAtAnyScale(@TempDir Path dir) throws Exception {
         Path f = dir.resolve("lora.safetensors");
-        lora.write(f, LoraWeights.Format.KOHYA);
+        lora.write(f, LoraLayout.written("kohya"));
         for (double scale : new double[] {1.0, 0.6}) {
             try (UNet2DCondition merged = UNet2DCondition.load(UNET); UNet2DCondition unmerged = UNet2DCondition.load(UNET)) {
                 Tensor base = unet(merged);
