@@ -7,7 +7,7 @@ import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
-import org.pixelpost.io.Tar;
+import org.pixelpost.io.fetch.Tar;
 
 /** Real data for tests: TAEF2 from ../shared, emoji PNGs from the npm package (fetched once, cached). */
 public final class TestData {

@@ -4,8 +4,8 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import org.pixelpost.data.EmojiDataset;
 import org.pixelpost.tensor.Engine;
-import org.pixelpost.io.Checks;
-import org.pixelpost.io.OutputDir;
+import org.pixelpost.io.check.Checks;
+import org.pixelpost.io.run.OutputDir;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 

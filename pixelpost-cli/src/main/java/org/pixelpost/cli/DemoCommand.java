@@ -24,7 +24,7 @@ final class DemoCommand implements Callable<Integer> {
         Plan plan = quick ? Plan.quick() : Plan.full();
         Path dir = out != null ? out : Path.of(quick ? "demo-quick" : "demo");
         if (reportOnly && !java.nio.file.Files.isRegularFile(dir.resolve("studies/studies.json")))
-            throw new org.pixelpost.io.InvalidValueException("--report", dir + " holds no finished demo (no studies/studies.json): run pixelpost demo"
+            throw new org.pixelpost.io.check.InvalidValueException("--report", dir + " holds no finished demo (no studies/studies.json): run pixelpost demo"
                 + (quick ? " --quick" : "") + " --out " + dir + " first");
         long t0 = System.nanoTime();
         ProgressBar[] bar = {null};

@@ -5,7 +5,7 @@ import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
-import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.check.InvalidValueException;
 
 /** How a failed command reads to its user: one line naming the path or option and the problem, and an exit code. */
 final class Errors {

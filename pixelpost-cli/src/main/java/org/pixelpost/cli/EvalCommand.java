@@ -109,8 +109,8 @@ final class EvalCommand implements Runnable {
             String token = adminToken != null ? adminToken : System.getenv("PIXELPOST_ADMIN_TOKEN");
             if (token == null || token.isBlank()) token = StudyStore.randomId(16);
             StudyStore store = db.open();
-            org.pixelpost.io.Checks.atLeast("--max-joins", maxJoins, 0);
-            org.pixelpost.io.Checks.atLeast("--joins-per-minute", joinsPerMinute, 1);
+            org.pixelpost.io.check.Checks.atLeast("--max-joins", maxJoins, 0);
+            org.pixelpost.io.check.Checks.atLeast("--joins-per-minute", joinsPerMinute, 1);
             EvalServer server = new EvalServer(store, token, new EvalServer.Options(openJoin, maxJoins, joinsPerMinute, publicUrl)).start(host, port);
             System.out.printf("serving on http://%s:%d/  (admin token: %s)%n", host, server.port(), token);
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -141,7 +141,7 @@ final class EvalCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            org.pixelpost.io.Checks.inRange("--min-gold-accuracy", minGoldAccuracy, 0, 1);
+            org.pixelpost.io.check.Checks.inRange("--min-gold-accuracy", minGoldAccuracy, 0, 1);
             ObjectNode r;
             try (StudyStore store = db.open()) {
                 r = StudyResults.compute(store, study, excludeFlagged, minGoldAccuracy);

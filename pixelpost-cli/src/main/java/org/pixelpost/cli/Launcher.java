@@ -17,9 +17,9 @@ import java.util.concurrent.TimeUnit;
  * collective; the launcher gives them a few seconds for that, then asks them to stop (SIGTERM), and
  * past {@code grace} stops them. Workers end themselves if the launcher is gone (killed with -9).
  */
-final class Launcher {
+public final class Launcher {
     /** The exit status of a launch: 0 when every worker succeeded, else the first failure's. */
-    static int run(int nproc, List<String> command, long graceSeconds) throws IOException, InterruptedException {
+    public static int run(int nproc, List<String> command, long graceSeconds) throws IOException, InterruptedException {
         int port = freePort();
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         List<String> jvm = new ArrayList<>();
@@ -107,7 +107,7 @@ final class Launcher {
     }
 
     /** In a worker: ends this process if its launcher has gone (killed with -9), so no worker is left running alone. */
-    static void watchLauncher() {
+    public static void watchLauncher() {
         String pid = System.getenv(PARENT);
         if (pid == null) return;
         java.util.Optional<ProcessHandle> launcher;

@@ -1,5 +1,6 @@
 package org.pixelpost.cli;
 
+import org.pixelpost.cli.bench.BenchCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 

@@ -10,7 +10,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.check.InvalidValueException;
 import org.pixelpost.train.DataParallel;
 import org.pixelpost.train.GradSync;
 import org.pixelpost.train.TrainConfig;
@@ -26,7 +26,7 @@ import picocli.CommandLine.Option;
     description = {"Post-train a model: SFT (Eq. 3), DPO (Eq. 4) or SimPO (Eqs. 5-7), with or without the pixel term.",
         "Every field of the JSON config is also a flag; flags override the file. The run folder gets config.json,",
         "metrics.jsonl, tensorboard/, checkpoints/step-N/, samples/ and the final model/ (lora.safetensors in a LoRA run)."})
-final class TrainCommand implements Callable<Integer> {
+public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--config", paramLabel = "FILE.json", description = "training config (snake_case keys)", order = -1)
     Path config;
 
@@ -135,7 +135,7 @@ final class TrainCommand implements Callable<Integer> {
     }
 
     /** The command line each worker runs: this one ({@code train ...}) without {@code --nproc-per-node}. */
-    static List<String> workerArgs(List<String> original) {
+    public static List<String> workerArgs(List<String> original) {
         List<String> out = new java.util.ArrayList<>();
         for (int i = 0; i < original.size(); i++) {
             String a = original.get(i);

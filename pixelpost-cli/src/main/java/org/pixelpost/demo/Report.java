@@ -9,8 +9,8 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.pixelpost.eval.PairedBootstrap;
-import org.pixelpost.eval.PairedTable;
+import org.pixelpost.stats.PairedBootstrap;
+import org.pixelpost.stats.PairedTable;
 import org.pixelpost.io.AtomicFiles;
 
 /** {@code report.html}: settings, metric tables with seed spreads, paired tables, samples with zoomed crops, loss curves. */

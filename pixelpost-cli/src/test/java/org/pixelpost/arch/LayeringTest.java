@@ -24,12 +24,12 @@ import org.pixelpost.tensor.ArchViolationFixture;
 
 /**
  * The layers, lowest first. A class may use its own layer and the layers below it, never one
- * above: {@code tensor < io < nn < model < schedule < sampling < pipeline < lora < objective < metrics <
+ * above: {@code tensor < io < nn < model < schedule < sampling < pipeline < lora < objective < metrics < stats <
  * data < train < eval < demo < cli}.
  */
 class LayeringTest {
     static final List<String> LAYERS = List.of("tensor", "io", "nn", "model", "schedule", "sampling", "pipeline", "lora", "objective",
-        "metrics", "data", "train", "eval", "demo", "cli");
+        "metrics", "stats", "data", "train", "eval", "demo", "cli");
 
     static JavaClasses main;
 

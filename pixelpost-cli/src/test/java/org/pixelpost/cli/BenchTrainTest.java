@@ -10,12 +10,13 @@ import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.model.denoiser.DiT;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
 /** The training benchmark's figures are consistent with the work counted from the configuration (no time limits here). */
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class BenchTrainTest {
     @Test
     void reportsWorkSpeedAndUtilisationOfEachRow() throws Exception {

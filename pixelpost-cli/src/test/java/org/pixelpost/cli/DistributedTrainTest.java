@@ -18,7 +18,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.TestData;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
@@ -27,6 +27,7 @@ import org.pixelpost.tensor.Tensors;
  * process doing the same work; a worker killed mid-run; the run resumed with one process.
  * Every process runs libtorch on one thread, so that summation order is the same everywhere.
  */
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class DistributedTrainTest {
     @TempDir static Path shared;
     static Path model, train, pairs;

@@ -13,7 +13,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.InMemory;
 import org.pixelpost.TestData;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Scope;

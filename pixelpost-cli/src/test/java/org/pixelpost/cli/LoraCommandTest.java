@@ -13,7 +13,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.InMemory;
 import org.pixelpost.TestData;
 import org.pixelpost.pipeline.TextToImageModel;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.tensorfile.SafeTensors;
 
 /** LoRA from the command line: train adapters (SFT and DPO), export, sample with --lora, merge, and the inputs users get wrong. */
 class LoraCommandTest {

@@ -17,6 +17,7 @@ import org.pixelpost.eval.study.StudyStore;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.TestData;
 
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class DemoQuickTest {
     static final Demo.Listener QUIET = new Demo.Listener() {
         @Override public void stage(String name) {}

@@ -18,6 +18,7 @@ import org.pixelpost.TestData;
 import org.pixelpost.pipeline.TextToImageModel;
 import org.pixelpost.tensor.Engine;
 
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 public class TrainerTest {
     @TempDir static Path shared;
     static Path model, train, val;

@@ -19,10 +19,10 @@ import java.util.Set;
 import java.util.zip.CRC32;
 import org.pixelpost.metrics.Metrics;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.io.Images;
-import org.pixelpost.io.NpmPackage;
-import org.pixelpost.io.Tar;
+import org.pixelpost.io.fetch.NpmPackage;
+import org.pixelpost.io.fetch.Tar;
 
 /**
  * A captioned image set from the npm package {@code emoji-datasource-google@16.0.0}: its 64x64

@@ -6,7 +6,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.io.JsonLines;
 
 /** Preference pairs: {@code pairs.jsonl} with {@code {"prompt", "winner", "loser"}} per line, image paths relative to the file. */

@@ -1,5 +1,8 @@
 package org.pixelpost.io;
 
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.run.OutputDir;
+
 import java.io.IOException;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;

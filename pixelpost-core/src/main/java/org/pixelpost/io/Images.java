@@ -1,5 +1,7 @@
 package org.pixelpost.io;
 
+import org.pixelpost.io.check.BadFileException;
+
 import java.awt.Color;
 import java.awt.Graphics2D;
 import java.awt.Image;

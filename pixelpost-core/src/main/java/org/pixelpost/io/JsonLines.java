@@ -1,5 +1,7 @@
 package org.pixelpost.io;
 
+import org.pixelpost.io.check.BadFileException;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;

@@ -3,7 +3,7 @@ package org.pixelpost.lora;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.check.InvalidValueException;
 import org.pixelpost.nn.Module;
 
 /**
@@ -55,8 +55,13 @@ public interface LoraLayout {
 
     /** A layout PixelPost writes, by name ({@code --lora-format}, {@code --format}). */
     static LoraLayout written(String name) {
+        return written("--format", name);
+    }
+
+    /** As {@link #written(String)}, naming {@code option} in the error. */
+    static LoraLayout written(String option, String name) {
         for (LoraLayout l : ALL) if (l.writable() && l.name().equalsIgnoreCase(name)) return l;
-        throw new InvalidValueException("--format", "'" + name + "' is not a LoRA layout PixelPost writes; known: "
+        throw new InvalidValueException(option, "'" + name + "' is not a LoRA layout PixelPost writes; known: "
             + ALL.stream().filter(LoraLayout::writable).map(LoraLayout::name).toList());
     }
 }

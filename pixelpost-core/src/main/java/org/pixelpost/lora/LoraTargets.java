@@ -6,33 +6,48 @@ import java.util.Map;
 import java.util.function.Predicate;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
-import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.check.InvalidValueException;
+import org.pixelpost.pipeline.Families;
+import org.pixelpost.pipeline.Family;
 
 /**
- * Which layers get adapters, by name: the presets the common trainers use, or a regular expression
- * found in the layer's path. Each preset names the layers in every model's own naming (the U-Net's
- * diffusers names, the DiT's PixArt names and CLIP's transformers names), so one list serves all.
+ * Which layers get adapters, by name: the presets each model family declares (see
+ * {@link Family#loraPresets()}), or a regular expression found in the layer's path.
  */
 public final class LoraTargets {
     private LoraTargets() {}
 
-    /** Preset -> the endings of the layer paths it selects. */
-    public static final Map<String, List<String>> PRESETS = Map.of(
-        // U-Net: self- and cross-attention projections; DiT: fused qkv, cross-attention q and kv, outputs; CLIP: q, k, v, out
-        "attention", List.of(".to_q", ".to_k", ".to_v", ".to_out.0", ".attn.qkv", ".attn.proj", ".cross_attn.q_linear",
-            ".cross_attn.kv_linear", ".cross_attn.proj", ".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.out_proj"),
-        // the transformer blocks' feed-forward layers
-        "ff", List.of(".ff.net.0.proj", ".ff.net.2", ".mlp.fc1", ".mlp.fc2"),
-        // the U-Net's projections into and out of each transformer (1x1 convolutions in SD 1.x)
-        "proj", List.of(".proj_in", ".proj_out"),
-        // the U-Net's residual-block, down- and upsampling convolutions (kohya's conv_dim targets)
-        "conv", List.of(".conv1", ".conv2", ".conv_shortcut", ".downsamplers.0.conv", ".upsamplers.0.conv"));
+    /** Every family's presets together: preset -> the endings of the layer paths it selects in any family (for checking a config before a model is loaded). */
+    public static final Map<String, List<String>> PRESETS = union();
+
+    private static Map<String, List<String>> union() {
+        Map<String, List<String>> all = new java.util.TreeMap<>();
+        for (Family f : Families.ALL)
+            f.loraPresets().forEach((k, v) -> all.computeIfAbsent(k, x -> new ArrayList<>()).addAll(v));
+        all.replaceAll((k, v) -> List.copyOf(v));
+        return java.util.Collections.unmodifiableMap(all);
+    }
 
     /** The default: attention projections only, as kohya's and diffusers' LoRA scripts do. */
     public static final List<String> DEFAULT = List.of("attention");
 
-    /** A predicate on layer paths for {@code targets}: preset names, or regular expressions found in the path. */
+    /** A predicate on layer paths for {@code targets}: any family's preset names, or regular expressions found in the path. */
     public static Predicate<String> of(List<String> targets) {
+        return of(targets, PRESETS);
+    }
+
+    /** As {@link #of(List)}, with the presets of {@code family} (a preset it does not declare is refused, naming the ones it does). */
+    public static Predicate<String> of(List<String> targets, Family family) {
+        Map<String, List<String>> own = family.loraPresets();
+        for (String t : targets)
+            for (String part : t.split(","))
+                if (PRESETS.containsKey(part.strip()) && !own.containsKey(part.strip()))
+                    throw new InvalidValueException("lora_targets", "preset '" + part.strip() + "' does not apply to " + family.displayName()
+                        + " models; their presets: " + String.join(", ", new java.util.TreeSet<>(own.keySet())));
+        return of(targets, own);
+    }
+
+    private static Predicate<String> of(List<String> targets, Map<String, List<String>> presets) {
         if (targets == null || targets.isEmpty()) throw new InvalidValueException("lora_targets", "is empty; name at least one target (presets: "
             + String.join(", ", PRESETS.keySet().stream().sorted().toList()) + ", or a regular expression)");
         List<Predicate<String>> any = new ArrayList<>();
@@ -40,12 +55,12 @@ public final class LoraTargets {
         for (String t : targets) {
             // "attention,ff" names two presets; a comma inside a regular expression stays
             List<String> parts = List.of(t.split(","));
-            if (parts.size() > 1 && parts.stream().allMatch(x -> PRESETS.containsKey(x.strip()))) flat.addAll(parts);
+            if (parts.size() > 1 && parts.stream().allMatch(x -> presets.containsKey(x.strip()))) flat.addAll(parts);
             else flat.add(t);
         }
         for (String t : flat) {
             String name = t.strip();
-            List<String> endings = PRESETS.get(name);
+            List<String> endings = presets.get(name);
             if (endings != null) {
                 any.add(p -> endings.stream().anyMatch(e -> ("." + p).endsWith(e)));
                 continue;

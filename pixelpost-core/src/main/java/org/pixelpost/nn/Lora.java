@@ -89,8 +89,7 @@ public final class Lora {
      * the only trainable parameters, and returns their paths.
      */
     public static List<String> attach(Module root, Predicate<String> target, int rank, double alpha, double dropout, Generator g) {
-        if (rank < 1) throw new IllegalArgumentException("the LoRA rank must be at least 1, not " + rank);
-        if (!(dropout >= 0 && dropout < 1)) throw new IllegalArgumentException("the LoRA dropout must be in [0, 1), not " + dropout);
+        checkOptions(rank, alpha, dropout);
         List<String> done = new ArrayList<>();
         if (root.modules().entrySet().stream().noneMatch(e -> free(e.getValue()) && target.test(e.getKey())))
             throw new NoTargetException();
@@ -125,6 +124,13 @@ public final class Lora {
             // a linear layer's [r, in] and a 1x1 convolution's [r, in, 1, 1] hold the same numbers
             fill((Layers.Adaptable) m, down.to(torch.ScalarType.Float).reshape(want[0]).clone(), up.to(torch.ScalarType.Float).reshape(want[1]).clone(), alpha, 0);
         }
+    }
+
+    /** The rules for fresh adapters, by the training options' names: rank at least 1, alpha not negative, dropout in [0, 1). */
+    public static void checkOptions(int rank, double alpha, double dropout) {
+        org.pixelpost.io.check.Checks.atLeast("lora_rank", rank, 1);
+        org.pixelpost.io.check.Checks.nonNegative("lora_alpha", alpha);
+        org.pixelpost.io.check.Checks.inHalfOpen("lora_dropout", dropout, 0, 1);
     }
 
     /** Whether {@code m} is a layer with an empty adapter slot. */

@@ -8,7 +8,7 @@ import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Tensors;
 

@@ -11,7 +11,7 @@ import org.pixelpost.model.denoiser.Denoiser;
 public record Dpo(Denoiser reference, double beta, double latentWeight, PixelTerm pixel) implements PreferenceObjective {
     public Dpo {
         if (reference == null) throw new IllegalArgumentException("DPO needs a reference model");
-        if (latentWeight == 0 && !pixel.on()) throw new IllegalArgumentException("latent and pixel weight are both 0");
+        Objectives.checkWeights(latentWeight, pixel);
     }
 
     @Override

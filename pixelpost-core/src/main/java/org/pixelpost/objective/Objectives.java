@@ -72,6 +72,12 @@ public final class Objectives {
         return value.add(lin).sub(lin.detach());
     }
 
+    /** The rule every objective keeps: some term must carry weight (the latent weight is never negative). */
+    public static void checkWeights(double latentWeight, PixelTerm pixel) {
+        org.pixelpost.io.check.Checks.nonNegative("latent_weight", latentWeight);
+        if (latentWeight == 0 && !pixel.on()) throw new org.pixelpost.io.check.InvalidValueException("pixel_weight", "latent_weight and pixel_weight are both 0");
+    }
+
     /** Per-sample MSE of two [0, 1] image batches, measured in [-1, 1] (four times the [0, 1] value). */
     static Tensor pixelMse(Tensor a, Tensor b) {
         return latent(a, b).mul(Tensors.s(4));

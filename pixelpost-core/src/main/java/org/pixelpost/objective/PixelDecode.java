@@ -11,7 +11,7 @@ public enum PixelDecode {
         return switch (s.toLowerCase(java.util.Locale.ROOT)) {
             case "t" -> T;
             case "x0" -> X0;
-            default -> throw new org.pixelpost.io.InvalidValueException("pixel_decode", "'" + s + "' is not t or x0");
+            default -> throw new org.pixelpost.io.check.InvalidValueException("pixel_decode", "'" + s + "' is not t or x0");
         };
     }
 }

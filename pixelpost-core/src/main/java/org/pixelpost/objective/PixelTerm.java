@@ -12,8 +12,11 @@ package org.pixelpost.objective;
  */
 public record PixelTerm(double weight, PixelDecode decode, double fraction, int crop, int cropMargin, int decoderChunk) {
     public PixelTerm {
-        if (!(fraction > 0 && fraction <= 1)) throw new IllegalArgumentException("pixel fraction " + fraction + " is not in (0, 1]");
-        if (crop < 0 || cropMargin < 0 || decoderChunk < 0) throw new IllegalArgumentException("pixel crop, margin and decoder chunk must be >= 0");
+        org.pixelpost.io.check.Checks.nonNegative("pixel_weight", weight);
+        if (!(fraction > 0 && fraction <= 1)) throw new org.pixelpost.io.check.InvalidValueException("pixel_fraction", fraction + " is out of range; must be in (0, 1]");
+        org.pixelpost.io.check.Checks.atLeast("pixel_crop", crop, 0);
+        org.pixelpost.io.check.Checks.atLeast("pixel_crop_margin", cropMargin, 0);
+        org.pixelpost.io.check.Checks.atLeast("decoder_chunk", decoderChunk, 0);
     }
 
     public static PixelTerm off() {

@@ -8,7 +8,7 @@ import org.pixelpost.tensor.Tensors;
 /** Supervised fine-tuning, Eq. 3: {@code latentWeight * L_latent + lambda * L_pixel}. */
 public record Sft(double latentWeight, PixelTerm pixel) implements Objective {
     public Sft {
-        if (latentWeight == 0 && !pixel.on()) throw new IllegalArgumentException("latent and pixel weight are both 0");
+        Objectives.checkWeights(latentWeight, pixel);
     }
 
     @Override

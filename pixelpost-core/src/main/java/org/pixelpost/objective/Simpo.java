@@ -6,7 +6,7 @@ import org.pixelpost.model.denoiser.Denoiser;
 /** SimPO (Eq. 5) without a reference, with its pixel counterpart at weight mu (Eqs. 6-7). */
 public record Simpo(double beta, double gamma, double latentWeight, PixelTerm pixel) implements PreferenceObjective {
     public Simpo {
-        if (latentWeight == 0 && !pixel.on()) throw new IllegalArgumentException("latent and pixel weight are both 0");
+        Objectives.checkWeights(latentWeight, pixel);
     }
 
     @Override

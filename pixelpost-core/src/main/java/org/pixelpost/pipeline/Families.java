@@ -2,7 +2,7 @@ package org.pixelpost.pipeline;
 
 import java.util.ArrayList;
 import java.util.List;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.denoiser.Denoiser;
 import org.pixelpost.model.text.TextEncoder;

@@ -59,6 +59,12 @@ public interface Family {
     /** The scheduler a new model of the family (or a folder without one) gets. */
     DdimScheduler.Config defaultScheduler();
 
+    /**
+     * The LoRA target presets of the family's layers: preset name -> the endings of the layer paths
+     * it selects, in the components' own naming ({@code --lora-targets attention} etc.).
+     */
+    Map<String, List<String>> loraPresets();
+
     /** Header metadata the family's LoRA files carry (kohya's {@code ss_base_model_version}). */
     default Map<String, String> loraMetadata(TextToImageModel m) {
         return Map.of();

@@ -44,6 +44,13 @@ final class PixelPostFamily implements Family {
 
     @Override public DdimScheduler.Config defaultScheduler() { return TextToImageModel.defaultScheduler(); }
 
+    /** The DiT's fused qkv, cross-attention q and kv and output projections; its MLPs. */
+    @Override
+    public java.util.Map<String, List<String>> loraPresets() {
+        return java.util.Map.of("attention", List.of(".attn.qkv", ".attn.proj", ".cross_attn.q_linear", ".cross_attn.kv_linear", ".cross_attn.proj"),
+            "ff", List.of(".mlp.fc1", ".mlp.fc2"));
+    }
+
     @Override
     public TextToImageModel loadFolder(Path dir, JsonNode j, LoadOptions o) throws IOException {
         String aeSpec = j.path("autoencoder").asText("taef2");

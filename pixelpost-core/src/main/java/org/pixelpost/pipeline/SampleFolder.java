@@ -10,7 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 
 /**
  * The contract of a folder of sampled images: {@code settings.json} says how they were made and

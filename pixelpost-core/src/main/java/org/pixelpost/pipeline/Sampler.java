@@ -91,7 +91,7 @@ public final class Sampler {
         if (groups > 1 && s.eta() == 0 && m.device().is_cpu()) return concurrently(groups, prompts, negativePrompts, seeds, s, progress);
         int size = s.size() == 0 ? m.imageSize : s.size();
         int factor = m.autoencoder.downsampling();
-        if (size % factor != 0) throw new org.pixelpost.io.InvalidValueException("--size", size + " is not a multiple of the autoencoder's " + factor);
+        if (size % factor != 0) throw new org.pixelpost.io.check.InvalidValueException("--size", size + " is not a multiple of the autoencoder's " + factor);
         try (Scope scope = Scope.open(); var g = Tensors.noGrad(); Generator stepNoise = Generator.seeded(seeds[0] ^ 0x5DEECE66DL)) {
             int n = prompts.size();
             List<String> all = new ArrayList<>();

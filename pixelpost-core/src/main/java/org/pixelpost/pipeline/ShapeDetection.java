@@ -10,8 +10,8 @@ import java.util.TreeSet;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.model.autoencoder.AutoencoderKL;
 import org.pixelpost.model.denoiser.UNet2DCondition;
 import org.pixelpost.model.text.ClipTextModel;
@@ -41,7 +41,7 @@ public final class ShapeDetection {
             return out;
         }
         try (org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) {
-            org.pixelpost.io.Checkpoints.read(file).forEach((k, t) -> out.put(k, Tensors.shape(t)));
+            org.pixelpost.io.tensorfile.Checkpoints.read(file).forEach((k, t) -> out.put(k, Tensors.shape(t)));
         }
         return out;
     }
@@ -223,7 +223,7 @@ public final class ShapeDetection {
             if (java.nio.file.Files.isRegularFile(f)) StableDiffusion.json(f).path("weight_map").forEach(shard -> weights.add(dir.resolve(shard.asText())));
         }
         if (weights.isEmpty())
-            weights.add(org.pixelpost.io.Checkpoints.find(dir, "diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin"));
+            weights.add(org.pixelpost.io.tensorfile.Checkpoints.find(dir, "diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin"));
         long n = 0;
         for (Path w : weights) n += count(shapes(w), "");
         Component c = new Component(ROLES.get(cls), cls, j, n);

@@ -12,9 +12,9 @@ import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.Checkpoints;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.tensorfile.Checkpoints;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.model.autoencoder.AutoencoderKL;
 import org.pixelpost.model.denoiser.UNet2DCondition;
 import org.pixelpost.model.text.ClipTextEncoder;
@@ -59,6 +59,18 @@ public final class StableDiffusion {
         }
 
         @Override public DdimScheduler.Config defaultScheduler() { return scheduler(null); }
+
+        /** kohya's and diffusers' targets: the U-Net's and CLIP's attention projections, feed-forwards, transformer projections and convolutions. */
+        @Override
+        public Map<String, List<String>> loraPresets() {
+            return Map.of(
+                "attention", List.of(".to_q", ".to_k", ".to_v", ".to_out.0", ".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.out_proj"),
+                "ff", List.of(".ff.net.0.proj", ".ff.net.2"),
+                // the projections into and out of each transformer (1x1 convolutions in SD 1.x)
+                "proj", List.of(".proj_in", ".proj_out"),
+                // the residual-block, down- and upsampling convolutions (kohya's conv_dim targets)
+                "conv", List.of(".conv1", ".conv2", ".conv_shortcut", ".downsamplers.0.conv", ".upsamplers.0.conv"));
+        }
 
         @Override
         public Map<String, String> loraMetadata(TextToImageModel m) {

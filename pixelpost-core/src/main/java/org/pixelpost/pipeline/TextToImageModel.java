@@ -7,7 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.Autoencoders;
 import org.pixelpost.model.denoiser.DiT;
@@ -118,9 +118,7 @@ public final class TextToImageModel implements AutoCloseable {
 
     /** Model latents to images in [0, 1], not clamped (gradients flow through, for the pixel term). */
     public Tensor decodeLatents(Tensor latents) {
-        ScalarType w = dtypeOf(autoencoder.decoder());
-        Tensor img = autoencoder.decode(latents.div(Tensors.s(latentScale)).to(w));
-        return w == ScalarType.Float ? img : img.to(ScalarType.Float);
+        return decodeLatentsWith(autoencoder, latents);
     }
 
     /**
@@ -137,8 +135,10 @@ public final class TextToImageModel implements AutoCloseable {
     }
 
     /** Model latents to images in [0, 1] through another autoencoder over the same latent space (e.g. TAESD for SD). */
-    public Tensor decodeLatentsWith(Autoencoder other, Tensor latents) {
-        return other.decode(latents.div(Tensors.s(latentScale)));
+    public Tensor decodeLatentsWith(Autoencoder decoder, Tensor latents) {
+        ScalarType w = dtypeOf(decoder.decoder());
+        Tensor img = decoder.decode(latents.div(Tensors.s(latentScale)).to(w));
+        return w == ScalarType.Float ? img : img.to(ScalarType.Float);
     }
 
     /**
@@ -202,7 +202,7 @@ public final class TextToImageModel implements AutoCloseable {
 
     /** Writes the family's single-file layout (atomically); for families that have one. */
     public void saveSingleFile(Path file) throws IOException {
-        org.pixelpost.io.SafeTensors.write(file, family.singleFileState(this), java.util.Map.of("format", "pt"));
+        org.pixelpost.io.tensorfile.SafeTensors.write(file, family.singleFileState(this), java.util.Map.of("format", "pt"));
     }
 
     /** Puts the finished folder {@code tmp} where {@code abs} is. */

@@ -9,7 +9,7 @@ import java.util.Arrays;
 import java.util.Set;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Tensors;
 

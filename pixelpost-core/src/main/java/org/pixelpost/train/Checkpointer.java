@@ -13,8 +13,8 @@ import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.tensorfile.SafeTensors;
 
 /**
  * The checkpoint layout of a run folder: {@code DIR/step-NNNNNN/} holding one safetensors file

@@ -30,6 +30,22 @@ import org.pixelpost.tensor.Tensors;
  * not bit for bit; with the same lanes a run repeats exactly.
  */
 final class MicroBatchLanes implements AutoCloseable {
+    /**
+     * The rules for running {@code n} micro-batches of a step at once, checked once for the library
+     * and the training config alike: {@code n} divides the step's {@code gradAccum} micro-batches,
+     * and more than one needs a denoiser without LoRA adapters (a DPO reference switches them off on
+     * the shared model) or gradient checkpointing, on the CPU.
+     */
+    static void check(int n, int gradAccum, boolean lora, boolean checkpointing, boolean cpu) {
+        String key = "concurrent_micro_batches";
+        org.pixelpost.io.check.Checks.atLeast(key, n, 1);
+        if (gradAccum % n != 0) throw new org.pixelpost.io.check.InvalidValueException(key, n + " does not divide grad_accum " + gradAccum);
+        if (n == 1) return;
+        if (lora) throw new org.pixelpost.io.check.InvalidValueException(key, "does not work with LoRA adapters");
+        if (checkpointing) throw new org.pixelpost.io.check.InvalidValueException(key, "does not work with gradient_checkpointing");
+        if (!cpu) throw new org.pixelpost.io.check.InvalidValueException(key, "is for the CPU");
+    }
+
     /*
      * Memory: a lane holds its gradients (as large as the trainable parameters) from its backward
      * until its turn to add them, so up to one such copy per lane at a time.

@@ -11,11 +11,12 @@ import java.lang.annotation.Retention;
 import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 import java.util.List;
-import org.pixelpost.io.Checks;
-import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.check.Checks;
+import org.pixelpost.io.check.InvalidValueException;
 import org.pixelpost.model.denoiser.Denoiser;
 import org.pixelpost.objective.Dpo;
 import org.pixelpost.objective.Objective;
+import org.pixelpost.objective.Objectives;
 import org.pixelpost.objective.PixelDecode;
 import org.pixelpost.objective.PixelTerm;
 import org.pixelpost.objective.Sft;
@@ -204,6 +205,8 @@ public record TrainConfig(
             throw new InvalidValueException("device", e.getMessage());
         }
         PixelDecode.of(pixelDecode);
+        Objectives.checkWeights(latentWeight, pixelTerm()); // the pixel term's own options are checked by PixelTerm
+        trainerOptions(Math.max(1, steps)); // and the optimizer's by Trainer.Options
         Checks.oneOf("lr_schedule", lrSchedule, "constant", "cosine");
         Checks.oneOf("on_bad_image", onBadImage, "skip", "fail");
         Checks.oneOf("latent_sample", latentSample, "mean", "sample");
@@ -212,56 +215,31 @@ public record TrainConfig(
         if (data == null) throw new InvalidValueException("data", "is required (captions.jsonl folder or pairs.jsonl)");
         if (out == null) throw new InvalidValueException("out", "is required (the run folder)");
         if (pixelDecoder == null || pixelDecoder.isBlank()) throw new InvalidValueException("pixel_decoder", "is required (vae, taesd or a path)");
-        Checks.nonNegative("latent_weight", latentWeight);
-        Checks.nonNegative("pixel_weight", pixelWeight);
-        if (latentWeight == 0 && pixelWeight == 0) throw new InvalidValueException("pixel_weight", "latent_weight and pixel_weight are both 0");
-        if (!(pixelFraction > 0 && pixelFraction <= 1)) throw new InvalidValueException("pixel_fraction", pixelFraction + " is out of range; must be in (0, 1]");
-        Checks.atLeast("pixel_crop", pixelCrop, 0);
-        Checks.atLeast("pixel_crop_margin", pixelCropMargin, 0);
-        Checks.atLeast("decoder_chunk", decoderChunk, 0);
         Checks.positive("beta", beta);
         Checks.finite("gamma", gamma);
         Checks.atLeast("epochs", epochs, 0);
         if (epochs == 0) Checks.atLeast("steps", steps, 1);
         Checks.atLeast("batch_size", batchSize, 1);
-        Checks.atLeast("grad_accum", gradAccum, 1);
-        Checks.positive("lr", lr);
-        Checks.inHalfOpen("adam_beta1", adamBeta1, 0, 1);
-        Checks.inHalfOpen("adam_beta2", adamBeta2, 0, 1);
-        Checks.positive("adam_eps", adamEps);
-        Checks.nonNegative("weight_decay", weightDecay);
-        Checks.atLeast("warmup_steps", warmupSteps, 0);
-        Checks.nonNegative("max_grad_norm", maxGradNorm);
-        Checks.inHalfOpen("ema_decay", emaDecay, 0, 1);
         Checks.inRange("caption_dropout", captionDropout, 0, 1);
         Checks.atLeast("checkpoint_every", checkpointEvery, 0);
         Checks.atLeast("keep_checkpoints", keepCheckpoints, 1);
-        Checks.atLeast("max_nonfinite", maxNonfinite, 0);
         Checks.atLeast("log_every", logEvery, 1);
         Checks.atLeast("val_every", valEvery, 0);
         Checks.atLeast("sample_every", sampleEvery, 0);
         Checks.atLeast("sample_steps", sampleSteps, 1);
         Checks.finite("sample_guidance", sampleGuidance);
-        Checks.atLeast("lora_rank", loraRank, 0);
-        Checks.nonNegative("lora_alpha", loraAlpha);
-        Checks.inHalfOpen("lora_dropout", loraDropout, 0, 1);
-        Checks.oneOf("lora_format", loraFormat, "kohya", "peft");
         org.pixelpost.lora.LoraTargets.of(loraTargets);
-        if (!lora()) {
+        org.pixelpost.lora.LoraLayout.written("lora_format", loraFormat);
+        Checks.atLeast("lora_rank", loraRank, 0);
+        if (lora()) org.pixelpost.nn.Lora.checkOptions(loraRank, loraAlpha, loraDropout);
+        else {
             TrainConfig d = defaults();
             if (loraAlpha != d.loraAlpha || loraDropout != d.loraDropout || !loraTargets.equals(d.loraTargets) || !loraFormat.equals(d.loraFormat))
                 throw new InvalidValueException("lora_rank", "is 0 (full fine-tuning), but LoRA options are set; give --lora-rank to train adapters");
         }
         if (loraDropout > 0 && gradientCheckpointing)
             throw new InvalidValueException("lora_dropout", "cannot be combined with gradient_checkpointing (the recomputed forward would draw other masks)");
-        Checks.atLeast("concurrent_micro_batches", concurrentMicroBatches, 1);
-        if (concurrentMicroBatches > 1) {
-            if (gradAccum % concurrentMicroBatches != 0)
-                throw new InvalidValueException("concurrent_micro_batches", concurrentMicroBatches + " does not divide grad_accum " + gradAccum);
-            if (lora()) throw new InvalidValueException("concurrent_micro_batches", "does not work with LoRA adapters (lora_rank " + loraRank + ")");
-            if (gradientCheckpointing) throw new InvalidValueException("concurrent_micro_batches", "does not work with gradient_checkpointing");
-            if (!device.equals("cpu")) throw new InvalidValueException("concurrent_micro_batches", "is for the CPU (device " + device + ")");
-        }
+        MicroBatchLanes.check(concurrentMicroBatches, gradAccum, lora(), gradientCheckpointing, device.equals("cpu"));
         return this;
     }
 }

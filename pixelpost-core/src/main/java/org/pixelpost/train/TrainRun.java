@@ -18,11 +18,11 @@ import org.pixelpost.data.EncodedSet;
 import org.pixelpost.data.ImageCaptionSet;
 import org.pixelpost.data.PreferencePairSet;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.io.Images;
-import org.pixelpost.io.InvalidValueException;
-import org.pixelpost.io.OutputDir;
-import org.pixelpost.io.RunLock;
+import org.pixelpost.io.check.InvalidValueException;
+import org.pixelpost.io.run.OutputDir;
+import org.pixelpost.io.run.RunLock;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.Autoencoders;
 import org.pixelpost.model.denoiser.Denoiser;
@@ -87,7 +87,7 @@ public final class TrainRun {
     public static Path cacheDir() {
         String env = System.getenv("PIXELPOST_CACHE");
         if (env != null && !env.isBlank()) return Paths.get(env);
-        return org.pixelpost.io.Checkpoints.userCache("encoded");
+        return org.pixelpost.io.tensorfile.Checkpoints.userCache("encoded");
     }
 
     public Summary run() throws IOException {
@@ -114,7 +114,7 @@ public final class TrainRun {
             throw new InvalidValueException("--device", c.device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
         org.bytedeco.pytorch.Device device;
         try {
-            device = Engine.device(c.device().equals("cuda") ? "cuda:" + group.localRank() : c.device());
+            device = Engine.device(c.device().equals("cuda") && group.worldSize() > 1 ? "cuda:" + group.localRank() : c.device());
         } catch (IllegalArgumentException e) {
             throw new InvalidValueException("--device", e.getMessage());
         }
@@ -248,7 +248,7 @@ public final class TrainRun {
         try (Generator g = Generator.seeded(Generator.mix(c.seed(), 0x10AAL))) {
             List<String> layers;
             try {
-                layers = Lora.attach(m.denoiser.module(), LoraTargets.of(c.loraTargets()), c.loraRank(), c.effectiveLoraAlpha(), c.loraDropout(), g);
+                layers = Lora.attach(m.denoiser.module(), LoraTargets.of(c.loraTargets(), m.family()), c.loraRank(), c.effectiveLoraAlpha(), c.loraDropout(), g);
             } catch (Lora.NoTargetException e) {
                 throw new InvalidValueException("lora_targets", c.loraTargets() + " select no linear layer or convolution of " + m.denoiser.className());
             }

@@ -11,9 +11,9 @@ import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.data.Batches;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.Checks;
-import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.check.Checks;
+import org.pixelpost.io.check.InvalidValueException;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Loss;
@@ -36,10 +36,19 @@ public final class Trainer implements AutoCloseable {
     /** How the parameters are updated. Defaults follow the paper where it gives one. */
     public record Options(long steps, int gradAccum, double lr, double adamBeta1, double adamBeta2, double adamEps, double weightDecay,
                           int warmupSteps, boolean cosine, double maxGradNorm, double emaDecay, boolean bf16, int maxNonfinite, long seed) {
+        /** Each rule once, by the option's name (a training config's key). */
         public Options {
-            if (steps < 1) throw new IllegalArgumentException("steps must be positive");
-            if (gradAccum < 1) throw new IllegalArgumentException("gradient accumulation must be positive");
-            if (!(emaDecay >= 0 && emaDecay < 1)) throw new IllegalArgumentException("EMA decay " + emaDecay + " is not in [0, 1)");
+            Checks.atLeast("steps", steps, 1);
+            Checks.atLeast("grad_accum", gradAccum, 1);
+            Checks.positive("lr", lr);
+            Checks.inHalfOpen("adam_beta1", adamBeta1, 0, 1);
+            Checks.inHalfOpen("adam_beta2", adamBeta2, 0, 1);
+            Checks.positive("adam_eps", adamEps);
+            Checks.nonNegative("weight_decay", weightDecay);
+            Checks.atLeast("warmup_steps", warmupSteps, 0);
+            Checks.nonNegative("max_grad_norm", maxGradNorm);
+            Checks.inHalfOpen("ema_decay", emaDecay, 0, 1);
+            Checks.atLeast("max_nonfinite", maxNonfinite, 0);
         }
 
         public static Options defaults() {
@@ -141,11 +150,7 @@ public final class Trainer implements AutoCloseable {
      * switches them off for its forward, which is state on the shared model).
      */
     public Trainer concurrentMicroBatches(int n) {
-        if (n < 1) throw new IllegalArgumentException("concurrent micro-batches must be positive, not " + n);
-        if (o.gradAccum() % n != 0)
-            throw new IllegalArgumentException(n + " concurrent micro-batches do not divide the " + o.gradAccum() + " micro-batches per step");
-        if (n > 1 && !adapters.isEmpty()) throw new IllegalArgumentException("concurrent micro-batches do not work with LoRA adapters");
-        if (n > 1 && !flat.data().device().is_cpu()) throw new IllegalArgumentException("concurrent micro-batches are for the CPU");
+        MicroBatchLanes.check(n, o.gradAccum(), !adapters.isEmpty(), model.denoiser.module().gradientCheckpointing(), flat.data().device().is_cpu());
         if (lanes != null) lanes.close();
         lanes = null;
         if (n > 1) lanes = new MicroBatchLanes(n, List.copyOf(params.values()), o.seed());

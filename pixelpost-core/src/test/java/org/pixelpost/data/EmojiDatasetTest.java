@@ -12,9 +12,10 @@ import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.TestData;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.io.Images;
 
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class EmojiDatasetTest {
     @Test
     void buildsCaptionedDisjointSplitsFromTheRealPackage(@TempDir Path dir) throws Exception {

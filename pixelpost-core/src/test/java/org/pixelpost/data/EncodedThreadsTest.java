@@ -18,6 +18,7 @@ import org.pixelpost.pipeline.TextToImageModel;
  * on 1 and on 2 libtorch threads write the same bytes, so a data-parallel run and a one-process run
  * train on the same latents whichever of them encoded first.
  */
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class EncodedThreadsTest {
     @TempDir Path dir;
 

@@ -19,9 +19,9 @@ import org.junit.jupiter.api.io.TempDir;
 import org.pixelpost.InMemory;
 import org.pixelpost.TestData;
 import org.pixelpost.data.Batches;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 import org.pixelpost.pipeline.TextToImageModel;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.model.denoiser.UNet2DCondition;
 import org.pixelpost.model.text.ClipTextEncoder;
 import org.pixelpost.nn.Lora;
@@ -307,7 +307,7 @@ class LoraWeightsTest {
             Map<String, LoraWeights.Update> partial = new LinkedHashMap<>(w.updates());
             partial.put("unet.down_blocks.9.attn.to_q", w.updates().values().iterator().next());
             assertThrows(IllegalArgumentException.class, () -> new LoraWeights(partial, Map.of(), List.of()).merge(c, 1));
-            assertThrows(org.pixelpost.io.InvalidValueException.class, () -> w.merge(c, Double.NaN));
+            assertThrows(org.pixelpost.io.check.InvalidValueException.class, () -> w.merge(c, Double.NaN));
             u.parameters().forEach((k, v) -> assertTrue(torch.equal(before.get(k), v), "nothing applied halfway: " + k));
         }
     }

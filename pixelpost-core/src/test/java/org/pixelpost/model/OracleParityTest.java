@@ -7,7 +7,7 @@ import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.junit.jupiter.api.Test;
 import org.pixelpost.TestData;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.model.denoiser.DiT;
 import org.pixelpost.model.denoiser.Denoisers;
 import org.pixelpost.model.denoiser.UNet2DCondition;

@@ -146,7 +146,7 @@ class DdimSchedulerTest {
         DdimScheduler.Config back = DdimScheduler.Config.fromJson(c.toJson());
         assertEquals(c.toJson(), back.toJson());
         Files.writeString(f, "{\"timestep_spacing\": \"sideways\"}");
-        var e = assertThrows(org.pixelpost.io.BadFileException.class, () -> DdimScheduler.Config.read(f));
+        var e = assertThrows(org.pixelpost.io.check.BadFileException.class, () -> DdimScheduler.Config.read(f));
         assertTrue(e.getMessage().contains("sideways"), e.getMessage());
     }
 

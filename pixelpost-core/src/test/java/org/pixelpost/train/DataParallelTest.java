@@ -16,7 +16,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.junit.jupiter.api.Test;
 import org.pixelpost.InMemory;
 import org.pixelpost.data.Batches;
-import org.pixelpost.io.InvalidValueException;
+import org.pixelpost.io.check.InvalidValueException;
 import org.pixelpost.model.denoiser.Denoiser;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Dpo;
@@ -33,6 +33,7 @@ import org.pixelpost.tensor.Tensors;
  * tested in the command-line module): W ranks with batch B train exactly as one process with batch
  * W x B, with accumulation as with processes.
  */
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class DataParallelTest {
     static final int GLOBAL = 8, STEPS = 20;
 

@@ -11,8 +11,8 @@ import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.RunLock;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.run.RunLock;
 import org.pixelpost.tensor.Tensors;
 
 /** The run folder's files: checkpoints a kill left half done, TensorBoard after a resume, the folder lock. */

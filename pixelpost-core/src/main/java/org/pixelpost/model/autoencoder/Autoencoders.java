@@ -17,7 +17,7 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 
 /**
  * Resolves {@code --autoencoder NAME|PATH}: an explicit path, then {@code $PIXELPOST_WEIGHTS/NAME/},
@@ -105,7 +105,7 @@ public final class Autoencoders {
     }
 
     static Path cacheDir() {
-        return org.pixelpost.io.Checkpoints.userCache("weights");
+        return org.pixelpost.io.tensorfile.Checkpoints.userCache("weights");
     }
 
     private static boolean hasAll(Path dir, String name) {

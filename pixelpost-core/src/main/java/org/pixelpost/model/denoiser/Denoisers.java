@@ -7,7 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.TreeMap;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 
 /** Builds a denoiser from a folder by the class name its {@code config.json} (or the model index) gives. */
 public final class Denoisers {

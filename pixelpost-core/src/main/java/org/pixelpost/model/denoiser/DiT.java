@@ -14,10 +14,10 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.io.AtomicFiles;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.Checkpoints;
-import org.pixelpost.io.Checks;
-import org.pixelpost.io.SafeTensors;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.tensorfile.Checkpoints;
+import org.pixelpost.io.check.Checks;
+import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.LayerNorm;
 import org.pixelpost.nn.Layers.Linear;
@@ -360,9 +360,9 @@ public final class DiT extends Module implements Denoiser {
         Config c;
         try {
             if (j.path("use_additional_conditions").asBoolean(false))
-                throw new org.pixelpost.io.InvalidValueException("use_additional_conditions", "true (resolution and aspect-ratio conditions) is not built");
+                throw new org.pixelpost.io.check.InvalidValueException("use_additional_conditions", "true (resolution and aspect-ratio conditions) is not built");
             if (!j.path("norm_type").asText("ada_norm_single").equals("ada_norm_single"))
-                throw new org.pixelpost.io.InvalidValueException("norm_type", "'" + j.get("norm_type").asText() + "' is not ada_norm_single");
+                throw new org.pixelpost.io.check.InvalidValueException("norm_type", "'" + j.get("norm_type").asText() + "' is not ada_norm_single");
             int heads = (int) Checks.integer("num_attention_heads", j.get("num_attention_heads"), 1);
             int hidden = heads * (int) Checks.integer("attention_head_dim", j.get("attention_head_dim"), 1);
             int in = (int) Checks.integer("in_channels", j.get("in_channels"), 1);

@@ -23,7 +23,7 @@ public final class ClipTextEncoder implements TextEncoder {
 
     public ClipTextEncoder(ClipTokenizer tokenizer, ClipTextModel model, int clipSkip) {
         if (clipSkip < 1 || clipSkip > model.config().numLayers())
-            throw new org.pixelpost.io.InvalidValueException("--clip-skip", clipSkip + " is out of range; must be in [1, " + model.config().numLayers() + "]");
+            throw new org.pixelpost.io.check.InvalidValueException("--clip-skip", clipSkip + " is out of range; must be in [1, " + model.config().numLayers() + "]");
         this.tokenizer = tokenizer;
         this.model = model;
         this.clipSkip = clipSkip;

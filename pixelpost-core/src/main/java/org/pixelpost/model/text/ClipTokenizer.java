@@ -14,9 +14,9 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.NpmPackage;
-import org.pixelpost.io.Tar;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.fetch.NpmPackage;
+import org.pixelpost.io.fetch.Tar;
 
 /**
  * CLIP's tokenizer: byte-level BPE over lower-cased, whitespace-normalised, HTML-unescaped text,

@@ -5,7 +5,7 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.TreeMap;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 
 /** Builds a text encoder by the class name a model folder gives. */
 public final class TextEncoders {

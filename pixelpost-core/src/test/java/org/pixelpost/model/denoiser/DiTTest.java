@@ -20,6 +20,7 @@ import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class DiTTest {
     /** A few thousand parameters: 4x4 latents of 4 channels, 16-dim text. */
     static DiT.Config micro() {

@@ -14,7 +14,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import org.pixelpost.io.BadFileException;
+import org.pixelpost.io.check.BadFileException;
 
 /**
  * Builds studies from folders written by {@code pixelpost sample} (their {@code settings.json}

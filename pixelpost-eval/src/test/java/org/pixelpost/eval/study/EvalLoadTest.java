@@ -31,6 +31,7 @@ import org.junit.jupiter.api.io.TempDir;
  * ends with exactly 5 votes, and every acknowledged vote is stored exactly once. Throughput and p99 latency are
  * printed (figures, not assertions).
  */
+@org.junit.jupiter.api.Tag("slow") // end to end: left out of the fast lane (mvn -Pfast test)
 class EvalLoadTest {
     static final int ANNOTATORS = 20, ITEMS = 600, QUOTA = 5;
 

@@ -1,4 +1,4 @@
-package org.pixelpost.eval;
+package org.pixelpost.stats;
 
 import java.util.Arrays;
 import java.util.SplittableRandom;

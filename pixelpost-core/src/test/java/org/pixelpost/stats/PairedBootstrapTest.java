@@ -1,4 +1,4 @@
-package org.pixelpost.eval;
+package org.pixelpost.stats;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

@@ -1,4 +1,6 @@
-package org.pixelpost.io;
+package org.pixelpost.io.tensorfile;
+
+import org.pixelpost.io.check.BadFileException;
 
 import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;

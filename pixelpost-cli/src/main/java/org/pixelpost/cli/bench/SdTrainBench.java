@@ -1,5 +1,8 @@
-package org.pixelpost.cli;
+package org.pixelpost.cli.bench;
 
+import org.pixelpost.cli.Json;
+import org.pixelpost.cli.Launcher;
+import org.pixelpost.cli.TrainCommand;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;

@@ -1,4 +1,4 @@
-package org.pixelpost.cli;
+package org.pixelpost.cli.bench;
 
 import java.time.Duration;
 import java.util.LinkedHashMap;

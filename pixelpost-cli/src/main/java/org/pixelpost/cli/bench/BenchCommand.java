@@ -1,5 +1,8 @@
-package org.pixelpost.cli;
+package org.pixelpost.cli.bench;
 
+import org.pixelpost.cli.Json;
+import org.pixelpost.cli.Launcher;
+import org.pixelpost.cli.TrainCommand;
 import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.util.LinkedHashMap;
@@ -9,7 +12,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.pixelpost.model.autoencoder.Autoencoder;
 import org.pixelpost.model.autoencoder.Autoencoders;
-import org.pixelpost.io.Checks;
+import org.pixelpost.io.check.Checks;
 import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
@@ -19,7 +22,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Speed and memory figures (not pass/fail).",
     subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class, TrainBench.class, PixelDecoderBench.class})
-final class BenchCommand implements Runnable {
+public final class BenchCommand implements Runnable {
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
     @Override

@@ -1,4 +1,4 @@
-package org.pixelpost.io;
+package org.pixelpost.io.check;
 
 /**
  * A value a user gave (an option, a config key, a field of a file) that is out of its allowed

@@ -1,4 +1,7 @@
-package org.pixelpost.io;
+package org.pixelpost.io.tensorfile;
+
+import org.pixelpost.io.AtomicFiles;
+import org.pixelpost.io.check.BadFileException;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;

@@ -1,12 +1,12 @@
-package org.pixelpost.io;
+package org.pixelpost.io.tensorfile;
 
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
-import org.pixelpost.io.BadFileException;
-import org.pixelpost.io.SafeTensors;
-import org.pixelpost.io.TorchCheckpoint;
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.tensorfile.SafeTensors;
+import org.pixelpost.io.tensorfile.TorchCheckpoint;
 
 /** Reads a state dict from safetensors or a PyTorch zip checkpoint, chosen by the file's first bytes. */
 public final class Checkpoints {

@@ -1,4 +1,4 @@
-package org.pixelpost.eval;
+package org.pixelpost.stats;
 
 /**
  * The paper's head-to-head layout, from per-prompt scores (lower is better): A wins where its

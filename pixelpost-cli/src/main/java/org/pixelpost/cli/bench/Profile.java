@@ -1,4 +1,4 @@
-package org.pixelpost.cli;
+package org.pixelpost.cli.bench;
 
 import java.util.Arrays;
 import java.util.LinkedHashMap;

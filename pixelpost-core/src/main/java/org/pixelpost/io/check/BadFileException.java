@@ -1,4 +1,4 @@
-package org.pixelpost.io;
+package org.pixelpost.io.check;
 
 import java.io.IOException;
 import java.nio.file.Path;

@@ -1,4 +1,6 @@
-package org.pixelpost.io;
+package org.pixelpost.io.fetch;
+
+import org.pixelpost.io.check.BadFileException;
 
 import java.io.BufferedInputStream;
 import java.io.IOException;

@@ -1,5 +1,6 @@
-package org.pixelpost.io;
+package org.pixelpost.io.tensorfile;
 
+import org.pixelpost.io.check.BadFileException;
 import static org.junit.jupiter.api.Assertions.*;
 
 import java.io.IOException;

@@ -1,4 +1,8 @@
-package org.pixelpost.io;
+package org.pixelpost.io.run;
+
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.check.Checks;
+import org.pixelpost.io.check.InvalidValueException;
 
 import java.io.IOException;
 import java.nio.file.AccessDeniedException;

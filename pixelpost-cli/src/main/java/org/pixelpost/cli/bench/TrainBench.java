@@ -1,5 +1,8 @@
-package org.pixelpost.cli;
+package org.pixelpost.cli.bench;
 
+import org.pixelpost.cli.Json;
+import org.pixelpost.cli.Launcher;
+import org.pixelpost.cli.TrainCommand;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -16,7 +19,7 @@ import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.AdamW;
 import org.pixelpost.train.Trainer;
-import org.pixelpost.io.Checks;
+import org.pixelpost.io.check.Checks;
 import org.pixelpost.objective.Batch;
 import org.pixelpost.objective.Loss;
 import org.pixelpost.objective.PixelTerm;
@@ -64,9 +67,9 @@ final class TrainBench implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (model.equals("sd15-shapes")) {
-            if (concurrent != 1) throw new org.pixelpost.io.InvalidValueException("--concurrent-micro-batches", "is for --model tiny");
+            if (concurrent != 1) throw new org.pixelpost.io.check.InvalidValueException("--concurrent-micro-batches", "is for --model tiny");
             Checks.atLeast("--iters", iters, 1);
-            if (imageSize % 64 != 0) throw new org.pixelpost.io.InvalidValueException("--image-size", imageSize + " is not a multiple of 64");
+            if (imageSize % 64 != 0) throw new org.pixelpost.io.check.InvalidValueException("--image-size", imageSize + " is not a multiple of 64");
             if (row >= 0) {
                 System.out.println(Json.write(SdTrainBench.one(row, imageSize, iters, warmup)));
                 return 0;
@@ -74,16 +77,16 @@ final class TrainBench implements Callable<Integer> {
             List<Integer> which = this.rows != null ? this.rows : java.util.stream.IntStream.range(0, SdTrainBench.ROWS.size()).boxed().toList();
             for (int i : which)
                 if (i < 0 || i >= SdTrainBench.ROWS.size())
-                    throw new org.pixelpost.io.InvalidValueException("--rows", i + " is not a row (0 to " + (SdTrainBench.ROWS.size() - 1) + ")");
+                    throw new org.pixelpost.io.check.InvalidValueException("--rows", i + " is not a row (0 to " + (SdTrainBench.ROWS.size() - 1) + ")");
             List<Map<String, Object>> results = SdTrainBench.all(imageSize, iters, warmup, which);
             if (json) System.out.println(Json.write(results));
             else for (Map<String, Object> r : results) System.out.printf("%-50s %8s s/step  peak RSS %s MiB%n", r.get("row"),
                 r.getOrDefault("seconds_per_step", "-"), r.getOrDefault("peak_rss_mib", r.getOrDefault("error", "-")));
             return 0;
         }
-        if (!model.equals("tiny")) throw new org.pixelpost.io.InvalidValueException("--model", "'" + model + "' is not tiny or sd15-shapes");
+        if (!model.equals("tiny")) throw new org.pixelpost.io.check.InvalidValueException("--model", "'" + model + "' is not tiny or sd15-shapes");
         if (concurrent < 1 || batch % concurrent != 0)
-            throw new org.pixelpost.io.InvalidValueException("--concurrent-micro-batches", concurrent + " must be positive and divide --batch " + batch);
+            throw new org.pixelpost.io.check.InvalidValueException("--concurrent-micro-batches", concurrent + " must be positive and divide --batch " + batch);
         org.pixelpost.train.DataParallel.Env env = org.pixelpost.train.DataParallel.Env.from(System.getenv());
         if (nprocPerNode > 1 && env == null)
             return Launcher.run(nprocPerNode, TrainCommand.workerArgs(spec.commandLine().getParseResult().originalArgs()), 60);
@@ -204,7 +207,7 @@ final class TrainBench implements Callable<Integer> {
         meta.put("config", m.denoiser.configJson().toString());
         res.terms().forEach((k, v) -> meta.put(k, String.valueOf(v)));
         meta.put("grad_norm", String.valueOf(Math.sqrt(sq)));
-        org.pixelpost.io.SafeTensors.write(file, out, meta);
+        org.pixelpost.io.tensorfile.SafeTensors.write(file, out, meta);
         System.out.println("wrote " + file + ": " + meta);
     }
 

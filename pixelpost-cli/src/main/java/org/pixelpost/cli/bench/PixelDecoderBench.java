@@ -1,5 +1,8 @@
-package org.pixelpost.cli;
+package org.pixelpost.cli.bench;
 
+import org.pixelpost.cli.Json;
+import org.pixelpost.cli.Launcher;
+import org.pixelpost.cli.TrainCommand;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -33,12 +36,12 @@ final class PixelDecoderBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        org.pixelpost.io.Checks.atLeast("--draws", draws, 1);
-        org.pixelpost.io.Checks.atLeast("--batch", batch, 1);
+        org.pixelpost.io.check.Checks.atLeast("--draws", draws, 1);
+        org.pixelpost.io.check.Checks.atLeast("--batch", batch, 1);
         Engine.start();
         try (TextToImageModel m = TextToImageModel.load(model); Autoencoder other = Autoencoders.load(decoder)) {
             if (other.latentChannels() != m.autoencoder.latentChannels())
-                throw new org.pixelpost.io.InvalidValueException("--decoder", other.name() + " takes " + other.latentChannels() + " latent channels, the model "
+                throw new org.pixelpost.io.check.InvalidValueException("--decoder", other.name() + " takes " + other.latentChannels() + " latent channels, the model "
                     + m.autoencoder.latentChannels());
             Sft pixelOnly = new Sft(0, PixelTerm.of(1));
             double cos = 0, msOwn = 0, msOther = 0;

@@ -1,4 +1,4 @@
-package org.pixelpost.io;
+package org.pixelpost.io.tensorfile;
 
 import java.util.ArrayList;
 import java.util.Collection;

@@ -1,4 +1,6 @@
-package org.pixelpost.io;
+package org.pixelpost.io.run;
+
+import org.pixelpost.io.check.BadFileException;
 
 import java.io.IOException;
 import java.net.InetAddress;

@@ -1,4 +1,4 @@
-package org.pixelpost.io;
+package org.pixelpost.io.check;
 
 /**
  * The one validation of numbers users give, from flags, config files, model configs and trainer

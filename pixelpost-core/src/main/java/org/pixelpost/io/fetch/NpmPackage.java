@@ -1,4 +1,8 @@
-package org.pixelpost.io;
+package org.pixelpost.io.fetch;
+
+import org.pixelpost.io.check.BadFileException;
+import org.pixelpost.io.check.Checks;
+import org.pixelpost.io.tensorfile.Checkpoints;
 
 import java.io.IOException;
 import java.io.InputStream;
