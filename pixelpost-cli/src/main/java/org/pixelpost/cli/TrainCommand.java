@@ -4,13 +4,13 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
-import java.lang.reflect.RecordComponent;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.pixelpost.io.check.InvalidValueException;
+import org.pixelpost.io.FlatOptions;
 import org.pixelpost.train.DataParallel;
 import org.pixelpost.train.GradSync;
 import org.pixelpost.train.TrainConfig;
@@ -45,33 +45,19 @@ public final class TrainCommand implements Callable<Integer> {
     /** The command with one generated option per config field. */
     static CommandLine create() {
         CommandSpec spec = CommandSpec.forAnnotatedObject(new TrainCommand());
-        TrainConfig d = TrainConfig.defaults();
-        for (RecordComponent rc : TrainConfig.class.getRecordComponents()) {
-            TrainConfig.Doc doc = rc.getAnnotation(TrainConfig.Doc.class);
-            Object def;
-            try {
-                def = rc.getAccessor().invoke(d);
-            } catch (ReflectiveOperationException e) {
-                throw new IllegalStateException(e);
-            }
-            Class<?> t = rc.getType();
-            OptionSpec.Builder b = OptionSpec.builder("--" + kebab(rc.getName()))
-                .description((doc == null ? "" : doc.value()) + (def == null || (def instanceof List<?> l && l.isEmpty()) ? "" : " (default: " + def + ")"))
-                .paramLabel(t == boolean.class ? "BOOL" : snake(rc.getName()).toUpperCase());
+        for (FlatOptions.Field f : FlatOptions.fields(TrainConfig.class)) {
+            com.fasterxml.jackson.databind.JsonNode def = f.defaultJson(TrainConfig.JSON);
+            String shown = def.isNull() || (def.isArray() && def.isEmpty()) ? null : def.isTextual() ? def.asText() : def.toString();
+            Class<?> t = f.type();
+            OptionSpec.Builder b = OptionSpec.builder(f.flag())
+                .description(f.help() + (shown == null ? "" : " (default: " + shown + ")"))
+                .paramLabel(t == boolean.class ? "BOOL" : f.key().toUpperCase());
             if (t == boolean.class) b.type(Boolean.class).arity("0..1").fallbackValue("true");
             else if (t == List.class) b.type(String[].class).arity("1");
             else b.type(String.class);
             spec.addOption(b.build());
         }
         return new CommandLine(spec);
-    }
-
-    static String kebab(String camel) {
-        return camel.replaceAll("([a-z0-9])([A-Z])", "$1-$2").toLowerCase();
-    }
-
-    static String snake(String camel) {
-        return camel.replaceAll("([a-z0-9])([A-Z])", "$1_$2").toLowerCase();
     }
 
     @Override
@@ -89,13 +75,13 @@ public final class TrainCommand implements Callable<Integer> {
             if (!j.isObject()) throw new IOException(config + ": not a JSON object");
             over.setAll((ObjectNode) j);
         }
-        for (RecordComponent rc : TrainConfig.class.getRecordComponents()) {
-            OptionSpec o = spec.findOption("--" + kebab(rc.getName()));
+        for (FlatOptions.Field f : FlatOptions.fields(TrainConfig.class)) {
+            OptionSpec o = spec.findOption(f.flag());
             if (o.originalStringValues().isEmpty()) continue;
-            String key = snake(rc.getName());
+            String key = f.key();
             fromFlags.add(key);
             Object v = o.getValue();
-            Class<?> t = rc.getType();
+            Class<?> t = f.type();
             if (t == List.class) {
                 ArrayNode a = over.putArray(key);
                 for (String s : (String[]) v) a.add(s);
@@ -124,7 +110,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (env == null || env.worldSize() == 1) return train(c, GradSync.LOCAL);
         Launcher.watchLauncher();
         try (DataParallel group = DataParallel.join(env, java.time.Duration.ofSeconds(distTimeout), DataParallel.DEFAULT_BUCKET_BYTES,
-                c.device().startsWith("cuda"))) {
+                c.run().device().startsWith("cuda"))) {
             try {
                 return train(c, group);
             } catch (RuntimeException | IOException e) {
@@ -177,7 +163,7 @@ public final class TrainCommand implements Callable<Integer> {
         }, group).run();
         } catch (Trainer.Stopped e) {
             String how = e.checkpoint != null ? "checkpoint " + e.checkpoint + "; continue with: pixelpost train --config "
-                + Path.of(c.out()).resolve("config.json") + " --resume latest" : "no step was finished, nothing to resume";
+                + Path.of(c.run().out()).resolve("config.json") + " --resume latest" : "no step was finished, nothing to resume";
             throw new Errors.Interrupted("stopped by " + e.reason + " after step " + e.step + "; " + how, e.reason.equals("SIGINT") ? 130 : 143);
         }
         if (!quiet) System.out.printf("trained %d steps in %s%s; model: %s%n", s.steps(), ProgressBar.clock(s.seconds()),

@@ -79,7 +79,7 @@ public final class TrainRun {
     public TrainRun(TrainConfig config, Listener listener, GradSync group) {
         this.c = config;
         this.listener = listener;
-        this.out = Paths.get(config.out());
+        this.out = Paths.get(config.run().out());
         this.group = group;
     }
 
@@ -105,16 +105,16 @@ public final class TrainRun {
     private Summary run(boolean[] created, boolean[] locked, boolean[] training) throws IOException {
         long started = System.nanoTime();
         Engine.start();
-        Checkpointer checkpoints = new Checkpointer(out.resolve("checkpoints"), c.checkpointEvery(), c.keepCheckpoints());
-        Path resumeFrom = c.resume() == null || c.resume().isBlank() ? null : checkpoints.resolve(c.resume());
+        Checkpointer checkpoints = new Checkpointer(out.resolve("checkpoints"), c.run().checkpointEvery(), c.run().keepCheckpoints());
+        Path resumeFrom = c.run().resume() == null || c.run().resume().isBlank() ? null : checkpoints.resolve(c.run().resume());
         if (resumeFrom == null && !checkpoints.list().isEmpty())
             throw new IOException(out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
         // one GPU per process: in a group, "cuda" means the GPU of the process's local rank
-        if (group.worldSize() > 1 && c.device().startsWith("cuda:"))
-            throw new InvalidValueException("--device", c.device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
+        if (group.worldSize() > 1 && c.run().device().startsWith("cuda:"))
+            throw new InvalidValueException("--device", c.run().device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
         org.bytedeco.pytorch.Device device;
         try {
-            device = Engine.device(c.device().equals("cuda") && group.worldSize() > 1 ? "cuda:" + group.localRank() : c.device());
+            device = Engine.device(c.run().device().equals("cuda") && group.worldSize() > 1 ? "cuda:" + group.localRank() : c.run().device());
         } catch (IllegalArgumentException e) {
             throw new InvalidValueException("--device", e.getMessage());
         }
@@ -124,7 +124,7 @@ public final class TrainRun {
             if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
                 throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
         }
-        try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.init())));
+        try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.run().init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
             checkStepFits(c, m, group.worldSize());
@@ -134,19 +134,19 @@ public final class TrainRun {
             }
             if (writer) listener.message("encoding data (cached after the first run)");
             if (!writer) group.awaitRank0("encoding"); // rank 0 encodes into the cache first (however long); the others then read it
-            try (Data data = Data.load(c, Paths.get(c.data()), m, listener);
-                 Data val = c.valData() != null && writer ? Data.load(c, Paths.get(c.valData()), m, listener) : null) {
+            try (Data data = Data.load(c, Paths.get(c.data().data()), m, listener);
+                 Data val = c.data().valData() != null && writer ? Data.load(c, Paths.get(c.data().valData()), m, listener) : null) {
                 if (writer) group.rank0Done("encoding");
-                long perStep = (long) c.batchSize() * c.gradAccum() * group.worldSize();
-                long total = c.epochs() > 0 ? c.epochs() * ((data.size() + perStep - 1) / perStep) : c.steps();
-                EncodedBatches batches = data.batches(c, c.seed(), group.slots(c.gradAccum()));
-                List<Batch> valBatches = val == null ? null : val.batches(c, 0, c.gradAccum()).inOrder();
+                long perStep = (long) c.data().batchSize() * c.run().gradAccum() * group.worldSize();
+                long total = c.run().epochs() > 0 ? c.run().epochs() * ((data.size() + perStep - 1) / perStep) : c.run().steps();
+                EncodedBatches batches = data.batches(c, c.run().seed(), group.slots(c.run().gradAccum()));
+                List<Batch> valBatches = val == null ? null : val.batches(c, 0, c.run().gradAccum()).inOrder();
                 try (Trainer t = new Trainer(m, batches, c.buildObjective(reference), c.trainerOptions(total));
-                     Autoencoder pixelDecoder = c.pixelDecoder().equals("vae") ? null : Autoencoders.load(c.pixelDecoder())) {
-                    if (c.gradientCheckpointing()) // the denoiser's blocks and the pixel term's decoder stages are recomputed in the backward
+                     Autoencoder pixelDecoder = c.method().pixelDecoder().equals("vae") ? null : Autoencoders.load(c.method().pixelDecoder())) {
+                    if (c.run().gradientCheckpointing()) // the denoiser's blocks and the pixel term's decoder stages are recomputed in the backward
                         for (org.pixelpost.nn.Module part : List.of(m.denoiser.module(), (pixelDecoder != null ? pixelDecoder : m.autoencoder).decoder()))
                             part.gradientCheckpointing(true);
-                    t.checkpointer(checkpoints).gradSync(group).concurrentMicroBatches(c.concurrentMicroBatches());
+                    t.checkpointer(checkpoints).gradSync(group).concurrentMicroBatches(c.run().concurrentMicroBatches());
                     if (pixelDecoder != null) t.pixelDecoder(pixelDecoder);
                     if (!writer) {
                         if (resumeFrom != null) t.resume(resumeFrom);
@@ -178,7 +178,7 @@ public final class TrainRun {
                     if (c.lora()) {
                         result = out.resolve(LORA_FILE);
                         LoraWeights w = LoraWeights.of(LoraWeights.components(m)).withMetadata(m.family().loraMetadata(m));
-                        w.write(result, org.pixelpost.lora.LoraLayout.written(c.loraFormat()));
+                        w.write(result, org.pixelpost.lora.LoraLayout.written(c.adapters().loraFormat()));
                     } else {
                         result = out.resolve("model");
                         m.save(result);
@@ -206,8 +206,8 @@ public final class TrainRun {
      * off (no second copy of the base).
      */
     private Denoiser reference(TextToImageModel m) throws IOException {
-        if (c.lora() && c.reference() == null) return Denoisers.withoutAdapters(m.denoiser);
-        Path dir = Paths.get(c.reference() != null ? c.reference() : c.init());
+        if (c.lora() && c.method().reference() == null) return Denoisers.withoutAdapters(m.denoiser);
+        Path dir = Paths.get(c.method().reference() != null ? c.method().reference() : c.run().init());
         // PixelPost's folders keep the denoiser in denoiser/, diffusers' in unet/ or transformer/
         Path sub = java.util.stream.Stream.of("denoiser", "unet", "transformer").map(dir::resolve).filter(Files::isDirectory).findFirst()
             .orElseThrow(() -> new BadFileException(dir, "no denoiser/, unet/ or transformer/ folder: not a model folder to use as the DPO reference"));
@@ -230,7 +230,7 @@ public final class TrainRun {
         } catch (IOException e) {
             throw new BadFileException(f, "malformed JSON (" + e.getMessage() + ")");
         }
-        com.fasterxml.jackson.databind.JsonNode now = TrainConfig.JSON.valueToTree(c);
+        com.fasterxml.jackson.databind.JsonNode now = c.json();
         for (String k : List.of("init", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout"))
             if (was.has(k) && !was.get(k).equals(now.get(k)))
                 throw new InvalidValueException(k, now.get(k) + " differs from " + was.get(k) + " in " + f
@@ -245,16 +245,16 @@ public final class TrainRun {
     private TextToImageModel withAdapters(TextToImageModel m) {
         if (!c.lora()) return m;
         long before = m.denoiser.module().parameterCount();
-        try (Generator g = Generator.seeded(Generator.mix(c.seed(), 0x10AAL))) {
+        try (Generator g = Generator.seeded(Generator.mix(c.run().seed(), 0x10AAL))) {
             List<String> layers;
             try {
-                layers = Lora.attach(m.denoiser.module(), LoraTargets.of(c.loraTargets(), m.family()), c.loraRank(), c.effectiveLoraAlpha(), c.loraDropout(), g);
+                layers = Lora.attach(m.denoiser.module(), LoraTargets.of(c.adapters().loraTargets(), m.family()), c.adapters().loraRank(), c.effectiveLoraAlpha(), c.adapters().loraDropout(), g);
             } catch (Lora.NoTargetException e) {
-                throw new InvalidValueException("lora_targets", c.loraTargets() + " select no linear layer or convolution of " + m.denoiser.className());
+                throw new InvalidValueException("lora_targets", c.adapters().loraTargets() + " select no linear layer or convolution of " + m.denoiser.className());
             }
             long adapters = m.denoiser.module().trainableParameters().values().stream().mapToLong(Tensor::numel).sum();
             listener.message(String.format("LoRA rank %d, alpha %s on %d layers: %,d trainable parameters (%.2f%% of the denoiser's %,d)",
-                c.loraRank(), c.effectiveLoraAlpha(), layers.size(), adapters, 100.0 * adapters / before, before));
+                c.adapters().loraRank(), c.effectiveLoraAlpha(), layers.size(), adapters, 100.0 * adapters / before, before));
             return m;
         } catch (RuntimeException e) {
             m.close();
@@ -281,11 +281,11 @@ public final class TrainRun {
             long total = t.options().steps();
             terms.forEach((k, v) -> window.merge(k, v, Double::sum));
             windowSteps++;
-            if (step % c.logEvery() == 0 || step == total) {
+            if (step % c.run().logEvery() == 0 || step == total) {
                 Map<String, Double> mean = new LinkedHashMap<>();
                 int n = windowSteps;
                 window.forEach((k, v) -> mean.put(k, v / n));
-                if (val != null && c.valEvery() > 0 && (step % c.valEvery() == 0 || step == total))
+                if (val != null && c.validation().valEvery() > 0 && (step % c.validation().valEvery() == 0 || step == total))
                     t.evaluate(val, 0x7A11DL).forEach((k, v) -> mean.put("val_" + k, v));
                 writeMetrics(step, mean, started);
                 tb.scalars(step, mean);
@@ -293,7 +293,7 @@ public final class TrainRun {
                 windowSteps = 0;
             }
             listener.step(step, total, terms);
-            if (c.sampleEvery() > 0 && (step % c.sampleEvery() == 0 || step == total) && !c.samplePrompts().isEmpty())
+            if (c.validation().sampleEvery() > 0 && (step % c.validation().sampleEvery() == 0 || step == total) && !c.validation().samplePrompts().isEmpty())
                 sample(t.model(), step);
         }
 
@@ -309,8 +309,8 @@ public final class TrainRun {
     }
 
     private void sample(TextToImageModel m, long step) throws IOException {
-        long[] seeds = new long[c.samplePrompts().size()];
-        Tensor images = m.sampler().sample(c.samplePrompts(), seeds, new Sampler.Settings(c.sampleSteps(), c.sampleGuidance(), 0), null);
+        long[] seeds = new long[c.validation().samplePrompts().size()];
+        Tensor images = m.sampler().sample(c.validation().samplePrompts(), seeds, new Sampler.Settings(c.validation().sampleSteps(), c.validation().sampleGuidance(), 0), null);
         List<BufferedImage> tiles = new ArrayList<>();
         for (int i = 0; i < seeds.length; i++) tiles.add(Images.toImage(images.select(0, i)));
         Images.writePng(out.resolve("samples").resolve(String.format("step-%06d.png", step)), Images.grid(tiles, Math.min(8, tiles.size()), 2));
@@ -346,13 +346,13 @@ public final class TrainRun {
      * step is split): refused before any data is encoded where the step's rows would not fit in memory.
      */
     static void checkStepFits(TrainConfig c, TextToImageModel m, int processes) {
-        double rows = (double) c.batchSize() * c.gradAccum() * processes * (c.preference() ? 2 : 1);
+        double rows = (double) c.data().batchSize() * c.run().gradAccum() * processes * (c.preference() ? 2 : 1);
         double latent = (double) m.autoencoder.latentChannels() * m.latentSize() * m.latentSize();
         double bytes = rows * latent * 4 * 3; // the noise, the noised latent and a draw of its size, float32
         long physical = Engine.physicalMemory();
         if (rows > Integer.MAX_VALUE || bytes > physical / 2.0)
             throw new InvalidValueException("grad_accum", String.format("batch %d x --grad-accum %d x %d processes = %.0f samples per step; "
-                + "their noise alone needs about %.1f GB, more than half of this machine's %.1f GB", c.batchSize(), c.gradAccum(), processes, rows,
+                + "their noise alone needs about %.1f GB, more than half of this machine's %.1f GB", c.data().batchSize(), c.run().gradAccum(), processes, rows,
                 bytes / 1e9, physical / 1e9));
     }
 
@@ -363,13 +363,13 @@ public final class TrainRun {
         }
 
         EncodedBatches batches(TrainConfig c, long seed, int slotsPerStep) {
-            return new EncodedBatches(winners, losers, c.batchSize(), slotsPerStep, seed, c.flip(), c.captionDropout(),
-                c.latentSample().equals("sample"));
+            return new EncodedBatches(winners, losers, c.data().batchSize(), slotsPerStep, seed, c.data().flip(), c.data().captionDropout(),
+                c.data().latentSample().equals("sample"));
         }
 
         static Data load(TrainConfig c, Path path, TextToImageModel m, Listener listener) throws IOException {
             Path cache = cacheDir();
-            boolean failOnBad = c.onBadImage().equals("fail");
+            boolean failOnBad = c.data().onBadImage().equals("fail");
             if (!c.preference()) {
                 ImageCaptionSet set = ImageCaptionSet.load(path);
                 List<Path> files = set.items().stream().map(ImageCaptionSet.Item::file).toList();
@@ -386,7 +386,7 @@ public final class TrainRun {
             if (!degenerate.isEmpty()) {
                 String what = degenerate.size() + " of " + all.size() + " pairs in " + path + " have the same image as winner and loser "
                     + "(they carry no preference): " + (degenerate.size() > 3 ? degenerate.subList(0, 3) + "..." : degenerate);
-                if (c.onBadPair().equals("fail")) throw new BadFileException(path, what);
+                if (c.data().onBadPair().equals("fail")) throw new BadFileException(path, what);
                 listener.message("warning: " + what + "; dropped (--on-bad-pair fail refuses them)");
                 if (usable.isEmpty()) throw new BadFileException(path, "no usable pairs left");
             }

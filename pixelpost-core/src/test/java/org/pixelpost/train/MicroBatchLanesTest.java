@@ -106,7 +106,7 @@ class MicroBatchLanesTest {
             Trainer.Options accum2 = new Trainer.Options(1, 2, o.lr(), o.adamBeta1(), o.adamBeta2(), o.adamEps(), o.weightDecay(), 0, false, 1, 0, false, 0, 0);
             try (Trainer t = new Trainer(m, data.slots(4, false), new Sft(1, PixelTerm.of(0)), accum2)) {
                 var e = assertThrows(IllegalArgumentException.class, () -> t.concurrentMicroBatches(3));
-                assertTrue(e.getMessage().contains("do not divide the 2 micro-batches"), e.getMessage());
+                assertTrue(e.getMessage().contains("3 does not divide grad_accum 2"), e.getMessage()); // the one rule the config checks too
                 assertThrows(IllegalArgumentException.class, () -> t.concurrentMicroBatches(0));
             }
         }
@@ -122,6 +122,6 @@ class MicroBatchLanesTest {
         j.put("device", "cpu").put("gradient_checkpointing", true);
         assertTrue(assertThrows(InvalidValueException.class, () -> TrainConfig.from(j)).getMessage().contains("gradient_checkpointing"));
         j.put("gradient_checkpointing", false);
-        assertEquals(2, TrainConfig.from(j).concurrentMicroBatches());
+        assertEquals(2, TrainConfig.from(j).run().concurrentMicroBatches());
     }
 }
