@@ -91,40 +91,90 @@ public final class TrainRun {
     }
 
     public Summary run() throws IOException {
-        boolean[] created = {false}, locked = {false}, training = {false};
+        Folder folder = new Folder(out);
         try {
-            return run(created, locked, training);
+            return run(folder);
         } catch (IOException | RuntimeException e) {
-            // a run that failed before its first step leaves nothing behind in a folder it made itself
-            // (and only while it held the folder: a run refused by the lock touches nothing)
-            if (created[0] && locked[0] && !training[0]) AtomicFiles.deleteTree(out);
+            folder.abandon();
             throw e;
         }
     }
 
-    private Summary run(boolean[] created, boolean[] locked, boolean[] training) throws IOException {
+    /**
+     * The run folder as this run holds it: whether the run made it, holds its lock, and has begun
+     * training. A run that fails before its first step leaves nothing behind in a folder it made
+     * itself (and only while it held the folder: a run refused by the lock touches nothing).
+     */
+    private static final class Folder {
+        final Path dir;
+        boolean created, locked, training;
+
+        Folder(Path dir) {
+            this.dir = dir;
+        }
+
+        /** Makes or reuses the folder (rank 0); refuses one that holds other files. */
+        void prepare(boolean resuming) throws IOException {
+            created = OutputDir.prepare(dir, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
+            if (!resuming && !OutputDir.isEmpty(dir) && !Files.isRegularFile(dir.resolve("config.json")) && !onlyLock(dir))
+                throw new InvalidValueException("--out", dir + " holds files but is not a run folder; choose an empty or new folder");
+        }
+
+        RunLock lock() throws IOException {
+            RunLock l = RunLock.acquire(dir);
+            locked = true;
+            return l;
+        }
+
+        void abandon() throws IOException {
+            if (created && locked && !training) AtomicFiles.deleteTree(dir);
+        }
+    }
+
+    /** What a run trains and what it leaves: the whole denoiser and a model folder, or LoRA adapters and their file. */
+    private interface Method {
+        /** The model as this method trains it (adapters attached); closed on failure. */
+        TextToImageModel prepare(TextToImageModel m);
+
+        /** Writes the run's result into the run folder and returns its path. */
+        Path save(TextToImageModel m, Path out) throws IOException;
+    }
+
+    private Method method() {
+        if (!c.lora()) return new Method() {
+            @Override public TextToImageModel prepare(TextToImageModel m) { return m; }
+
+            @Override
+            public Path save(TextToImageModel m, Path out) throws IOException {
+                m.save(out.resolve("model"));
+                return out.resolve("model");
+            }
+        };
+        return new Method() {
+            @Override public TextToImageModel prepare(TextToImageModel m) { return withAdapters(m); }
+
+            @Override
+            public Path save(TextToImageModel m, Path out) throws IOException {
+                LoraWeights w = LoraWeights.of(LoraWeights.components(m)).withMetadata(m.family().loraMetadata(m));
+                w.write(out.resolve(LORA_FILE), org.pixelpost.lora.LoraLayout.written(c.adapters().loraFormat()));
+                return out.resolve(LORA_FILE);
+            }
+        };
+    }
+
+    /** The wiring: the folder, the model as the method trains it, the data, the trainer; then the result. */
+    private Summary run(Folder folder) throws IOException {
         long started = System.nanoTime();
         Engine.start();
         Checkpointer checkpoints = new Checkpointer(out.resolve("checkpoints"), c.run().checkpointEvery(), c.run().keepCheckpoints());
         Path resumeFrom = c.run().resume() == null || c.run().resume().isBlank() ? null : checkpoints.resolve(c.run().resume());
         if (resumeFrom == null && !checkpoints.list().isEmpty())
             throw new IOException(out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
-        // one GPU per process: in a group, "cuda" means the GPU of the process's local rank
-        if (group.worldSize() > 1 && c.run().device().startsWith("cuda:"))
-            throw new InvalidValueException("--device", c.run().device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
-        org.bytedeco.pytorch.Device device;
-        try {
-            device = Engine.device(c.run().device().equals("cuda") && group.worldSize() > 1 ? "cuda:" + group.localRank() : c.run().device());
-        } catch (IllegalArgumentException e) {
-            throw new InvalidValueException("--device", e.getMessage());
-        }
+        org.bytedeco.pytorch.Device device = device();
         boolean writer = group.rank() == 0; // the others only train
-        if (writer) {
-            created[0] = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
-            if (resumeFrom == null && !OutputDir.isEmpty(out) && !Files.isRegularFile(out.resolve("config.json")) && !onlyLock(out))
-                throw new InvalidValueException("--out", out + " holds files but is not a run folder; choose an empty or new folder");
-        }
-        try (RunLock lock = writer ? acquire(out, locked) : null; TextToImageModel m = withAdapters(TextToImageModel.load(Paths.get(c.run().init())));
+        if (writer) folder.prepare(resumeFrom != null);
+        Method method = method();
+        try (RunLock lock = writer ? folder.lock() : null; TextToImageModel m = method.prepare(TextToImageModel.load(Paths.get(c.run().init())));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
             checkStepFits(c, m, group.worldSize());
@@ -137,7 +187,7 @@ public final class TrainRun {
             try (Data data = Data.load(c, Paths.get(c.data().data()), m, listener);
                  Data val = c.data().valData() != null && writer ? Data.load(c, Paths.get(c.data().valData()), m, listener) : null) {
                 if (writer) group.rank0Done("encoding");
-                long perStep = (long) c.data().batchSize() * c.run().gradAccum() * group.worldSize();
+                long perStep = (long) c.data().batchSize() * group.slots(c.run().gradAccum());
                 long total = c.run().epochs() > 0 ? c.run().epochs() * ((data.size() + perStep - 1) / perStep) : c.run().steps();
                 EncodedBatches batches = data.batches(c, c.run().seed(), group.slots(c.run().gradAccum()));
                 List<Batch> valBatches = val == null ? null : val.batches(c, 0, c.run().gradAccum()).inOrder();
@@ -148,51 +198,50 @@ public final class TrainRun {
                             part.gradientCheckpointing(true);
                     t.checkpointer(checkpoints).gradSync(group).concurrentMicroBatches(c.run().concurrentMicroBatches());
                     if (pixelDecoder != null) t.pixelDecoder(pixelDecoder);
+                    if (resumeFrom != null) t.resume(resumeFrom);
                     if (!writer) {
-                        if (resumeFrom != null) t.resume(resumeFrom);
                         listener.started(t);
                         Map<String, Double> last = t.run(); // rank 0 logs the terms, averaged over the processes
                         return new Summary(null, t.step(), (System.nanoTime() - started) / 1e9, last);
                     }
-                    if (resumeFrom != null) {
-                        t.resume(resumeFrom);
-                        // what the interrupted run logged past its checkpoint goes: metrics and curves do not overlap
-                        truncateMetrics(t.step());
-                        TensorBoard.dropAfter(out.resolve("tensorboard"), t.step());
-                        listener.message("resumed from " + resumeFrom + " at step " + t.step());
-                    } else {
-                        Files.deleteIfExists(out.resolve("metrics.jsonl"));
-                        AtomicFiles.deleteTree(out.resolve("tensorboard")); // a run that died before its first checkpoint
-                    }
-                    AtomicFiles.writeString(out.resolve("config.json"), c.toJson());
+                    startLogs(t, resumeFrom);
                     Map<String, Double> last;
                     try (FolderLog log = new FolderLog(valBatches, started)) {
                         t.listener(log);
-                        training[0] = true;
+                        folder.training = true;
                         listener.started(t);
                         last = t.run();
                     }
-                    // the final model folder (or LoRA file): EMA weights where there are, otherwise the trained ones
-                    t.applyEma();
-                    Path result;
-                    if (c.lora()) {
-                        result = out.resolve(LORA_FILE);
-                        LoraWeights w = LoraWeights.of(LoraWeights.components(m)).withMetadata(m.family().loraMetadata(m));
-                        w.write(result, org.pixelpost.lora.LoraLayout.written(c.adapters().loraFormat()));
-                    } else {
-                        result = out.resolve("model");
-                        m.save(result);
-                    }
-                    return new Summary(result, t.step(), (System.nanoTime() - started) / 1e9, last);
+                    t.applyEma(); // the result: EMA weights where there are, otherwise the trained ones
+                    return new Summary(method.save(m, out), t.step(), (System.nanoTime() - started) / 1e9, last);
                 }
             }
         }
     }
 
-    private static RunLock acquire(Path dir, boolean[] locked) throws IOException {
-        RunLock l = RunLock.acquire(dir);
-        locked[0] = true;
-        return l;
+    /** The device of this process: in a group, "cuda" means the GPU of the process's local rank. */
+    private org.bytedeco.pytorch.Device device() {
+        if (group.worldSize() > 1 && c.run().device().startsWith("cuda:"))
+            throw new InvalidValueException("--device", c.run().device() + ": in a group of processes each takes the GPU of its LOCAL_RANK; say cuda");
+        try {
+            return Engine.device(c.run().device().equals("cuda") && group.worldSize() > 1 ? "cuda:" + group.localRank() : c.run().device());
+        } catch (IllegalArgumentException e) {
+            throw new InvalidValueException("--device", e.getMessage());
+        }
+    }
+
+    /** The run folder's logs continue a resumed run where its checkpoint is, or start afresh; then the resolved config. */
+    private void startLogs(Trainer t, Path resumeFrom) throws IOException {
+        if (resumeFrom != null) {
+            // what the interrupted run logged past its checkpoint goes: metrics and curves do not overlap
+            truncateMetrics(t.step());
+            TensorBoard.dropAfter(out.resolve("tensorboard"), t.step());
+            listener.message("resumed from " + resumeFrom + " at step " + t.step());
+        } else {
+            Files.deleteIfExists(out.resolve("metrics.jsonl"));
+            AtomicFiles.deleteTree(out.resolve("tensorboard")); // a run that died before its first checkpoint
+        }
+        AtomicFiles.writeString(out.resolve("config.json"), c.toJson());
     }
 
     private static boolean onlyLock(Path dir) throws IOException {
