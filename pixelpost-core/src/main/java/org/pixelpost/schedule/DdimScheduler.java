@@ -60,39 +60,14 @@ public final class DdimScheduler {
             }
         }
 
+        /** diffusers' {@code scheduler_config.json}; absent keys are DDIMScheduler's defaults. */
         public static Config fromJson(JsonNode j) {
-            Config d = defaults();
-            float[] trained = null;
-            if (j.hasNonNull("trained_betas")) {
-                JsonNode a = j.get("trained_betas");
-                trained = new float[a.size()];
-                for (int i = 0; i < trained.length; i++) trained[i] = (float) a.get(i).asDouble();
-            }
-            return new Config(j.path("num_train_timesteps").asInt(d.numTrainTimesteps), j.path("beta_start").asDouble(d.betaStart),
-                j.path("beta_end").asDouble(d.betaEnd), j.path("beta_schedule").asText(d.betaSchedule), trained,
-                j.path("clip_sample").asBoolean(d.clipSample), j.path("clip_sample_range").asDouble(d.clipSampleRange),
-                j.path("set_alpha_to_one").asBoolean(d.setAlphaToOne), j.path("steps_offset").asInt(d.stepsOffset),
-                PredictionType.of(j.path("prediction_type").asText(d.predictionType.configName)),
-                j.path("thresholding").asBoolean(d.thresholding), j.path("dynamic_thresholding_ratio").asDouble(d.dynamicThresholdingRatio),
-                j.path("sample_max_value").asDouble(d.sampleMaxValue), j.path("timestep_spacing").asText(d.timestepSpacing),
-                j.path("rescale_betas_zero_snr").asBoolean(d.rescaleBetasZeroSnr));
+            return org.pixelpost.io.ConfigJson.read(Config.class, j, defaults());
         }
 
         public ObjectNode toJson() {
-            ObjectNode j = new ObjectMapper().createObjectNode();
-            j.put("_class_name", "DDIMScheduler");
-            j.put("num_train_timesteps", numTrainTimesteps).put("beta_start", betaStart).put("beta_end", betaEnd)
-                .put("beta_schedule", betaSchedule).put("clip_sample", clipSample).put("clip_sample_range", clipSampleRange)
-                .put("set_alpha_to_one", setAlphaToOne).put("steps_offset", stepsOffset)
-                .put("prediction_type", predictionType.configName).put("thresholding", thresholding)
-                .put("dynamic_thresholding_ratio", dynamicThresholdingRatio).put("sample_max_value", sampleMaxValue)
-                .put("timestep_spacing", timestepSpacing).put("rescale_betas_zero_snr", rescaleBetasZeroSnr);
-            if (trainedBetas != null) {
-                var a = j.putArray("trained_betas");
-                for (float b : trainedBetas) a.add(b);
-            } else {
-                j.putNull("trained_betas");
-            }
+            ObjectNode j = new ObjectMapper().createObjectNode().put("_class_name", "DDIMScheduler");
+            j.setAll(org.pixelpost.io.ConfigJson.write(this));
             return j;
         }
 

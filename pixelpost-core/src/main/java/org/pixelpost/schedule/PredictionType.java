@@ -10,6 +10,12 @@ public enum PredictionType {
         this.configName = configName;
     }
 
+    @com.fasterxml.jackson.annotation.JsonValue
+    public String configName() {
+        return configName;
+    }
+
+    @com.fasterxml.jackson.annotation.JsonCreator
     public static PredictionType of(String name) {
         for (PredictionType p : values()) if (p.configName.equals(name)) return p;
         throw new IllegalArgumentException("prediction_type '" + name + "' is not one of epsilon, v_prediction, sample");

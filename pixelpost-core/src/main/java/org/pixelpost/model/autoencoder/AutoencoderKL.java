@@ -41,23 +41,14 @@ public final class AutoencoderKL implements Autoencoder {
             return new Config(3, 3, List.of(128, 256, 512, 512), 2, 4, 32, 0.18215, 0.0, true);
         }
 
+        /** A diffusers {@code AutoencoderKL} config; absent keys are SD's. */
         public static Config fromJson(JsonNode j) {
-            Config d = sd();
-            List<Integer> boc = new ArrayList<>();
-            if (j.has("block_out_channels")) j.get("block_out_channels").forEach(n -> boc.add(n.asInt()));
-            return new Config(j.path("in_channels").asInt(d.inChannels), j.path("out_channels").asInt(d.outChannels),
-                boc.isEmpty() ? d.blockOutChannels : boc, j.path("layers_per_block").asInt(d.layersPerBlock),
-                j.path("latent_channels").asInt(d.latentChannels), j.path("norm_num_groups").asInt(d.normNumGroups),
-                j.path("scaling_factor").asDouble(d.scalingFactor),
-                j.path("shift_factor").isNumber() ? j.get("shift_factor").asDouble() : d.shiftFactor,
-                j.path("mid_block_add_attention").asBoolean(d.midBlockAddAttention));
+            return org.pixelpost.io.ConfigJson.read(Config.class, j, sd());
         }
 
         public ObjectNode toJson() {
-            ObjectNode j = new ObjectMapper().createObjectNode();
-            j.put("_class_name", "AutoencoderKL");
-            j.put("in_channels", inChannels).put("out_channels", outChannels);
-            j.putArray("block_out_channels").addAll(blockOutChannels.stream().map(i -> (JsonNode) j.numberNode(i)).toList());
+            ObjectNode j = new ObjectMapper().createObjectNode().put("_class_name", "AutoencoderKL");
+            j.setAll(org.pixelpost.io.ConfigJson.write(this));
             List<String> down = new ArrayList<>(), up = new ArrayList<>();
             for (int i = 0; i < blockOutChannels.size(); i++) {
                 down.add("DownEncoderBlock2D");
@@ -65,10 +56,8 @@ public final class AutoencoderKL implements Autoencoder {
             }
             down.forEach(j.putArray("down_block_types")::add);
             up.forEach(j.putArray("up_block_types")::add);
-            j.put("layers_per_block", layersPerBlock).put("latent_channels", latentChannels)
-                .put("norm_num_groups", normNumGroups).put("act_fn", "silu").put("scaling_factor", scalingFactor)
-                .put("mid_block_add_attention", midBlockAddAttention);
-            if (shiftFactor != 0) j.put("shift_factor", shiftFactor);
+            j.put("act_fn", "silu");
+            if (shiftFactor == 0) j.remove("shift_factor"); // SD's VAE has none
             return j;
         }
     }
@@ -259,9 +248,7 @@ public final class AutoencoderKL implements Autoencoder {
 
     /** Writes {@code config.json} and {@code diffusion_pytorch_model.safetensors} (the diffusers layout). */
     public void save(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        SafeTensors.write(dir.resolve("diffusion_pytorch_model.safetensors"), stateDict(), Map.of("format", "pt"));
-        AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
+        org.pixelpost.io.ComponentFolder.write(dir, "diffusion_pytorch_model.safetensors", stateDict(), Map.of("format", "pt"), config.toJson());
     }
 
     /**
@@ -272,15 +259,8 @@ public final class AutoencoderKL implements Autoencoder {
         Config config = Config.sd();
         Path weights = path;
         if (Files.isDirectory(path)) {
-            Path cfg = path.resolve("config.json");
-            if (Files.isRegularFile(cfg)) {
-                try {
-                    config = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
-                } catch (IOException e) {
-                    throw new BadFileException(cfg, "malformed config.json (" + e.getMessage() + ")");
-                }
-            }
-            weights = Checkpoints.find(path, "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors");
+            if (Files.isRegularFile(path.resolve("config.json"))) config = org.pixelpost.io.ComponentFolder.config(path, "VAE", Config::fromJson);
+            weights = org.pixelpost.io.ComponentFolder.weights(path, "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors");
         }
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             return fromState(config, Checkpoints.read(weights), weights);

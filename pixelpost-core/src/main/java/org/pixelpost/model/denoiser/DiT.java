@@ -22,6 +22,7 @@ import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.LayerNorm;
 import org.pixelpost.nn.Layers.Linear;
 import org.pixelpost.nn.Flops;
+import org.pixelpost.io.ConfigJson.Required;
 import org.pixelpost.nn.Module;
 import org.pixelpost.nn.blocks.Attention;
 import org.pixelpost.nn.blocks.Embeddings;
@@ -36,8 +37,8 @@ import org.pixelpost.tensor.Tensors;
  * starts at zero. Parameter names follow the original checkpoints.
  */
 public final class DiT extends Module implements Denoiser {
-    public record Config(int inChannels, int outChannels, int sampleSize, int patchSize, int hiddenSize, int depth,
-                         int numHeads, double mlpRatio, int captionChannels) {
+    public record Config(@Required int inChannels, @Required int outChannels, @Required int sampleSize, @Required int patchSize,
+                         @Required int hiddenSize, @Required int depth, @Required int numHeads, double mlpRatio, @Required int captionChannels) {
         public Config {
             if (inChannels < 1 || outChannels < 1 || sampleSize < 1 || patchSize < 1 || hiddenSize < 4 || depth < 0 || numHeads < 1
                 || captionChannels < 1 || !(mlpRatio > 0)) throw new IllegalArgumentException("DiT sizes must be positive (channels " + inChannels + "/" + outChannels + ", sample " + sampleSize + ", patch " + patchSize + ", hidden " + hiddenSize + ", depth " + depth + ", heads " + numHeads + ", mlp ratio " + mlpRatio + ", caption " + captionChannels + ")");
@@ -111,22 +112,13 @@ public final class DiT extends Module implements Denoiser {
         }
 
         public ObjectNode toJson() {
-            ObjectNode j = new ObjectMapper().createObjectNode();
-            j.put("_class_name", "DiT").put("in_channels", inChannels).put("out_channels", outChannels)
-                .put("sample_size", sampleSize).put("patch_size", patchSize).put("hidden_size", hiddenSize)
-                .put("depth", depth).put("num_heads", numHeads).put("mlp_ratio", mlpRatio)
-                .put("caption_channels", captionChannels);
-            return j;
+            ObjectNode j = new ObjectMapper().createObjectNode().put("_class_name", "DiT");
+            return j.setAll(org.pixelpost.io.ConfigJson.write(this));
         }
 
+        /** PixelPost's DiT config; {@code mlp_ratio} defaults to 4. */
         public static Config fromJson(JsonNode j) {
-            int in = (int) Checks.integer("in_channels", j.get("in_channels"), 1);
-            int hidden = (int) Checks.integer("hidden_size", j.get("hidden_size"), 4);
-            return new Config(in, (int) Checks.integer("out_channels", j.get("out_channels"), 1),
-                (int) Checks.integer("sample_size", j.get("sample_size"), 1), (int) Checks.integer("patch_size", j.get("patch_size"), 1),
-                hidden, (int) Checks.integer("depth", j.get("depth"), 0), (int) Checks.integer("num_heads", j.get("num_heads"), 1),
-                Checks.positive("mlp_ratio", j.path("mlp_ratio").asDouble(4.0)),
-                (int) Checks.integer("caption_channels", j.get("caption_channels"), 1));
+            return org.pixelpost.io.ConfigJson.read(Config.class, j, named("tiny"));
         }
     }
 
@@ -313,9 +305,7 @@ public final class DiT extends Module implements Denoiser {
     /** Writes {@code config.json} and {@code model.safetensors} into {@code dir}. */
     @Override
     public void save(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        SafeTensors.write(dir.resolve("model.safetensors"), parameters(), Map.of("format", "pt", "model", "DiT"));
-        AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
+        org.pixelpost.io.ComponentFolder.write(dir, "model.safetensors", parameters(), Map.of("format", "pt", "model", "DiT"), config.toJson());
     }
 
     /** A DiT of {@code c} on the meta device: shapes without memory, for counting or for loading into. */
@@ -326,21 +316,9 @@ public final class DiT extends Module implements Denoiser {
     }
 
     public static DiT load(Path dir) throws IOException {
-        Path cfg = dir.resolve("config.json");
-        if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a DiT folder");
-        JsonNode raw;
-        try {
-            raw = new ObjectMapper().readTree(cfg.toFile());
-        } catch (IOException e) {
-            throw new BadFileException(cfg, "malformed JSON (" + e.getMessage() + ")");
-        }
+        JsonNode raw = org.pixelpost.io.ComponentFolder.config(dir, "DiT");
         if (PIXART_CLASS.equals(raw.path("_class_name").asText())) return loadPixArt(dir, raw);
-        Config c;
-        try {
-            c = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
-        } catch (IOException | RuntimeException e) {
-            throw new BadFileException(cfg, "malformed DiT config (" + e.getMessage() + ")");
-        }
+        Config c = org.pixelpost.io.ComponentFolder.config(dir, "DiT", Config::fromJson);
         Path w = dir.resolve("model.safetensors");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             Map<String, Tensor> stored = Checkpoints.read(Files.isRegularFile(w) ? w : dir.resolve("model.pth"));

@@ -21,6 +21,8 @@ import org.pixelpost.io.tensorfile.Checkpoints;
 import org.pixelpost.io.check.InvalidValueException;
 import org.pixelpost.io.tensorfile.KeyLayout;
 import org.pixelpost.io.tensorfile.SafeTensors;
+import org.pixelpost.io.ConfigJson.Key;
+import org.pixelpost.io.ConfigJson.Required;
 import org.pixelpost.nn.Layers;
 import org.pixelpost.nn.Layers.Conv2d;
 import org.pixelpost.nn.Layers.GroupNorm;
@@ -44,9 +46,10 @@ public final class UNet2DCondition extends Module implements Denoiser {
     public static final String CLASS_NAME = "UNet2DConditionModel";
 
     /** The options of a diffusers {@code UNet2DConditionModel} config that the SD 1.x / 2.x family uses. */
-    public record Config(int inChannels, int outChannels, int sampleSize, List<Integer> blockOutChannels, int layersPerBlock,
-                         List<String> downBlockTypes, List<String> upBlockTypes, List<Integer> attentionHeads,
-                         int crossAttentionDim, int normNumGroups, double normEps, boolean useLinearProjection,
+    public record Config(@Required int inChannels, @Required int outChannels, int sampleSize, @Required List<Integer> blockOutChannels,
+                         @Required int layersPerBlock, @Required List<String> downBlockTypes, @Required List<String> upBlockTypes,
+                         @Key("attention_head_dim") List<Integer> attentionHeads,
+                         @Required int crossAttentionDim, int normNumGroups, double normEps, boolean useLinearProjection,
                          boolean upcastAttention, boolean flipSinToCos, double freqShift, int downsamplePadding,
                          int transformerLayersPerBlock) {
         static final List<String> DOWN = List.of("CrossAttnDownBlock2D", "DownBlock2D");
@@ -91,13 +94,6 @@ public final class UNet2DCondition extends Module implements Denoiser {
          * heads (an int or one per level) unless {@code num_attention_heads} is given.
          */
         public static Config fromJson(JsonNode j) {
-            List<Integer> boc = ints(j, "block_out_channels");
-            int n = boc.size();
-            JsonNode heads = j.hasNonNull("num_attention_heads") ? j.get("num_attention_heads") : j.get("attention_head_dim");
-            if (heads == null) throw new InvalidValueException("attention_head_dim", "is missing");
-            List<Integer> h = new ArrayList<>();
-            if (heads.isArray()) heads.forEach(x -> h.add(x.asInt()));
-            else for (int i = 0; i < n; i++) h.add((int) Checks.integer("attention_head_dim", heads, 1));
             for (String k : List.of("class_embed_type", "addition_embed_type", "encoder_hid_dim", "time_cond_proj_dim"))
                 if (j.hasNonNull(k)) throw new InvalidValueException(k, j.get(k) + " is not supported (SD 1.x / 2.x U-Nets have none)");
             if (j.has("transformer_layers_per_block") && j.get("transformer_layers_per_block").isArray())
@@ -106,53 +102,23 @@ public final class UNet2DCondition extends Module implements Denoiser {
                 throw new InvalidValueException("mid_block_type", "'" + j.get("mid_block_type").asText() + "' is not built here; known: UNetMidBlock2DCrossAttn");
             JsonNode cross = j.get("cross_attention_dim");
             if (cross != null && cross.isArray()) throw new InvalidValueException("cross_attention_dim", "one value per level is not supported");
-            return new Config((int) Checks.integer("in_channels", j.get("in_channels"), 1),
-                (int) Checks.integer("out_channels", j.get("out_channels"), 1), j.path("sample_size").asInt(64), boc,
-                (int) Checks.integer("layers_per_block", j.get("layers_per_block"), 1), strings(j, "down_block_types"), strings(j, "up_block_types"),
-                h, (int) Checks.integer("cross_attention_dim", cross, 1), j.path("norm_num_groups").asInt(32), j.path("norm_eps").asDouble(1e-5),
-                j.path("use_linear_projection").asBoolean(false), j.path("upcast_attention").asBoolean(false),
-                j.path("flip_sin_to_cos").asBoolean(true), j.path("freq_shift").asDouble(0), j.path("downsample_padding").asInt(1),
-                j.path("transformer_layers_per_block").asInt(1));
-        }
-
-        private static List<Integer> ints(JsonNode j, String key) {
-            JsonNode a = j.get(key);
-            if (a == null || !a.isArray() || a.isEmpty()) throw new InvalidValueException(key, "is missing (a list of channel counts)");
-            List<Integer> out = new ArrayList<>();
-            for (JsonNode x : a) out.add((int) Checks.integer(key, x, 1));
-            return out;
-        }
-
-        private static List<String> strings(JsonNode j, String key) {
-            JsonNode a = j.get(key);
-            if (a == null || !a.isArray()) throw new InvalidValueException(key, "is missing (a list of block types)");
-            List<String> out = new ArrayList<>();
-            a.forEach(x -> out.add(x.asText()));
-            return out;
+            JsonNode boc = j.get("block_out_channels");
+            if (boc == null || !boc.isArray() || boc.isEmpty()) throw new InvalidValueException("block_out_channels", "is missing (a list of channel counts)");
+            // the head count per level: num_attention_heads, else diffusers' legacy attention_head_dim, an int or one per level
+            JsonNode heads = j.hasNonNull("num_attention_heads") ? j.get("num_attention_heads") : j.get("attention_head_dim");
+            if (heads == null) throw new InvalidValueException("attention_head_dim", "is missing");
+            ObjectNode n = ((ObjectNode) j).deepCopy();
+            ArrayNode perLevel = n.putArray("attention_head_dim");
+            if (heads.isArray()) heads.forEach(perLevel::add);
+            else for (int i = 0; i < boc.size(); i++) perLevel.add(Checks.integer("attention_head_dim", heads, 1));
+            return org.pixelpost.io.ConfigJson.read(Config.class, n, sd15());
         }
 
         public ObjectNode toJson() {
-            ObjectMapper om = new ObjectMapper();
-            ObjectNode j = om.createObjectNode();
-            j.put("_class_name", CLASS_NAME).put("in_channels", inChannels).put("out_channels", outChannels).put("sample_size", sampleSize);
-            ArrayNode boc = j.putArray("block_out_channels");
-            blockOutChannels.forEach(boc::add);
-            j.put("layers_per_block", layersPerBlock);
-            ArrayNode d = j.putArray("down_block_types");
-            downBlockTypes.forEach(d::add);
-            ArrayNode u = j.putArray("up_block_types");
-            upBlockTypes.forEach(u::add);
-            j.put("mid_block_type", "UNetMidBlock2DCrossAttn");
+            ObjectNode j = new ObjectMapper().createObjectNode().put("_class_name", CLASS_NAME);
+            j.setAll(org.pixelpost.io.ConfigJson.write(this));
             if (attentionHeads.stream().distinct().count() == 1) j.put("attention_head_dim", attentionHeads.get(0));
-            else {
-                ArrayNode h = j.putArray("attention_head_dim");
-                attentionHeads.forEach(h::add);
-            }
-            j.put("cross_attention_dim", crossAttentionDim).put("norm_num_groups", normNumGroups).put("norm_eps", normEps)
-                .put("use_linear_projection", useLinearProjection).put("upcast_attention", upcastAttention)
-                .put("flip_sin_to_cos", flipSinToCos).put("freq_shift", freqShift).put("downsample_padding", downsamplePadding)
-                .put("transformer_layers_per_block", transformerLayersPerBlock).put("act_fn", "silu").put("center_input_sample", false);
-            return j;
+            return j.put("mid_block_type", "UNetMidBlock2DCrossAttn").put("act_fn", "silu").put("center_input_sample", false);
         }
 
         /** The parameter count this configuration builds, from the configuration alone (built on the meta device: nothing allocated). */
@@ -330,22 +296,13 @@ public final class UNet2DCondition extends Module implements Denoiser {
     /** Writes {@code config.json} and {@code diffusion_pytorch_model.safetensors} (the diffusers layout). */
     @Override
     public void save(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        SafeTensors.write(dir.resolve("diffusion_pytorch_model.safetensors"), parameters(), Map.of("format", "pt"));
-        AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
+        org.pixelpost.io.ComponentFolder.write(dir, "diffusion_pytorch_model.safetensors", parameters(), Map.of("format", "pt"), config.toJson());
     }
 
     /** A diffusers {@code unet/} folder: {@code config.json} and the weights in diffusers' or the LDM key layout. */
     public static UNet2DCondition load(Path dir) throws IOException {
-        Path cfg = dir.resolve("config.json");
-        if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a U-Net folder");
-        Config c;
-        try {
-            c = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
-        } catch (IOException | RuntimeException e) {
-            throw new BadFileException(cfg, "unusable U-Net config (" + e.getMessage() + ")");
-        }
-        Path w = Checkpoints.find(dir, "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors");
+        Config c = org.pixelpost.io.ComponentFolder.config(dir, "U-Net", Config::fromJson);
+        Path w = org.pixelpost.io.ComponentFolder.weights(dir, "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             return fromState(c, Checkpoints.read(w), w);
         }

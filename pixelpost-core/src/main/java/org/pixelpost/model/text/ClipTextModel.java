@@ -21,6 +21,8 @@ import org.pixelpost.io.tensorfile.KeyLayout;
 import org.pixelpost.io.tensorfile.SafeTensors;
 import org.pixelpost.nn.Layers.LayerNorm;
 import org.pixelpost.nn.Layers.Linear;
+import org.pixelpost.io.ConfigJson.Key;
+import org.pixelpost.io.ConfigJson.Required;
 import org.pixelpost.nn.Module;
 import org.pixelpost.nn.blocks.Attention;
 import org.pixelpost.tensor.Scope;
@@ -32,8 +34,9 @@ import org.pixelpost.tensor.Tensors;
  * {@code gelu}), a final LayerNorm, and the pooled output at the end token.
  */
 public final class ClipTextModel extends Module {
-    public record Config(int vocabSize, int hiddenSize, int intermediateSize, int numLayers, int numHeads, int maxPositions,
-                         String hiddenAct, double layerNormEps, int eosTokenId) {
+    public record Config(@Required int vocabSize, @Required int hiddenSize, @Required int intermediateSize,
+                         @Required @Key("num_hidden_layers") int numLayers, @Required @Key("num_attention_heads") int numHeads,
+                         @Key("max_position_embeddings") int maxPositions, String hiddenAct, double layerNormEps, int eosTokenId) {
         public Config {
             if (vocabSize < 1 || hiddenSize < 1 || intermediateSize < 1 || numLayers < 1 || numHeads < 1 || maxPositions < 1)
                 throw new IllegalArgumentException("CLIP text sizes must be positive");
@@ -47,22 +50,16 @@ public final class ClipTextModel extends Module {
             return new Config(49408, 768, 3072, 12, 12, 77, "quick_gelu", 1e-5, 2);
         }
 
+        /** A transformers {@code CLIPTextConfig}; the sizes are required, the rest default to ViT-L/14's. */
         public static Config fromJson(JsonNode j) {
-            return new Config((int) Checks.integer("vocab_size", j.get("vocab_size"), 1), (int) Checks.integer("hidden_size", j.get("hidden_size"), 1),
-                (int) Checks.integer("intermediate_size", j.get("intermediate_size"), 1),
-                (int) Checks.integer("num_hidden_layers", j.get("num_hidden_layers"), 1),
-                (int) Checks.integer("num_attention_heads", j.get("num_attention_heads"), 1),
-                j.path("max_position_embeddings").asInt(77), j.path("hidden_act").asText("quick_gelu"), j.path("layer_norm_eps").asDouble(1e-5),
-                j.path("eos_token_id").asInt(2));
+            return org.pixelpost.io.ConfigJson.read(Config.class, j, vitL14());
         }
 
         public ObjectNode toJson() {
             ObjectNode j = new ObjectMapper().createObjectNode();
             j.putArray("architectures").add("CLIPTextModel");
-            j.put("model_type", "clip_text_model").put("vocab_size", vocabSize).put("hidden_size", hiddenSize)
-                .put("intermediate_size", intermediateSize).put("num_hidden_layers", numLayers).put("num_attention_heads", numHeads)
-                .put("max_position_embeddings", maxPositions).put("hidden_act", hiddenAct).put("layer_norm_eps", layerNormEps)
-                .put("eos_token_id", eosTokenId);
+            j.put("model_type", "clip_text_model");
+            j.setAll(org.pixelpost.io.ConfigJson.write(this));
             return j;
         }
 
@@ -164,22 +161,13 @@ public final class ClipTextModel extends Module {
     }
 
     public void save(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        SafeTensors.write(dir.resolve("model.safetensors"), parameters(), Map.of("format", "pt"));
-        AtomicFiles.writeString(dir.resolve("config.json"), new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(config.toJson()));
+        org.pixelpost.io.ComponentFolder.write(dir, "model.safetensors", parameters(), Map.of("format", "pt"), config.toJson());
     }
 
     /** A transformers {@code text_encoder/} folder: {@code config.json} and {@code model.safetensors} (or {@code pytorch_model.bin}). */
     public static ClipTextModel load(Path dir) throws IOException {
-        Path cfg = dir.resolve("config.json");
-        if (!Files.isRegularFile(cfg)) throw new BadFileException(dir, "no config.json: not a text encoder folder");
-        Config c;
-        try {
-            c = Config.fromJson(new ObjectMapper().readTree(cfg.toFile()));
-        } catch (IOException | RuntimeException e) {
-            throw new BadFileException(cfg, "unusable CLIP text config (" + e.getMessage() + ")");
-        }
-        Path w = Checkpoints.find(dir, "model.safetensors", "pytorch_model.bin");
+        Config c = org.pixelpost.io.ComponentFolder.config(dir, "CLIP text encoder", Config::fromJson);
+        Path w = org.pixelpost.io.ComponentFolder.weights(dir, "model.safetensors", "pytorch_model.bin");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
             return fromState(c, Checkpoints.read(w), w);
         }
