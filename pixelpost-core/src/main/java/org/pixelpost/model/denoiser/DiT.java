@@ -40,8 +40,16 @@ public final class DiT extends Module implements Denoiser {
     public record Config(@Required int inChannels, @Required int outChannels, @Required int sampleSize, @Required int patchSize,
                          @Required int hiddenSize, @Required int depth, @Required int numHeads, double mlpRatio, @Required int captionChannels) {
         public Config {
-            if (inChannels < 1 || outChannels < 1 || sampleSize < 1 || patchSize < 1 || hiddenSize < 4 || depth < 0 || numHeads < 1
-                || captionChannels < 1 || !(mlpRatio > 0)) throw new IllegalArgumentException("DiT sizes must be positive (channels " + inChannels + "/" + outChannels + ", sample " + sampleSize + ", patch " + patchSize + ", hidden " + hiddenSize + ", depth " + depth + ", heads " + numHeads + ", mlp ratio " + mlpRatio + ", caption " + captionChannels + ")");
+            // each size by its config key
+            Checks.atLeast("in_channels", inChannels, 1);
+            Checks.atLeast("out_channels", outChannels, 1);
+            Checks.atLeast("sample_size", sampleSize, 1);
+            Checks.atLeast("patch_size", patchSize, 1);
+            Checks.atLeast("hidden_size", hiddenSize, 4);
+            Checks.atLeast("depth", depth, 0);
+            Checks.atLeast("num_heads", numHeads, 1);
+            Checks.atLeast("caption_channels", captionChannels, 1);
+            Checks.positive("mlp_ratio", mlpRatio);
             if (hiddenSize % numHeads != 0) throw new IllegalArgumentException("hidden size " + hiddenSize + " is not divisible by " + numHeads + " heads");
             if (sampleSize % patchSize != 0) throw new IllegalArgumentException("sample size " + sampleSize + " is not divisible by patch " + patchSize);
             if (hiddenSize % 4 != 0) throw new IllegalArgumentException("hidden size must be divisible by 4 for 2D sin-cos positions");

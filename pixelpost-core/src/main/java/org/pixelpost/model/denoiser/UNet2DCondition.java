@@ -56,6 +56,12 @@ public final class UNet2DCondition extends Module implements Denoiser {
         static final List<String> UP = List.of("CrossAttnUpBlock2D", "UpBlock2D");
 
         public Config {
+            Checks.atLeast("in_channels", inChannels, 1);
+            Checks.atLeast("out_channels", outChannels, 1);
+            Checks.atLeast("layers_per_block", layersPerBlock, 1);
+            Checks.atLeast("cross_attention_dim", crossAttentionDim, 1);
+            for (int c : blockOutChannels) Checks.atLeast("block_out_channels", c, 1);
+            for (int h : attentionHeads) Checks.atLeast("attention_head_dim", h, 1);
             int n = blockOutChannels.size();
             if (n == 0 || downBlockTypes.size() != n || upBlockTypes.size() != n || attentionHeads.size() != n)
                 throw new IllegalArgumentException("block_out_channels, down_block_types, up_block_types and attention heads must have one entry per level ("

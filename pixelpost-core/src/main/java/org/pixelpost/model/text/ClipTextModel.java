@@ -38,8 +38,12 @@ public final class ClipTextModel extends Module {
                          @Required @Key("num_hidden_layers") int numLayers, @Required @Key("num_attention_heads") int numHeads,
                          @Key("max_position_embeddings") int maxPositions, String hiddenAct, double layerNormEps, int eosTokenId) {
         public Config {
-            if (vocabSize < 1 || hiddenSize < 1 || intermediateSize < 1 || numLayers < 1 || numHeads < 1 || maxPositions < 1)
-                throw new IllegalArgumentException("CLIP text sizes must be positive");
+            Checks.atLeast("vocab_size", vocabSize, 1);
+            Checks.atLeast("hidden_size", hiddenSize, 1);
+            Checks.atLeast("intermediate_size", intermediateSize, 1);
+            Checks.atLeast("num_hidden_layers", numLayers, 1);
+            Checks.atLeast("num_attention_heads", numHeads, 1);
+            Checks.atLeast("max_position_embeddings", maxPositions, 1);
             if (hiddenSize % numHeads != 0) throw new InvalidValueException("hidden_size", hiddenSize + " is not divisible by " + numHeads + " heads");
             if (!hiddenAct.equals("quick_gelu") && !hiddenAct.equals("gelu"))
                 throw new InvalidValueException("hidden_act", "'" + hiddenAct + "' is not quick_gelu or gelu");
