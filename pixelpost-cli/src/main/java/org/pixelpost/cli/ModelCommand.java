@@ -52,6 +52,7 @@ final class ModelCommand implements Runnable {
             Object config;
             long count;
             Map<String, Object> components = new LinkedHashMap<>();
+            String what = "denoiser";
             if (Files.exists(dir) && !Files.isRegularFile(dir.resolve("model_index.json"))) {
                 // a single file or a component folder: configurations from config.json or from the shapes, nothing loaded
                 List<ShapeDetection.Component> parts = ShapeDetection.components(dir);
@@ -73,12 +74,19 @@ final class ModelCommand implements Runnable {
             } else if (name.equalsIgnoreCase("sd15")) {
                 UNet2DCondition.Config u = UNet2DCondition.Config.sd15();
                 config = Json.MAPPER.convertValue(u.toJson(), Map.class);
-                count = u.parameterCount(); // from the configurations: nothing is allocated but the VAE
+                count = u.parameterCount(); // from the configurations, on the meta device: nothing is allocated
                 components.put("denoiser", component(UNet2DCondition.CLASS_NAME, count));
-                try (AutoencoderKL vae = new AutoencoderKL(AutoencoderKL.Config.sd())) {
+                try (org.pixelpost.nn.Init meta = org.pixelpost.nn.Init.onMeta(); AutoencoderKL vae = new AutoencoderKL(AutoencoderKL.Config.sd())) {
                     components.put("autoencoder", component("AutoencoderKL", vae.parameterCount()));
                 }
                 components.put("text_encoder", component(ClipTextEncoder.CLASS_NAME, ClipTextModel.Config.vitL14().parameterCount()));
+            } else if (name.equalsIgnoreCase("t5-xxl")) {
+                // PixArt-alpha's text encoder, from its configuration on the meta device
+                org.pixelpost.model.text.T5EncoderModel.Config t = org.pixelpost.model.text.T5EncoderModel.Config.v11Xxl();
+                config = Json.MAPPER.convertValue(t.toJson(), Map.class);
+                count = t.parameterCount();
+                what = "text encoder";
+                components.put("text_encoder", component(org.pixelpost.model.text.T5EncoderModel.CLASS_NAME, count));
             } else {
                 DiT.Config c = DiT.Config.named(name);
                 config = Json.MAPPER.convertValue(c.toJson(), Map.class);
@@ -96,7 +104,7 @@ final class ModelCommand implements Runnable {
             }
             if (json) System.out.println(Json.write(o));
             else {
-                System.out.printf("%s: %,d denoiser parameters%n", name, count);
+                System.out.printf("%s: %,d %s parameters%n", name, count, what);
                 components.forEach((k, v) -> {
                     Map<?, ?> cm = (Map<?, ?>) v;
                     System.out.printf("  %-13s %-32s %s%n", k, cm.get("class"), cm.get("parameters") == null ? "" : String.format("%,d", (Long) cm.get("parameters")));

@@ -48,6 +48,10 @@ class StableDiffusionCommandTest {
         assertEquals(859_520_964L, info.get("components").get("denoiser").get("parameters").asLong());
         assertEquals(83_653_863L, info.get("components").get("autoencoder").get("parameters").asLong());
         assertEquals(123_060_480L, info.get("components").get("text_encoder").get("parameters").asLong());
+        // PixArt-alpha's T5 v1.1 XXL encoder, counted from its configuration without allocating its 19 GB
+        r = run("model", "info", "t5-xxl");
+        assertEquals("0", r[0], r[2]);
+        assertTrue(r[1].contains("t5-xxl: 4,762,310,656 text encoder parameters"), r[1]);
 
         Path single = dir.resolve("sd.safetensors"), back = dir.resolve("back");
         assertEquals("0", run("model", "convert", "--model", sd.toString(), "--out", single.toString())[0]);
