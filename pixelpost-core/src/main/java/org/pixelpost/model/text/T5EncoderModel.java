@@ -203,8 +203,7 @@ public final class T5EncoderModel extends Module {
 
     /** Writes transformers' layout: {@code config.json} and {@code model.safetensors}. */
     public void save(Path dir) throws IOException {
-        Map<String, Tensor> out = new LinkedHashMap<>(parameters());
-        ComponentFolder.write(dir, "model.safetensors", out, Map.of("format", "pt"), config.toJson());
+        ComponentFolder.write(dir, "model.safetensors", parameters(), Map.of("format", "pt"), config.toJson());
     }
 
     /** A transformers {@code text_encoder/} folder of a T5 encoder: {@code config.json} and its weights. */
