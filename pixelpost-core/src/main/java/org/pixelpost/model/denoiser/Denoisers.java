@@ -23,7 +23,8 @@ public final class Denoisers {
     private static final Map<String, Loader> REGISTRY = new TreeMap<>(Map.of(
         "DiT", DiT::load,
         UNet2DCondition.CLASS_NAME, UNet2DCondition::load,
-        DiT.PIXART_CLASS, DiT::load));
+        DiT.PIXART_CLASS, DiT::load,
+        "Transformer2DModel", DiT::load)); // diffusers' older class name for PixArt's transformer
 
     /**
      * The same denoiser with its LoRA adapters switched off for each forward: the base model, without
