@@ -12,7 +12,7 @@ public final class Families {
     private Families() {}
 
     /** Every family; adding one is one entry here. */
-    public static final List<Family> ALL = List.of(new StableDiffusion.SdFamily(), new PixelPostFamily()); // the first that composes a model is its family; PixelPost's takes any
+    public static final List<Family> ALL = List.of(new StableDiffusion.SdFamily(), new PixArt(), new PixelPostFamily()); // the first that composes a model is its family; PixelPost's takes any
 
     /** The family whose class names include {@code className}, or null. */
     public static Family byClassName(String className) {
@@ -34,9 +34,11 @@ public final class Families {
             + "; the families are " + ALL.stream().map(Family::displayName).toList());
     }
 
-    /** The family that reads single files. */
-    static Family singleFile(java.nio.file.Path file) throws BadFileException {
-        for (Family f : ALL) if (f.hasSingleFile()) return f;
-        throw new BadFileException(file, "no model family reads single files");
+    /** The family whose single-file layout {@code file}'s tensor names are (read from the header where the format has one). */
+    static Family singleFile(java.nio.file.Path file) throws java.io.IOException {
+        java.util.Set<String> keys = ShapeDetection.shapes(file).keySet();
+        for (Family f : ALL) if (f.hasSingleFile() && f.readsSingleFile(keys)) return f;
+        throw new BadFileException(file, "not a single file of any model family: neither a Stable Diffusion checkpoint (model.diffusion_model.*) "
+            + "nor an original PixArt-alpha checkpoint (x_embedder.*, y_embedder.*, blocks.N.cross_attn.*); keys like " + keys.stream().limit(3).toList());
     }
 }

@@ -40,6 +40,11 @@ public interface Family {
         return false;
     }
 
+    /** Whether a single file with these tensor names is this family's (asked only where {@link #hasSingleFile()}). */
+    default boolean readsSingleFile(java.util.Set<String> keys) {
+        return false;
+    }
+
     /** Reads a single file; only where {@link #hasSingleFile()}. */
     default TextToImageModel loadSingleFile(Path file, LoadOptions options) throws IOException {
         throw new UnsupportedOperationException(displayName() + " models have no single-file layout");
@@ -48,6 +53,28 @@ public interface Family {
     /** Every weight under its single-file name; only where {@link #hasSingleFile()}. */
     default Map<String, Tensor> singleFileState(TextToImageModel m) {
         throw new IllegalArgumentException("only Stable Diffusion models have a single-file layout; " + displayName() + " models are written as folders");
+    }
+
+    /** The header metadata of the family's single file. */
+    default Map<String, String> singleFileMetadata(TextToImageModel m) {
+        return Map.of("format", "pt");
+    }
+
+    /**
+     * The conditioning of images of {@code height x width} pixels: the text's, with whatever size
+     * conditions the family's denoiser takes (PixArt-alpha 1024-MS's resolution and aspect ratio).
+     */
+    default org.pixelpost.model.Conditioning sizeConditions(TextToImageModel m, org.pixelpost.model.Conditioning text, int height, int width) {
+        return text;
+    }
+
+    /**
+     * The size {@code {height, width}} images asked for at {@code height x width} are made at: the
+     * same, or the family's nearest trained size (PixArt's aspect-ratio bins), which the sampler
+     * then resizes and crops to the size asked for.
+     */
+    default int[] samplingSize(TextToImageModel m, int height, int width) {
+        return new int[] {height, width};
     }
 
     /** The classifier-free guidance scale sampling uses unless told otherwise. */

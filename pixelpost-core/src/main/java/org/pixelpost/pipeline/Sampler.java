@@ -21,10 +21,13 @@ import org.pixelpost.tensor.Tensors;
  */
 public final class Sampler {
     /**
-     * @param size image height and width in pixels (0: the model's own size); a U-Net takes any
-     *     multiple of its autoencoder's downsampling times 8, a DiT only its own size
+     * @param height image height in pixels (0: the model's own size)
+     * @param width image width in pixels (0: the height, or the model's size); a U-Net takes any
+     *     multiple of its autoencoder's downsampling times 8, a PixelPost DiT only its own size,
+     *     PixArt any multiple of 16 (its 512 and 1024 models' sizes mapped to their nearest
+     *     aspect-ratio bin, and the images resized and cropped back, as diffusers does)
      */
-    public record Settings(int steps, double guidance, double eta, int size, int concurrent) {
+    public record Settings(int steps, double guidance, double eta, int height, int width, int concurrent) {
         /**
          * @param concurrent on a CPU, the images of a call are sampled in this many groups at once,
          *     each on its own thread with the cores shared among them (1: in one batch). Each image
@@ -36,20 +39,35 @@ public final class Sampler {
             if (steps <= 0) throw new IllegalArgumentException("--steps must be positive");
             if (!(eta >= 0) || Double.isInfinite(eta)) throw new IllegalArgumentException("--eta must be a number >= 0");
             if (!Double.isFinite(guidance)) throw new IllegalArgumentException("--guidance must be a finite number");
-            if (size < 0) throw new IllegalArgumentException("--size must be positive");
+            if (height < 0) throw new IllegalArgumentException("--size must be positive");
+            if (width < 0) throw new IllegalArgumentException("--width must be positive");
             if (concurrent < 1) throw new IllegalArgumentException("--concurrent-batches must be positive");
         }
 
+        /** Square images of {@code size} pixels (0: the model's size). */
+        public Settings(int steps, double guidance, double eta, int size, int concurrent) {
+            this(steps, guidance, eta, size, 0, concurrent);
+        }
+
         public Settings(int steps, double guidance, double eta, int size) {
-            this(steps, guidance, eta, size, 1);
+            this(steps, guidance, eta, size, 0, 1);
         }
 
         public Settings(int steps, double guidance, double eta) {
-            this(steps, guidance, eta, 0, 1);
+            this(steps, guidance, eta, 0, 0, 1);
+        }
+
+        /** The height (square images: the size). */
+        public int size() {
+            return height;
         }
 
         public Settings withConcurrent(int n) {
-            return new Settings(steps, guidance, eta, size, n);
+            return new Settings(steps, guidance, eta, height, width, n);
+        }
+
+        public Settings withSize(int h, int w) {
+            return new Settings(steps, guidance, eta, h, w, concurrent);
         }
     }
 
@@ -66,10 +84,15 @@ public final class Sampler {
 
     /** Starting noise {@code [N, C, s, s]}, one image per seed. */
     public Tensor initialNoise(long[] seeds, int s) {
+        return initialNoise(seeds, s, s);
+    }
+
+    /** Starting noise {@code [N, C, h, w]}, one image per seed. */
+    public Tensor initialNoise(long[] seeds, int h, int w) {
         List<Tensor> z = new ArrayList<>();
         for (long seed : seeds)
             try (Generator g = Generator.seeded(seed)) {
-                z.add(g.randn(1, m.autoencoder.latentChannels(), s, s));
+                z.add(g.randn(1, m.autoencoder.latentChannels(), h, w));
             }
         return torch.cat(new TensorVector(z.toArray(new Tensor[0])), 0);
     }
@@ -89,20 +112,37 @@ public final class Sampler {
             throw new IllegalArgumentException(negativePrompts.size() + " negative prompts for " + prompts.size() + " prompts");
         int groups = Math.min(s.concurrent(), prompts.size());
         if (groups > 1 && s.eta() == 0 && m.device().is_cpu()) return concurrently(groups, prompts, negativePrompts, seeds, s, progress);
-        int size = s.size() == 0 ? m.imageSize : s.size();
+        int height = s.height() == 0 ? m.imageSize : s.height(), width = s.width() == 0 ? height : s.width();
+        int[] made = m.family().samplingSize(m, height, width);
+        if (made[0] != height || made[1] != width)
+            System.err.printf("%dx%d is not one of the model's aspect-ratio bins: sampling at the nearest, %dx%d, then resizing and cropping to %dx%d%n",
+                height, width, made[0], made[1], height, width);
         int factor = m.autoencoder.downsampling();
-        if (size % factor != 0) throw new org.pixelpost.io.check.InvalidValueException("--size", size + " is not a multiple of the autoencoder's " + factor);
+        for (int px : made)
+            if (px % factor != 0) throw new org.pixelpost.io.check.InvalidValueException("--size", px + " is not a multiple of the autoencoder's " + factor);
         try (Scope scope = Scope.open(); var g = Tensors.noGrad(); Generator stepNoise = Generator.seeded(seeds[0] ^ 0x5DEECE66DL)) {
             int n = prompts.size();
             List<String> all = new ArrayList<>();
             if (s.guidance() > 1) for (int i = 0; i < n; i++) all.add(negativePrompts == null ? "" : negativePrompts.get(i));
             all.addAll(prompts);
             org.pixelpost.model.Conditioning text = m.textEncoder.encode(all);            // [uncond; cond] rows: 2N (or N without guidance)
-            Tensor zT = m.onDevice(initialNoise(seeds, size / factor));                    // drawn on the CPU: the same on every device
+            text = m.family().sizeConditions(m, text, made[0], made[1]);
+            Tensor zT = m.onDevice(initialNoise(seeds, made[0] / factor, made[1] / factor)); // drawn on the CPU: the same on every device
             Denoise denoise = Guidance.classifierFree(m::denoise, text.on(zT), s.guidance());
             Tensor z = DdimLoop.sample(m.scheduler, s.steps(), denoise, zT, s.eta(), stepNoise, progress);
-            return scope.keep(Tensors.clamp(m.decodeLatents(z), 0, 1));                    // [N, 3, H, W]
+            Tensor images = Tensors.clamp(m.decodeLatents(z), 0, 1);                       // [N, 3, H', W']
+            return scope.keep(made[0] == height && made[1] == width ? images : resizeAndCrop(images, height, width)); // [N, 3, H, W]
         }
+    }
+
+    /** Scaled (bilinear) until both sides cover {@code h x w}, then the centre cut out, as diffusers returns binned images. */
+    static Tensor resizeAndCrop(Tensor images, int h, int w) {
+        long ih = images.size(2), iw = images.size(3);
+        double ratio = Math.max((double) h / ih, (double) w / iw);
+        long rh = (long) (ih * ratio), rw = (long) (iw * ratio);
+        Tensor r = torch.upsample_bilinear2d(images, new long[] {rh, rw}, false);           // [N, 3, rh, rw]
+        long top = (rh - h) / 2, left = (rw - w) / 2;
+        return r.narrow(2, top, h).narrow(3, left, w).contiguous();                         // [N, 3, h, w]
     }
 
     /** The images in {@code groups} contiguous groups, each sampled on its own thread; in order. */

@@ -49,6 +49,12 @@ public final class StableDiffusion {
         @Override public TextToImageModel loadFolder(Path dir, JsonNode index, LoadOptions o) throws IOException { return StableDiffusion.loadFolder(dir, index, o); }
         @Override public void saveFolder(TextToImageModel m, Path dir) throws IOException { StableDiffusion.saveFolder(m, dir); }
         @Override public boolean hasSingleFile() { return true; }
+
+        /** SD's LDM layout, and the SDXL and SD 2.x layouts it refuses by name. */
+        @Override
+        public boolean readsSingleFile(java.util.Set<String> keys) {
+            return keys.stream().anyMatch(k -> k.startsWith("model.diffusion_model.") || k.startsWith("conditioner.embedders.") || k.startsWith("cond_stage_model."));
+        }
         @Override public TextToImageModel loadSingleFile(Path file, LoadOptions o) throws IOException { return StableDiffusion.loadSingleFile(file, o); }
         @Override public Map<String, Tensor> singleFileState(TextToImageModel m) { return StableDiffusion.singleFileState(m); }
         @Override public double defaultGuidance() { return 7.5; }

@@ -185,6 +185,7 @@ public final class TextToImageModel implements AutoCloseable {
         Family f = Families.byClassName(cls);
         // a folder another pipeline class wrote (an img2img export, say) is read by its components
         if (f == null && j.has("unet")) f = Families.byClassName("StableDiffusionPipeline");
+        if (f == null && j.has("transformer") && j.has("text_encoder")) f = Families.byClassName(PixArt.CLASS_NAME);
         if (f == null && j.has("denoiser")) f = Families.byClassName(PixelPostFamily.CLASS_NAME);
         if (f == null) throw new BadFileException(index, "model class '" + cls + "' is not built here; known: " + Families.known());
         return f.loadFolder(dir, j, options);
@@ -202,7 +203,7 @@ public final class TextToImageModel implements AutoCloseable {
 
     /** Writes the family's single-file layout (atomically); for families that have one. */
     public void saveSingleFile(Path file) throws IOException {
-        org.pixelpost.io.tensorfile.SafeTensors.write(file, family.singleFileState(this), java.util.Map.of("format", "pt"));
+        org.pixelpost.io.tensorfile.SafeTensors.write(file, family.singleFileState(this), family.singleFileMetadata(this));
     }
 
     /** Puts the finished folder {@code tmp} where {@code abs} is. */

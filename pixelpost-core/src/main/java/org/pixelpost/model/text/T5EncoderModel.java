@@ -206,12 +206,21 @@ public final class T5EncoderModel extends Module {
         ComponentFolder.write(dir, "model.safetensors", parameters(), Map.of("format", "pt"), config.toJson());
     }
 
-    /** A transformers {@code text_encoder/} folder of a T5 encoder: {@code config.json} and its weights. */
+    /** A transformers {@code text_encoder/} folder of a T5 encoder in fp32. */
     public static T5EncoderModel load(Path dir) throws IOException {
+        return load(dir, torch.ScalarType.Float);
+    }
+
+    /**
+     * A transformers {@code text_encoder/} folder of a T5 encoder: {@code config.json} and its
+     * weights as one file or sharded ({@code model.safetensors.index.json}, or
+     * {@code pytorch_model.bin.index.json} with pickled shards), in any floating dtype on disk; the
+     * model is built in {@code dtype}, so bf16 weights never pass through fp32.
+     */
+    public static T5EncoderModel load(Path dir, torch.ScalarType dtype) throws IOException {
         Config c = ComponentFolder.config(dir, "T5 encoder", Config::fromJson);
-        Path w = ComponentFolder.weights(dir, "model.safetensors", "pytorch_model.bin");
         try (Scope s = Scope.open()) { // the file's tensors are freed once copied into the parameters
-            return fromState(c, Checkpoints.read(w), w);
+            return fromState(c, Checkpoints.readFolder(dir, "model.safetensors", "pytorch_model.bin"), dir, dtype);
         }
     }
 
@@ -221,10 +230,16 @@ public final class T5EncoderModel extends Module {
      * decoder's) are ignored.
      */
     public static T5EncoderModel fromState(Config c, Map<String, Tensor> stored, Path source) throws IOException {
+        return fromState(c, stored, source, torch.ScalarType.Float);
+    }
+
+    /** As {@link #fromState(Config, Map, Path)}, the parameters in {@code dtype}. */
+    public static T5EncoderModel fromState(Config c, Map<String, Tensor> stored, Path source, torch.ScalarType dtype) throws IOException {
         T5EncoderModel m;
         try (Init meta = Init.onMeta()) { // no random initialisation for weights about to be loaded
             m = new T5EncoderModel(c);
         }
+        if (dtype != torch.ScalarType.Float) m.to(dtype); // still on the meta device: the weights are copied straight into dtype
         Map<String, Tensor> mine = new LinkedHashMap<>();
         for (String k : m.parameters().keySet()) {
             Tensor v = stored.get(k);
