@@ -60,6 +60,24 @@ public final class InMemory {
             org.pixelpost.pipeline.StableDiffusion.scheduler(null), 16, 1.0);
     }
 
+    /**
+     * A tiny PixArt-alpha: the parity fixture's transformer layout (hidden 48, 2 layers, 4 heads,
+     * 8x8 latents, learned variance) over the tiny T5 encoder's 32-wide features (so its weights are
+     * new, seeded), the tiny VAE (16x16 images) and T5's tokenizer over transformers' test
+     * sentencepiece model.
+     */
+    public static TextToImageModel tinyPixArt() throws Exception {
+        java.nio.file.Path o = TestData.shared().resolve("oracle");
+        org.pixelpost.tensor.Engine.seed(5);
+        com.fasterxml.jackson.databind.JsonNode cfg = new com.fasterxml.jackson.databind.ObjectMapper().readTree(o.resolve("pixart_tiny/config.json").toFile());
+        org.pixelpost.model.text.T5EncoderModel t5 = org.pixelpost.model.text.T5EncoderModel.load(o.resolve("t5_encoder_tiny"));
+        DiT transformer = new DiT(DiT.pixArtConfig(cfg).withCaptionChannels(t5.config().dModel()));
+        org.pixelpost.model.text.T5Tokenizer tok = org.pixelpost.model.text.T5Tokenizer.of(o.resolve("t5_tokenizer/test_sentencepiece.model"), true, 100);
+        return new TextToImageModel(transformer, AutoencoderKL.load(o.resolve("vae_tiny")), "vae",
+            new org.pixelpost.model.text.T5TextEncoder(tok, t5, org.pixelpost.model.text.T5Tokenizer.PIXART_MAX_LENGTH),
+            org.pixelpost.pipeline.Families.byClassName("PixArtAlphaPipeline").defaultScheduler(), 16, 1.0);
+    }
+
     /** A two-level AutoencoderKL (8x8 images to 4x4x4 latents), randomly initialised. */
     public static AutoencoderKL autoencoder() {
         return new AutoencoderKL(new AutoencoderKL.Config(3, 3, List.of(16, 16), 1, 4, 8, 1.0, 0.0, true));

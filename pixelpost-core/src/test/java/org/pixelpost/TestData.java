@@ -32,6 +32,17 @@ public final class TestData {
         return p;
     }
 
+    /** The fixtures this project wrote with the Python peer ({@code bench/fixtures/pixart_t5_fixtures.py}), from the core module's test resources. */
+    public static Path fixtures() {
+        try {
+            java.net.URL u = TestData.class.getResource("/fixtures");
+            if (u == null || !u.getProtocol().equals("file")) throw new IllegalStateException("the fixtures are not on the class path as a folder: " + u);
+            return Paths.get(u.toURI());
+        } catch (java.net.URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     public static Path taef2() {
         return shared().resolve("weights/taef2");
     }

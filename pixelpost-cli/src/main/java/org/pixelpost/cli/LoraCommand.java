@@ -113,13 +113,13 @@ final class LoraCommand implements Runnable {
     static final class Export implements Callable<Integer> {
         @Option(names = "--lora", required = true, description = "a LoRA file, or a LoRA run folder") String lora;
         @Option(names = "--model", required = true, description = "the base model (names and shapes are checked against it)") Path model;
-        @Option(names = "--format", defaultValue = "kohya", description = "kohya or peft (default: ${DEFAULT-VALUE})") String format;
+        @Option(names = "--format", defaultValue = "auto", description = "kohya, peft, or auto: the model family's (kohya for Stable Diffusion, peft for PixArt and DiTs; default: ${DEFAULT-VALUE})") String format;
         @Option(names = "--out", required = true, description = "the .safetensors file to write") Path out;
         @Option(names = "--overwrite", description = "replace --out if it exists") boolean overwrite;
 
         @Override
         public Integer call() throws Exception {
-            org.pixelpost.lora.LoraLayout f = org.pixelpost.lora.LoraLayout.written(format);
+            if (!format.equalsIgnoreCase("auto")) org.pixelpost.lora.LoraLayout.written(format); // refused before anything is loaded
             checkOutFile(out, overwrite);
             Engine.start();
             Spec s = Spec.parse("--lora", lora);
@@ -129,6 +129,7 @@ final class LoraCommand implements Runnable {
             try (TextToImageModel m = TextToImageModel.load(model)) {
                 LoraWeights w = LoraWeights.read(s.file(), m);
                 w.notes().forEach(System.err::println);
+                org.pixelpost.lora.LoraLayout f = org.pixelpost.lora.LoraLayout.written(format.equalsIgnoreCase("auto") ? m.family().loraFormat() : format);
                 w.write(out, f);
                 System.out.printf("%d layers, %s layout -> %s%n", w.updates().size(), f.name().toLowerCase(), out);
             }

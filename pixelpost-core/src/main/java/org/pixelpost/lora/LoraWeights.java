@@ -54,16 +54,20 @@ public final class LoraWeights {
     public static final String TEXT_ENCODER = "text_encoder";
 
     private final Map<String, Update> updates;
+    /** Qualified key -> the qualified layers the file holds it as, where the model publishes it under other names (see {@link Denoiser#publishedLayers}). */
+    private final Map<String, List<Denoiser.PublishedPart>> published;
     private final Map<String, String> metadata;
     private final List<String> notes;
     private final String layout;
 
     public LoraWeights(Map<String, Update> updates, Map<String, String> metadata, List<String> notes) {
-        this(updates, metadata, notes, "in memory");
+        this(updates, Map.of(), metadata, notes, "in memory");
     }
 
-    private LoraWeights(Map<String, Update> updates, Map<String, String> metadata, List<String> notes, String layout) {
+    private LoraWeights(Map<String, Update> updates, Map<String, List<Denoiser.PublishedPart>> published, Map<String, String> metadata,
+                        List<String> notes, String layout) {
         this.updates = new TreeMap<>(updates);
+        this.published = Map.copyOf(published);
         this.metadata = Map.copyOf(metadata);
         this.notes = List.copyOf(notes);
         this.layout = layout;
@@ -110,7 +114,7 @@ public final class LoraWeights {
             }));
         }
         if (u.isEmpty()) throw new IllegalArgumentException("the model has no LoRA adapters switched on");
-        return new LoraWeights(u, Map.of(), List.of());
+        return new LoraWeights(u, publishedNames(components, u.keySet()), Map.of(), List.of(), "in memory");
     }
 
     public static LoraWeights of(TextToImageModel m) {
@@ -230,7 +234,17 @@ public final class LoraWeights {
     public void write(Path file, LoraLayout layout) throws IOException {
         Map<String, Tensor> out = new LinkedHashMap<>();
         try (var g = Tensors.noGrad(); Scope s = Scope.open()) {
-            for (Map.Entry<String, Update> e : updates.entrySet()) layout.write(e.getKey(), e.getValue(), out);
+            for (Map.Entry<String, Update> e : updates.entrySet()) {
+                List<Denoiser.PublishedPart> parts = published.get(e.getKey());
+                if (parts == null) {
+                    layout.write(e.getKey(), e.getValue(), out);
+                    continue;
+                }
+                // each part: the same down, the up's rows of the part; exactly the layer's update
+                Update u = e.getValue();
+                for (Denoiser.PublishedPart p : parts)
+                    layout.write(p.name(), new Update(u.down(), u.up().narrow(0, p.start(), p.rows()).contiguous(), u.alpha()), out);
+            }
             SafeTensors.write(file, out, headerMetadata(layout));
         }
     }
@@ -261,7 +275,69 @@ public final class LoraWeights {
     public LoraWeights withMetadata(Map<String, String> more) {
         Map<String, String> m = new TreeMap<>(metadata);
         m.putAll(more);
-        return new LoraWeights(updates, m, notes, layout);
+        return new LoraWeights(updates, published, m, notes, layout);
+    }
+
+    /** The published parts of each of {@code keys} whose denoiser names it otherwise, qualified by component. */
+    static Map<String, List<Denoiser.PublishedPart>> publishedNames(Map<String, Module> components, java.util.Collection<String> keys) {
+        Map<String, List<Denoiser.PublishedPart>> out = new TreeMap<>();
+        for (String key : keys) {
+            int dot = key.indexOf('.');
+            String prefix = key.substring(0, dot);
+            if (!(components.get(prefix) instanceof Denoiser d)) continue;
+            List<Denoiser.PublishedPart> parts = d.publishedLayers(key.substring(dot + 1));
+            if (!parts.isEmpty())
+                out.put(key, parts.stream().map(p -> new Denoiser.PublishedPart(prefix + "." + p.name(), p.start(), p.rows())).toList());
+        }
+        return out;
+    }
+
+    /** A file's module name that is part of a published layer: the qualified key of our layer, and which part. */
+    private record PartOf(String key, Denoiser.PublishedPart part) {}
+
+    /** Every published part's file names (in each layout) -> our layer and the part. */
+    private static Map<String, PartOf> partNames(Map<String, Module> components) {
+        Map<String, PartOf> out = new LinkedHashMap<>();
+        components.forEach((prefix, root) -> {
+            if (!(root instanceof Denoiser d)) return;
+            root.modules().forEach((path, layer) -> {
+                if (Lora.shapes(layer, 1) == null) return;
+                for (Denoiser.PublishedPart p : d.publishedLayers(path)) {
+                    Map<String, String> names = new LinkedHashMap<>();
+                    for (LoraLayout l : LoraLayout.ALL) l.names(prefix, p.name(), null, names);
+                    for (String n : names.keySet()) out.putIfAbsent(n, new PartOf(prefix + "." + path, p));
+                }
+            });
+        });
+        return out;
+    }
+
+    /**
+     * The parts read for one layer joined into its update: with one down weight and one scale
+     * shared by all (as PixelPost writes them), that down and the parts' up rows; otherwise the
+     * downs stacked and the ups placed block-diagonally (scales folded in), which is the same sum
+     * of updates at the summed rank. A part the file lacks adds nothing to its rows.
+     */
+    static Update join(long outRows, Map<Denoiser.PublishedPart, Update> parts) {
+        List<Map.Entry<Denoiser.PublishedPart, Update>> ps = new ArrayList<>(parts.entrySet());
+        Update first = ps.get(0).getValue();
+        boolean shared = ps.stream().allMatch(e -> e.getValue().scale() == first.scale() && e.getValue().rank() == first.rank()
+            && torch.equal(e.getValue().down(), first.down()));
+        if (shared) {
+            Tensor up = torch.zeros(outRows, first.rank());
+            for (var e : ps) up.narrow(0, e.getKey().start(), e.getKey().rows()).copy_(e.getValue().up().reshape(e.getKey().rows(), first.rank()));
+            return new Update(first.down().clone(), up, first.alpha());
+        }
+        int total = ps.stream().mapToInt(e -> e.getValue().rank()).sum(), col = 0;
+        Tensor up = torch.zeros(outRows, total);
+        List<Tensor> downs = new ArrayList<>();
+        for (var e : ps) {
+            Update u = e.getValue();
+            up.narrow(0, e.getKey().start(), e.getKey().rows()).narrow(1, col, u.rank()).copy_(u.up().reshape(e.getKey().rows(), u.rank()).mul(Tensors.s(u.scale())));
+            downs.add(u.down().reshape(u.rank(), -1));
+            col += u.rank();
+        }
+        return new Update(torch.cat(new org.bytedeco.pytorch.TensorVector(downs.toArray(new Tensor[0])), 0), up, total);
     }
 
     // ---- reading -------------------------------------------------------------------------------
@@ -346,6 +422,8 @@ public final class LoraWeights {
                 throw new BadFileException(file, unknown.size() + " keys are not LoRA weights, first: " + first(unknown, 3)
                     + "; expected <module>.lora_down.weight / .lora_up.weight / .alpha (kohya) or <module>.lora_A.weight / .lora_B.weight (PEFT)");
             Map<String, String> names = names(components);
+            Map<String, PartOf> partNames = partNames(components);
+            Map<String, Map<Denoiser.PublishedPart, Update>> partsRead = new TreeMap<>();
             JsonNode peftConfig = peftConfig(file);
             List<String> unmatched = new ArrayList<>(), missingAlpha = new ArrayList<>(), problems = new ArrayList<>(), nonPositive = new ArrayList<>();
             Map<String, String> fileNames = new TreeMap<>(); // qualified key -> the file's module name, for messages
@@ -358,7 +436,8 @@ public final class LoraWeights {
                     continue;
                 }
                 String key = names.get(module);
-                if (key == null) {
+                PartOf partOf = key == null ? partNames.get(module) : null;
+                if (key == null && partOf == null) {
                     unmatched.add(module);
                     continue;
                 }
@@ -397,9 +476,26 @@ public final class LoraWeights {
                     continue;
                 }
                 if (alpha <= 0) nonPositive.add(module + " (alpha " + alpha + ")");
+                if (partOf != null) {
+                    if (up.size(0) != partOf.part().rows()) {
+                        problems.add(module + ": up " + Arrays.toString(Tensors.shape(up)) + " does not fit the layer's " + partOf.part().rows() + " outputs");
+                        continue;
+                    }
+                    partsRead.computeIfAbsent(partOf.key(), k -> new LinkedHashMap<>()).put(partOf.part(), new Update(down, up, alpha));
+                    fileNames.putIfAbsent(partOf.key(), module);
+                    continue;
+                }
                 if (updates.put(key, new Update(s.keep(down), s.keep(up), alpha)) != null)
                     problems.add(module + " names a layer another key of the file names too (" + key + ")");
                 fileNames.put(key, module);
+            }
+            for (Map.Entry<String, Map<Denoiser.PublishedPart, Update>> e : partsRead.entrySet()) {
+                String key = e.getKey();
+                int dot = key.indexOf('.');
+                Tensor w = components.get(key.substring(0, dot)).modules().get(key.substring(dot + 1)).parameters().get("weight");
+                Update joined = join(w.size(0), e.getValue());
+                if (updates.put(key, new Update(s.keep(joined.down()), s.keep(joined.up()), joined.alpha())) != null)
+                    problems.add(fileNames.get(key) + " names a layer another key of the file names too (" + key + ")");
             }
             if (!unmatched.isEmpty()) throw new BadFileException(file, unmatchedMessage(unmatched, groups.size(), raw.keySet(), names, components));
             if (!problems.isEmpty()) throw new BadFileException(file, problems.size() + " LoRA layers are malformed, first: " + first(problems, 3));
@@ -413,7 +509,7 @@ public final class LoraWeights {
             if (kinds.contains("kohya") && fileNames.entrySet().stream().anyMatch(e -> e.getValue().startsWith(KohyaLayout.UNET)
                 && !e.getValue().equals(KohyaLayout.kohyaName(e.getKey()))))
                 kinds = new java.util.TreeSet<>(kinds.stream().map(k -> k.equals("kohya") ? "kohya (LDM names)" : k).toList());
-            LoraWeights w = new LoraWeights(updates, meta, notes, String.join(" + ", kinds));
+            LoraWeights w = new LoraWeights(updates, publishedNames(components, updates.keySet()), meta, notes, String.join(" + ", kinds));
             List<String> misfits = new ArrayList<>();
             w.sites(components, fileNames::get, misfits);
             if (!misfits.isEmpty())

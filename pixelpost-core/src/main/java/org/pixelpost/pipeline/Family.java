@@ -92,6 +92,11 @@ public interface Family {
      */
     Map<String, List<String>> loraPresets();
 
+    /** The LoRA layout the family's tools read best ({@code kohya} for SD; {@code peft}, in diffusers' names, for transformers). */
+    default String loraFormat() {
+        return "peft";
+    }
+
     /** Header metadata the family's LoRA files carry (kohya's {@code ss_base_model_version}). */
     default Map<String, String> loraMetadata(TextToImageModel m) {
         return Map.of();

@@ -78,6 +78,8 @@ public final class StableDiffusion {
                 "conv", List.of(".conv1", ".conv2", ".conv_shortcut", ".downsamplers.0.conv", ".upsamplers.0.conv"));
         }
 
+        @Override public String loraFormat() { return "kohya"; }
+
         @Override
         public Map<String, String> loraMetadata(TextToImageModel m) {
             return Map.of("ss_base_model_version", ((UNet2DCondition) m.denoiser).config().crossAttentionDim() == 1024 ? "sd_v2" : "sd_v1");

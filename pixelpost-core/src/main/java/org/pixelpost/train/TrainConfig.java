@@ -74,7 +74,7 @@ public record TrainConfig(Method method, Data data, Optimizer optimizer, Adapter
         @Opt(help = "LoRA alpha: the update is scaled by alpha / rank (0: alpha = rank)", def = "0") double loraAlpha,
         @Opt(help = "layers that get adapters: presets attention, ff, proj, conv, or regular expressions on layer paths", def = "attention") List<String> loraTargets,
         @Opt(help = "dropout on the adapters' input while training", def = "0") double loraDropout,
-        @Opt(help = "layout of the run's lora.safetensors: kohya (loads in AUTOMATIC1111, ComfyUI, diffusers) or peft", def = "kohya") String loraFormat) {}
+        @Opt(help = "layout of the run's lora.safetensors: kohya (loads in AUTOMATIC1111, ComfyUI, diffusers), peft, or auto (the family's: kohya for Stable Diffusion, peft in diffusers' names for PixArt)", def = "auto") String loraFormat) {}
 
     /** The run itself: model, folder, length, precision, device, checkpoints, logging. */
     public record Run(
@@ -223,7 +223,7 @@ public record TrainConfig(Method method, Data data, Optimizer optimizer, Adapter
         Checks.atLeast("sample_steps", validation.sampleSteps(), 1);
         Checks.finite("sample_guidance", validation.sampleGuidance());
         org.pixelpost.lora.LoraTargets.of(adapters.loraTargets());
-        org.pixelpost.lora.LoraLayout.written("lora_format", adapters.loraFormat());
+        if (!adapters.loraFormat().equalsIgnoreCase("auto")) org.pixelpost.lora.LoraLayout.written("lora_format", adapters.loraFormat());
         Checks.atLeast("lora_rank", adapters.loraRank(), 0);
         if (lora()) org.pixelpost.nn.Lora.checkOptions(adapters.loraRank(), adapters.loraAlpha(), adapters.loraDropout());
         else {

@@ -156,7 +156,8 @@ public final class TrainRun {
             @Override
             public Path save(TextToImageModel m, Path out) throws IOException {
                 LoraWeights w = LoraWeights.of(LoraWeights.components(m)).withMetadata(m.family().loraMetadata(m));
-                w.write(out.resolve(LORA_FILE), org.pixelpost.lora.LoraLayout.written(c.adapters().loraFormat()));
+                String format = c.adapters().loraFormat().equalsIgnoreCase("auto") ? m.family().loraFormat() : c.adapters().loraFormat();
+                w.write(out.resolve(LORA_FILE), org.pixelpost.lora.LoraLayout.written(format));
                 return out.resolve(LORA_FILE);
             }
         };

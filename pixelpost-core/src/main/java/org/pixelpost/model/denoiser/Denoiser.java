@@ -33,6 +33,20 @@ public interface Denoiser extends AutoCloseable {
         return null;
     }
 
+    /** Rows {@code [start, start + rows)} of a layer's output, published as the layer {@code name} (a path in the component). */
+    record PublishedPart(String name, long start, long rows) {}
+
+    /**
+     * The layers under which the model's public form (diffusers') holds the layer at {@code path},
+     * where that differs from {@code path}: one renamed layer, or the parts of a fused projection
+     * (PixArt's fused q/k/v is diffusers' separate {@code to_q}, {@code to_k}, {@code to_v}). LoRA
+     * files are written in these names and read from them (parts joined again). Empty: the layer
+     * is published under its own path.
+     */
+    default java.util.List<PublishedPart> publishedLayers(String path) {
+        return java.util.List.of();
+    }
+
     /** Forward FLOPs for one sample at the model's own size over {@code textTokens} text tokens, where the model counts them. */
     default java.util.OptionalLong forwardFlops(int textTokens) {
         return java.util.OptionalLong.empty();

@@ -534,6 +534,34 @@ public final class DiT extends Module implements Denoiser {
         return java.util.Collections.unmodifiableMap(m);
     }
 
+    /** diffusers' PixArt name of each of this layout's layers (the fused q/k/v as its parts). */
+    @Override
+    public List<PublishedPart> publishedLayers(String path) {
+        long d = config.hiddenSize;
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("blocks\\.(\\d+)\\.(.+)").matcher(path);
+        if (m.matches()) {
+            String f = "transformer_blocks." + m.group(1) + ".";
+            switch (m.group(2)) {
+                case "attn.qkv" -> { return List.of(new PublishedPart(f + "attn1.to_q", 0, d), new PublishedPart(f + "attn1.to_k", d, d), new PublishedPart(f + "attn1.to_v", 2 * d, d)); }
+                case "cross_attn.kv_linear" -> { return List.of(new PublishedPart(f + "attn2.to_k", 0, d), new PublishedPart(f + "attn2.to_v", d, d)); }
+                default -> {
+                    for (Map.Entry<String, String> e : BLOCK_NAMES.entrySet())
+                        if (e.getValue().equals(m.group(2))) return List.of(new PublishedPart(f + e.getKey(), 0, rowsOf(path)));
+                    return List.of();
+                }
+            }
+        }
+        if (path.equals("final_layer.linear")) return List.of(new PublishedPart("proj_out", 0, rowsOf(path)));
+        for (Map.Entry<String, String> e : PIXART_NAMES.entrySet())
+            if (e.getValue().equals(path)) return List.of(new PublishedPart(e.getKey(), 0, rowsOf(path)));
+        return List.of();
+    }
+
+    private long rowsOf(String path) {
+        Tensor w = parameters().get(path + ".weight");
+        return w == null ? 0 : w.size(0);
+    }
+
     /** The original name of a diffusers PixArt layer path (no {@code .weight}); null for the split q/k/v, which the original fuses. */
     public static String originalLayer(String diffusers) {
         if (PIXART_NAMES.containsKey(diffusers)) return PIXART_NAMES.get(diffusers);
@@ -629,7 +657,7 @@ public final class DiT extends Module implements Denoiser {
     /** The tensors of an original checkpoint: the parameters under their own names and the fixed positions {@code pos_embed [1, N, d]}. */
     public Map<String, Tensor> originalState() {
         Map<String, Tensor> o = new LinkedHashMap<>(parameters());
-        o.put("pos_embed", pos.unsqueeze(0).to(torch.ScalarType.Float).contiguous());
+        o.put("pos_embed", pos.reshape(1, -1, config.hiddenSize).to(torch.ScalarType.Float).contiguous());
         return o;
     }
 
