@@ -60,6 +60,20 @@ final class ModelCommand implements Runnable {
                 ShapeDetection.Component main = parts.get(0);
                 config = Json.MAPPER.convertValue(main.config(), Map.class);
                 count = main.parameters();
+            } else if (Files.exists(dir) && Json.MAPPER.readTree(dir.resolve("model_index.json").toFile()).path("_class_name").asText().equals("PixArtAlphaPipeline")) {
+                // PixArt: each component from its config and weight headers, so T5-XXL's 19 GB are not loaded to be counted
+                Object cfg = null;
+                long n = 0;
+                for (String sub : List.of("transformer", "vae", "text_encoder")) {
+                    ShapeDetection.Component c = ShapeDetection.components(dir.resolve(sub)).get(0);
+                    components.put(c.role(), component(c.className(), c.parameters()));
+                    if (sub.equals("transformer")) {
+                        cfg = Json.MAPPER.convertValue(c.config(), Map.class);
+                        n = c.parameters();
+                    }
+                }
+                config = cfg;
+                count = n;
             } else if (Files.exists(dir)) {
                 try (TextToImageModel m = TextToImageModel.load(dir)) {
                     config = Json.MAPPER.convertValue(m.denoiser.configJson(), Map.class);
@@ -109,7 +123,8 @@ final class ModelCommand implements Runnable {
                     Map<?, ?> cm = (Map<?, ?>) v;
                     System.out.printf("  %-13s %-32s %s%n", k, cm.get("class"), cm.get("parameters") == null ? "" : String.format("%,d", (Long) cm.get("parameters")));
                 });
-                if (published != null) System.out.printf("published (PixArt-alpha XL/2): %,d  %s%n", published, published == count ? "(match)" : "(differs)");
+                if (published != null) System.out.printf("published (%s): %,d  %s%n", name.toLowerCase(java.util.Locale.ROOT).equals("pixart-1024") ? "PixArt-XL-2-1024-MS" : "PixArt-alpha XL/2",
+                    published, published == count ? "(match)" : "(differs)");
                 System.out.println(Json.write(o.get("config")));
             }
             return 0;

@@ -39,6 +39,10 @@ final class SampleCommand implements Callable<Integer> {
     @Option(names = "--guidance", description = "classifier-free guidance scale; <= 1 disables it (default: 7.5 for Stable Diffusion, 4.5 otherwise)") Double guidanceOption;
     @Option(names = "--negative-prompt", description = "guide away from this prompt instead of the empty one (all prompts)") String negativePrompt;
     @Option(names = "--size", defaultValue = "0", description = "image height and width in pixels (default: the model's; a U-Net takes any multiple of 64)") int size;
+    @Option(names = "--width", defaultValue = "0", description = "image width in pixels, for images that are not square (default: the height)") int width;
+    @Option(names = "--text-encoder-dtype", defaultValue = "fp32", description = {"T5 (PixArt): fp32, or bf16 in half the memory (T5-XXL: 19.0 GB in fp32, 9.5 GB in bf16);",
+        "fp16 is refused, as T5 overflows in it (default: ${DEFAULT-VALUE})"}) String textEncoderDtype;
+    @Option(names = "--configs", description = "an original PixArt checkpoint (transformer only): the PixArt-alpha folder whose text_encoder/, tokenizer/ and vae/ it takes") Path configs;
     @Option(names = "--clip-skip", defaultValue = "1", description = "Stable Diffusion: 1 the last CLIP layer, 2 the one before (default: ${DEFAULT-VALUE})") int clipSkip;
     @Option(names = "--weights-dtype", defaultValue = "fp32", description = "fp32, or bf16 to hold the weights in half the memory (default: ${DEFAULT-VALUE})")
     String weightsDtype;
@@ -62,6 +66,8 @@ final class SampleCommand implements Callable<Integer> {
         Checks.atLeast("--steps", steps, 1);
         if (guidanceOption != null) Checks.finite("--guidance", guidanceOption);
         Checks.atLeast("--size", size, 0);
+        Checks.atLeast("--width", width, 0);
+        org.pixelpost.model.text.T5TextEncoder.dtype(textEncoderDtype); // refused before anything is written
         Checks.atLeast("--clip-skip", clipSkip, 1);
         Checks.oneOf("--weights-dtype", weightsDtype, "fp32", "bf16");
         Checks.nonNegative("--eta", eta);
@@ -69,7 +75,7 @@ final class SampleCommand implements Callable<Integer> {
         Checks.atLeast("--batch", batch, 1);
         Checks.atLeast("--concurrent-batches", concurrentBatches, 1);
         loras.forEach(l -> LoraCommand.Spec.parse("--lora", l)); // a bad scale is refused before anything is written
-        if (size > 0) checkFits(list.size(), size);
+        if (size > 0) checkFits(list.size(), Math.max(size, width));
         boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
         List<Path> written = new ArrayList<>();
         try {
@@ -98,15 +104,19 @@ final class SampleCommand implements Callable<Integer> {
     private int sample(List<String> list, List<Path> written) throws IOException {
         Engine.start();
         long t0 = System.nanoTime();
-        try (TextToImageModel m = TextToImageModel.load(model, new org.pixelpost.pipeline.LoadOptions(clipSkip, null, null, null))) {
+        org.pixelpost.pipeline.LoadOptions opts = new org.pixelpost.pipeline.LoadOptions(clipSkip, null, null, configs,
+            org.pixelpost.model.text.T5TextEncoder.dtype(textEncoderDtype));
+        try (TextToImageModel m = TextToImageModel.load(model, opts)) {
             LoraCommand.mergeAll(m, loras, "--lora").forEach(System.err::println); // all read and checked before any is merged
             if (weightsDtype.equals("bf16")) m.toBf16Weights();
             guidance = guidanceOption != null ? guidanceOption : m.family().defaultGuidance();
             String sizeProblem = size == 0 ? null : m.family().sizeProblem(size, m);
             if (sizeProblem != null) throw new InvalidValueException("--size", sizeProblem);
+            String widthProblem = width == 0 ? null : m.family().sizeProblem(width, m);
+            if (widthProblem != null) throw new InvalidValueException("--width", widthProblem);
             if (size == 0) checkFits(list.size(), m.imageSize); // with --size it was checked before loading
             Sampler sampler = m.sampler();
-            Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size, concurrentBatches);
+            Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size, width, concurrentBatches);
             List<String> flat = new ArrayList<>();
             List<long[]> ids = new ArrayList<>();
             for (int p = 0; p < list.size(); p++)

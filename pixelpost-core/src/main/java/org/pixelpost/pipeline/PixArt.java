@@ -172,7 +172,7 @@ final class PixArt implements Family {
         T5TextEncoder te = (T5TextEncoder) m.textEncoder;
         transformer.savePixArt(dir.resolve("transformer"));
         ((AutoencoderKL) m.autoencoder).save(dir.resolve("vae"));
-        te.model().save(dir.resolve("text_encoder"));
+        te.save(dir.resolve("text_encoder"));
         te.tokenizer().save(dir.resolve("tokenizer"));
         ObjectMapper om = new ObjectMapper();
         Files.createDirectories(dir.resolve("scheduler"));

@@ -172,6 +172,7 @@ public final class ShapeDetection {
             if (s.keySet().stream().anyMatch(k -> k.startsWith(CLIP))) out.add(clipComponent(under(s, CLIP), path));
             return out;
         }
+        if (org.pixelpost.model.denoiser.DiT.isOriginalPixArt(s.keySet())) return List.of(pixArtComponent(s, path));
         if (s.containsKey("input_blocks.0.0.weight")) return List.of(unetComponent(s, path));
         if (s.containsKey("encoder.down.0.block.0.conv1.weight")) return List.of(vaeComponent(s, path));
         if (s.containsKey("text_model.embeddings.token_embedding.weight")) return List.of(clipComponent(s, path));
@@ -181,6 +182,29 @@ public final class ShapeDetection {
             throw new BadFileException(path, "weights in diffusers' names, which need their config.json: pass the folder that holds both");
         throw new BadFileException(path, "neither an SD single file nor an original-layout U-Net, VAE or CLIP text model (keys like "
             + s.keySet().stream().limit(3).toList() + ")");
+    }
+
+    /** An original PixArt-alpha checkpoint: its parameters (positions and the learned empty caption are not), its configuration where the head count is known. */
+    private static Component pixArtComponent(Map<String, long[]> s, Path source) throws IOException {
+        Map<String, long[]> params = new LinkedHashMap<>(s);
+        List.of("pos_embed", "y_embedder.y_embedding").forEach(params::remove);
+        Integer heads = null;
+        if (source.getFileName().toString().endsWith(".safetensors"))
+            try (SafeTensors st = SafeTensors.open(source)) {
+                String h = st.metadata().get("num_heads");
+                if (h != null && h.matches("\\d{1,4}")) heads = Integer.parseInt(h);
+            }
+        com.fasterxml.jackson.databind.node.ObjectNode cfg;
+        try {
+            org.pixelpost.model.denoiser.DiT.Config c = org.pixelpost.model.denoiser.DiT.originalConfig(s, source, heads);
+            cfg = org.pixelpost.io.ConfigJson.write(c);
+            return checked(new Component("denoiser", "PixArt-alpha (original)", cfg, count(params, "")), c.parameterCount(), source);
+        } catch (BadFileException e) {
+            if (!e.getMessage().contains("head count")) throw e;
+            // the count stands without the head count, which only the attention's split needs
+            cfg = org.pixelpost.io.ConfigJson.MAPPER.createObjectNode().put("hidden_size", s.get("x_embedder.proj.weight")[0]).put("num_heads", "unknown");
+            return new Component("denoiser", "PixArt-alpha (original)", cfg, count(params, ""));
+        }
     }
 
     private static Component unetComponent(Map<String, long[]> s, Path source) throws BadFileException {
@@ -206,7 +230,8 @@ public final class ShapeDetection {
     }
 
     private static final Map<String, String> ROLES = Map.of(UNet2DCondition.CLASS_NAME, "denoiser", "AutoencoderKL", "autoencoder",
-        "CLIPTextModel", "text_encoder", "PixArtTransformer2DModel", "denoiser", "T5EncoderModel", "text_encoder");
+        "CLIPTextModel", "text_encoder", "PixArtTransformer2DModel", "denoiser", "T5EncoderModel", "text_encoder",
+        "Transformer2DModel", "denoiser");
 
     /** A diffusers or transformers component folder: {@code config.json} and its weights (sharded or not). */
     private static Component folder(Path dir) throws IOException {
@@ -218,7 +243,7 @@ public final class ShapeDetection {
         if (cls.isEmpty()) throw new BadFileException(cfg, "names no class (_class_name or architectures)");
         if (!ROLES.containsKey(cls)) throw new BadFileException(cfg, "class " + cls + " is not one PixelPost builds; known: " + new TreeSet<>(ROLES.keySet()));
         TreeSet<Path> weights = new TreeSet<>();
-        for (String index : List.of("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")) {
+        for (String index : List.of("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json", "pytorch_model.bin.index.json", "diffusion_pytorch_model.bin.index.json")) {
             Path f = dir.resolve(index);
             if (java.nio.file.Files.isRegularFile(f)) StableDiffusion.json(f).path("weight_map").forEach(shard -> weights.add(dir.resolve(shard.asText())));
         }

@@ -147,7 +147,7 @@ public final class TextToImageModel implements AutoCloseable {
      * architecture (another fine-tune, or a text-encoder LoRA merged in).
      */
     public String encoderFingerprint() {
-        String te = textEncoder.module() != null ? textEncoder.module().fingerprint() : "-";
+        String te = textEncoder.fingerprint();
         String ae = autoencoder instanceof org.pixelpost.nn.Module a ? a.fingerprint() : "-";
         return te + "|" + ae;
     }

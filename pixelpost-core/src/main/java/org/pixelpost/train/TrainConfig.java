@@ -54,7 +54,8 @@ public record TrainConfig(Method method, Data data, Optimizer optimizer, Adapter
         @Opt(help = "sample: each step trains on a fresh draw from the VAE's posterior, as diffusers' and kohya's scripts do; mean: on its mean (no effect for a deterministic autoencoder such as TAESD)", def = "sample") String latentSample,
         @Opt(help = "probability that a caption is replaced by the empty prompt, which trains the unconditional prediction guidance needs", def = "0.1") double captionDropout,
         @Opt(help = "skip or fail on unreadable images", def = "skip") String onBadImage,
-        @Opt(help = "skip (with a count) or fail on preference pairs whose winner and loser are the same image", def = "skip") String onBadPair) {}
+        @Opt(help = "skip (with a count) or fail on preference pairs whose winner and loser are the same image", def = "skip") String onBadPair,
+        @Opt(help = "a T5 text encoder (PixArt) encodes the captions in fp32 or bf16 (T5-XXL: 19.0 or 9.5 GB; fp16 is refused, T5 overflows in it); it is unloaded before training", def = "fp32") String textEncoderDtype) {}
 
     /** How the weights move: AdamW, the learning-rate schedule, clipping, EMA. */
     public record Optimizer(
@@ -205,6 +206,11 @@ public record TrainConfig(Method method, Data data, Optimizer optimizer, Adapter
         Checks.oneOf("on_bad_image", data.onBadImage(), "skip", "fail");
         Checks.oneOf("latent_sample", data.latentSample(), "mean", "sample");
         Checks.oneOf("on_bad_pair", data.onBadPair(), "skip", "fail");
+        try {
+            org.pixelpost.model.text.T5TextEncoder.dtype(data.textEncoderDtype());
+        } catch (InvalidValueException e) {
+            throw new InvalidValueException("text_encoder_dtype", e.getMessage().replaceFirst("^--text-encoder-dtype:?\\s*", ""));
+        }
         if (run.init() == null) throw new InvalidValueException("init", "is required (the model folder to start from)");
         if (data.data() == null) throw new InvalidValueException("data", "is required (captions.jsonl folder or pairs.jsonl)");
         if (run.out() == null) throw new InvalidValueException("out", "is required (the run folder)");

@@ -175,7 +175,8 @@ public final class TrainRun {
         boolean writer = group.rank() == 0; // the others only train
         if (writer) folder.prepare(resumeFrom != null);
         Method method = method();
-        try (RunLock lock = writer ? folder.lock() : null; TextToImageModel m = method.prepare(TextToImageModel.load(Paths.get(c.run().init())));
+        try (RunLock lock = writer ? folder.lock() : null; TextToImageModel m = method.prepare(TextToImageModel.load(Paths.get(c.run().init()),
+                 org.pixelpost.pipeline.LoadOptions.defaults().withTextEncoderDtype(org.pixelpost.model.text.T5TextEncoder.dtype(c.data().textEncoderDtype()))));
              Denoiser reference = c.needsReference() ? reference(m) : null) {
             if (resumeFrom != null && writer) checkSameRun();
             checkStepFits(c, m, group.worldSize());
@@ -188,6 +189,12 @@ public final class TrainRun {
             try (Data data = Data.load(c, Paths.get(c.data().data()), m, listener);
                  Data val = c.data().valData() != null && writer ? Data.load(c, Paths.get(c.data().valData()), m, listener) : null) {
                 if (writer) group.rank0Done("encoding");
+                // the data's text is encoded: a large text encoder (T5) leaves memory, keeping the validation prompts' encodings
+                long teParams = m.textEncoder.module() != null ? m.textEncoder.module().parameterCount() : 0;
+                long teBytes = m.textEncoder.module() != null
+                    ? m.textEncoder.module().parameters().values().stream().mapToLong(p -> p.numel() * p.element_size()).sum() : 0;
+                if (m.textEncoder.unload(c.validation().samplePrompts()) && writer)
+                    listener.message(String.format("text encoder unloaded for training (%,d parameters, %.3f GB of weights freed)", teParams, teBytes / 1e9));
                 long perStep = (long) c.data().batchSize() * group.slots(c.run().gradAccum());
                 long total = c.run().epochs() > 0 ? c.run().epochs() * ((data.size() + perStep - 1) / perStep) : c.run().steps();
                 EncodedBatches batches = data.batches(c, c.run().seed(), group.slots(c.run().gradAccum()));

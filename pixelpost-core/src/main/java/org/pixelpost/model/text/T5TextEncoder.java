@@ -23,8 +23,15 @@ public final class T5TextEncoder implements TextEncoder {
     public static final String CLASS_NAME = T5EncoderModel.CLASS_NAME;
 
     private final T5Tokenizer tokenizer;
-    private final T5EncoderModel model;
+    private final T5EncoderModel.Config config;
+    private T5EncoderModel model;
     private final int maxLength;
+    /** The folder the weights were read from (null: built in memory), for writing them again once unloaded. */
+    private Path source;
+    private String fingerprint;
+    /** After {@link #unload}: the captions kept and their rows of {@link #kept}. */
+    private java.util.Map<String, Integer> keptRows;
+    private Conditioning kept;
     private final Set<String> warned = ConcurrentHashMap.newKeySet();
 
     public T5TextEncoder(T5Tokenizer tokenizer, T5EncoderModel model, int maxLength) {
@@ -34,6 +41,7 @@ public final class T5TextEncoder implements TextEncoder {
                 + model.config().vocabSize() + " (another model's tokenizer?)");
         this.tokenizer = tokenizer;
         this.model = model;
+        this.config = model.config();
         this.maxLength = maxLength;
         model.freeze();
     }
@@ -61,23 +69,80 @@ public final class T5TextEncoder implements TextEncoder {
     public static T5TextEncoder load(Path textEncoderDir, Path tokenizerDir, ScalarType dtype) throws IOException {
         T5Tokenizer tok = T5Tokenizer.load(tokenizerDir);
         try {
-            return new T5TextEncoder(tok, T5EncoderModel.load(textEncoderDir, dtype), T5Tokenizer.PIXART_MAX_LENGTH);
+            T5TextEncoder te = new T5TextEncoder(tok, T5EncoderModel.load(textEncoderDir, dtype), T5Tokenizer.PIXART_MAX_LENGTH);
+            te.source = textEncoderDir;
+            return te;
         } catch (IOException | RuntimeException e) {
             tok.close();
             throw e;
         }
     }
 
+    /** The encoder's weights; null once {@link #unload unloaded}. */
     public T5EncoderModel model() { return model; }
     public T5Tokenizer tokenizer() { return tokenizer; }
+    public T5EncoderModel.Config config() { return config; }
     @Override public org.pixelpost.nn.Module module() { return model; }
-    @Override public String name() { return "t5-" + model.config().dModel() + "x" + model.config().numLayers(); }
+    @Override public String name() { return "t5-" + config.dModel() + "x" + config.numLayers(); }
     @Override public String className() { return CLASS_NAME; }
-    @Override public int dim() { return model.config().dModel(); }
+    @Override public int dim() { return config.dModel(); }
     @Override public int maxTokens() { return maxLength; }
 
     @Override
+    public String fingerprint() {
+        return model != null ? model.fingerprint() : fingerprint;
+    }
+
+    /** Encodes {@code keep} (and the empty prompt), then frees the T5 weights: training reads its text from the encoded cache. */
+    @Override
+    public boolean unload(List<String> keep) {
+        if (model == null) return true;
+        List<String> all = new java.util.ArrayList<>(new java.util.LinkedHashSet<>(keep));
+        if (!all.contains("")) all.add("");
+        Conditioning c = encode(all);
+        keptRows = new java.util.HashMap<>();
+        for (int i = 0; i < all.size(); i++) keptRows.put(all.get(i), i);
+        kept = c;
+        c.tokens().retainReference(); // held past any scope the caller is in, until close
+        c.mask().retainReference();
+        fingerprint = model.fingerprint();
+        model.close();
+        model = null;
+        return true;
+    }
+
+    /** Writes transformers' {@code text_encoder/} folder: the weights, or once unloaded, the files they were read from. */
+    public void save(Path dir) throws IOException {
+        if (model != null) {
+            model.save(dir);
+            return;
+        }
+        if (source == null) throw new IllegalStateException("the T5 encoder was unloaded and has no folder to copy");
+        java.nio.file.Files.createDirectories(dir);
+        try (var files = java.nio.file.Files.list(source)) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                if (!java.nio.file.Files.isRegularFile(f)) continue;
+                Path tmp = dir.resolve("." + f.getFileName() + ".tmp");
+                java.nio.file.Files.copy(f, tmp, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                java.nio.file.Files.move(tmp, dir.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
+    }
+
+    @Override
     public Conditioning encode(List<String> captions) {
+        if (model == null) {
+            float[] rows = new float[captions.size()];
+            for (int i = 0; i < rows.length; i++) {
+                Integer r = keptRows.get(captions.get(i));
+                if (r == null) throw new IllegalStateException("the T5 encoder was unloaded for training; \"" + captions.get(i) + "\" was not encoded before");
+                rows[i] = r;
+            }
+            try (Scope s = Scope.open()) {
+                Conditioning c = kept.rows(Tensors.fromFloats(rows, rows.length).to(ScalarType.Long));
+                return new Conditioning(s.keep(c.tokens()), s.keep(c.mask()), null, java.util.Map.of());
+            }
+        }
         int n = captions.size();
         float[] ids = new float[n * maxLength], mask = new float[n * maxLength];
         for (int i = 0; i < n; i++) {
@@ -99,7 +164,11 @@ public final class T5TextEncoder implements TextEncoder {
 
     @Override
     public void close() {
-        model.close();
+        if (model != null) model.close();
+        if (kept != null) {
+            kept.tokens().releaseReference();
+            kept.mask().releaseReference();
+        }
         tokenizer.close();
     }
 }

@@ -18,6 +18,20 @@ public interface TextEncoder extends AutoCloseable {
         return null;
     }
 
+    /** A digest of the weights encoding depends on (cached encodings of one model are not reused for another); "-" where there are none. */
+    default String fingerprint() {
+        return module() != null ? module().fingerprint() : "-";
+    }
+
+    /**
+     * Frees the encoder's weights, keeping the encodings of {@code keep} (which {@link #encode} then
+     * serves; other captions are refused), where the encoder is large enough to be worth it (T5).
+     * Returns whether it did; the default keeps everything loaded.
+     */
+    default boolean unload(List<String> keep) {
+        return false;
+    }
+
     /** Feature size per token. */
     int dim();
 
