@@ -21,13 +21,24 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Speed and memory figures (not pass/fail).",
-    subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class, TrainBench.class, PixelDecoderBench.class})
+    subcommands = {BenchCommand.AutoencoderBench.class, BenchCommand.SampleBench.class, TrainBench.class, PixelDecoderBench.class, TextEncoderBench.class})
 public final class BenchCommand implements Runnable {
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
     @Override
     public void run() {
         spec.commandLine().usage(System.out);
+    }
+
+    /** Resident set size of this process now in MiB (VmRSS), or -1 where /proc is absent. */
+    static double currentRssMiB() {
+        try {
+            for (String l : Files.readAllLines(Paths.get("/proc/self/status")))
+                if (l.startsWith("VmRSS:")) return Long.parseLong(l.replaceAll("\\D", "")) / 1024.0;
+        } catch (Exception ignored) {
+            // not Linux
+        }
+        return -1;
     }
 
     /** Peak resident set size of this process in MiB (VmHWM), or -1 where /proc is absent. */

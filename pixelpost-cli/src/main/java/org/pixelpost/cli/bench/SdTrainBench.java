@@ -65,20 +65,36 @@ final class SdTrainBench {
         new Row("full DPO + AdamW (reference: a 2nd U-Net)", "none", false, false, 0, true, true),
         new Row("LoRA r16 DPO + AdamW (reference: adapters off)", "none", false, false, 16, true, true));
 
+    /** PixArt-alpha XL/2 at 512 (120 T5-XXL tokens, masked): latent only, with the pixel term through the SD VAE (checkpointed), LoRA. */
+    static final List<Row> PIXART_ROWS = List.of(
+        new Row("PixArt XL/2: latent", "none", false, false),
+        new Row("PixArt XL/2: latent+pixel (SD VAE), checkpointing", "vae", true, false),
+        new Row("PixArt XL/2: LoRA r16 + AdamW, latent", "none", false, false, 16, false, true),
+        new Row("PixArt XL/2: LoRA r16 + AdamW, latent+pixel (SD VAE), checkpointing", "vae", true, false, 16, false, true));
+
+    static List<Row> rows(String model) {
+        return model.equals("pixart-shapes") ? PIXART_ROWS : ROWS;
+    }
+
     private SdTrainBench() {}
 
     /** Runs every row in a child JVM and returns their results. */
     static List<Map<String, Object>> all(int size, int iters, int warmup, List<Integer> rows) throws Exception {
+        return all("sd15-shapes", size, iters, warmup, rows);
+    }
+
+    /** As {@link #all(int, int, int, List)} for {@code model} (sd15-shapes or pixart-shapes). */
+    static List<Map<String, Object>> all(String model, int size, int iters, int warmup, List<Integer> rows) throws Exception {
         List<Map<String, Object>> out = new ArrayList<>();
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         for (int i : rows) {
             Process p = new ProcessBuilder(java, "-Xmx2g", "-Dorg.bytedeco.javacpp.maxPhysicalBytes=0", "-cp", System.getProperty("java.class.path"), "org.pixelpost.cli.Main",
-                "bench", "train", "--model", "sd15-shapes", "--row", Integer.toString(i), "--image-size", Integer.toString(size),
+                "bench", "train", "--model", model, "--row", Integer.toString(i), "--image-size", Integer.toString(size),
                 "--iters", Integer.toString(iters), "--warmup", Integer.toString(warmup), "--json").redirectError(ProcessBuilder.Redirect.INHERIT).start();
             String json = new String(p.getInputStream().readAllBytes()).strip();
             int code = p.waitFor();
             Map<String, Object> r = new LinkedHashMap<>();
-            r.put("row", ROWS.get(i).name());
+            r.put("row", rows(model).get(i).name());
             if (code == 0 && json.startsWith("{")) {
                 r.putAll(Json.MAPPER.readValue(json, Map.class));
             } else {
@@ -94,6 +110,58 @@ final class SdTrainBench {
     private static UNet2DCondition lora(UNet2DCondition unet, int r, Generator g) {
         if (r > 0 && Lora.adapters(unet).isEmpty()) Lora.attach(unet, LoraTargets.of(LoraTargets.DEFAULT), r, r, 0, g);
         return unet;
+    }
+
+    /** One PixArt row: XL/2 at {@code size} over 120 masked T5-XXL-wide tokens (random), SD's VAE decoder for the pixel term. */
+    static Map<String, Object> onePixArt(int index, int size, int iters, int warmup) {
+        Row row = PIXART_ROWS.get(index);
+        Engine.seed(0);
+        org.pixelpost.model.denoiser.DiT.Config dc = org.pixelpost.model.denoiser.DiT.Config.named("pixart-512").withLatent(4, size / 8);
+        Map<String, Object> o = new LinkedHashMap<>();
+        try (org.pixelpost.model.denoiser.DiT dit = new org.pixelpost.model.denoiser.DiT(dc); Generator gen = Generator.seeded(1);
+             Autoencoder decoder = row.decoder().equals("vae") ? new AutoencoderKL(AutoencoderKL.Config.sd()) : null) {
+            if (row.loraRank() > 0) {
+                Lora.attach(dit, LoraTargets.of(List.of("attention"), org.pixelpost.pipeline.Families.byClassName("PixArtAlphaPipeline")), row.loraRank(), row.loraRank(), 0, gen);
+            }
+            AdamW opt = !row.optimizer() ? null : new AdamW(dit.trainableParameters(), 0.9, 0.999, 1e-8, 0);
+            dit.gradientCheckpointing(row.checkpoint());
+            if (decoder != null) decoder.decoder().gradientCheckpointing(row.checkpoint());
+            Tensor z, tokens, mask;
+            try (Generator g = Generator.seeded(2)) {
+                z = g.randn(1, 4, size / 8, size / 8);
+                tokens = g.randn(1, 120, 4096);
+            }
+            float[] m = new float[120];
+            java.util.Arrays.fill(m, 0, 24, 1); // a 23-token prompt and </s>, padded to 120 as PixArt pads
+            mask = Tensors.fromFloats(m, 1, 120).to(org.bytedeco.pytorch.global.torch.ScalarType.Bool);
+            for (Tensor t : List.of(z, tokens, mask)) t.retainReference();
+            org.pixelpost.schedule.NoiseSchedule schedule = org.pixelpost.pipeline.Families.byClassName("PixArtAlphaPipeline").defaultScheduler().schedule();
+            StepContext ctx = new StepContext(dit, schedule, org.pixelpost.schedule.PredictionType.EPSILON, decoder == null ? x -> x : decoder::decode, gen);
+            Objective objective = new Sft(1, decoder == null ? PixelTerm.off() : PixelTerm.of(1));
+            Batch batch = Batch.of(z, tokens, mask);
+            double[] t = new double[iters];
+            for (int i = 0; i < warmup + iters; i++) {
+                try (Scope s = Scope.open()) {
+                    long t0 = System.nanoTime();
+                    objective.loss(ctx, batch).loss().backward();
+                    if (opt != null) opt.step(1e-6);
+                    for (Tensor p : dit.parameters().values()) if (p.grad().defined()) p.grad().zero_();
+                    if (i >= warmup) t[i - warmup] = (System.nanoTime() - t0) / 1e9;
+                }
+            }
+            if (opt != null) opt.close();
+            java.util.Arrays.sort(t);
+            o.put("size", size);
+            o.put("batch", 1);
+            o.put("threads", Engine.threads());
+            o.put("timed_steps", iters);
+            o.put("warmup_steps", warmup);
+            o.put("seconds_per_step", Math.round(t[iters / 2] * 100) / 100.0);
+            o.put("peak_rss_mib", Math.round(BenchCommand.peakRssMiB()));
+            o.put("trainable_parameters", dit.trainableParameters().values().stream().mapToLong(Tensor::numel).sum());
+            o.put("note", "forward and backward of one sample" + (opt != null ? ", then the AdamW update" : "; no optimizer update"));
+        }
+        return o;
     }
 
     private static Denoiser frozenCopy(UNet2DCondition.Config uc) {

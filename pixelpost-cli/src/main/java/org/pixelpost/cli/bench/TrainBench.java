@@ -38,7 +38,8 @@ final class TrainBench implements Callable<Integer> {
     @Option(names = "--iters", defaultValue = "10") int iters;
     @Option(names = "--size", defaultValue = "tiny") String size;
     @Option(names = "--json") boolean json;
-    @Option(names = "--model", defaultValue = "tiny", description = "tiny (the DiT over TAEF2 at 64x64), or sd15-shapes (SD 1.5's U-Net and VAE, random weights)")
+    @Option(names = "--model", defaultValue = "tiny", description = {"tiny (the DiT over TAEF2 at 64x64), sd15-shapes (SD 1.5's U-Net and VAE, random weights),",
+        "or pixart-shapes (PixArt-alpha XL/2 with 120 T5-XXL-wide tokens and SD's VAE, random weights)"})
     String model;
     @Option(names = "--row", defaultValue = "-1", hidden = true) int row;
     @Option(names = "--warmup", defaultValue = "1", description = "sd15-shapes: untimed steps first (default: ${DEFAULT-VALUE})") int warmup;
@@ -66,25 +67,27 @@ final class TrainBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (model.equals("sd15-shapes")) {
+        if (model.equals("sd15-shapes") || model.equals("pixart-shapes")) {
             if (concurrent != 1) throw new org.pixelpost.io.check.InvalidValueException("--concurrent-micro-batches", "is for --model tiny");
             Checks.atLeast("--iters", iters, 1);
             if (imageSize % 64 != 0) throw new org.pixelpost.io.check.InvalidValueException("--image-size", imageSize + " is not a multiple of 64");
             if (row >= 0) {
-                System.out.println(Json.write(SdTrainBench.one(row, imageSize, iters, warmup)));
+                System.out.println(Json.write(model.equals("pixart-shapes") ? SdTrainBench.onePixArt(row, imageSize, iters, warmup)
+                    : SdTrainBench.one(row, imageSize, iters, warmup)));
                 return 0;
             }
-            List<Integer> which = this.rows != null ? this.rows : java.util.stream.IntStream.range(0, SdTrainBench.ROWS.size()).boxed().toList();
+            List<SdTrainBench.Row> all = SdTrainBench.rows(model);
+            List<Integer> which = this.rows != null ? this.rows : java.util.stream.IntStream.range(0, all.size()).boxed().toList();
             for (int i : which)
-                if (i < 0 || i >= SdTrainBench.ROWS.size())
-                    throw new org.pixelpost.io.check.InvalidValueException("--rows", i + " is not a row (0 to " + (SdTrainBench.ROWS.size() - 1) + ")");
-            List<Map<String, Object>> results = SdTrainBench.all(imageSize, iters, warmup, which);
+                if (i < 0 || i >= all.size())
+                    throw new org.pixelpost.io.check.InvalidValueException("--rows", i + " is not a row (0 to " + (all.size() - 1) + ")");
+            List<Map<String, Object>> results = SdTrainBench.all(model, imageSize, iters, warmup, which);
             if (json) System.out.println(Json.write(results));
             else for (Map<String, Object> r : results) System.out.printf("%-50s %8s s/step  peak RSS %s MiB%n", r.get("row"),
                 r.getOrDefault("seconds_per_step", "-"), r.getOrDefault("peak_rss_mib", r.getOrDefault("error", "-")));
             return 0;
         }
-        if (!model.equals("tiny")) throw new org.pixelpost.io.check.InvalidValueException("--model", "'" + model + "' is not tiny or sd15-shapes");
+        if (!model.equals("tiny")) throw new org.pixelpost.io.check.InvalidValueException("--model", "'" + model + "' is not tiny, sd15-shapes or pixart-shapes");
         if (concurrent < 1 || batch % concurrent != 0)
             throw new org.pixelpost.io.check.InvalidValueException("--concurrent-micro-batches", concurrent + " must be positive and divide --batch " + batch);
         org.pixelpost.train.DataParallel.Env env = org.pixelpost.train.DataParallel.Env.from(System.getenv());
