@@ -123,5 +123,24 @@ class PixArtCommandTest {
             "--out", s1.toString())[0]);
         assertEquals("0", run("sample", "--model", back.toString(), "--prompt", "a red circle", "--steps", "2", "--lora", kohya.toString(), "--out", s2.toString())[0]);
         assertEquals(-1, Files.mismatch(s1.resolve("000-0.png"), s2.resolve("000-0.png")), "both layouts read back to the same adapters");
+
+        // preference tuning: DPO against the model with its adapters off, and SimPO, both with the pixel term
+        List<Path> files = TestData.emojiPngs(Files.createDirectories(dir.resolve("pairs")), TestData.EMOJI.subList(0, 4));
+        StringBuilder jsonl = new StringBuilder();
+        for (int i = 0; i < 4; i += 2)
+            jsonl.append("{\"prompt\": \"").append(TestData.CAPTIONS.get(i)).append("\", \"winner\": \"").append(files.get(i).getFileName())
+                .append("\", \"loser\": \"").append(files.get(i + 1).getFileName()).append("\"}\n");
+        Files.writeString(dir.resolve("pairs/pairs.jsonl"), jsonl);
+        for (String objective : List.of("dpo", "simpo")) {
+            Path prun = dir.resolve(objective);
+            r = run("train", "--objective", objective, "--init", back.toString(), "--data", dir.resolve("pairs").toString(), "--out", prun.toString(),
+                "--steps", "2", "--batch-size", "2", "--lora-rank", "2", "--pixel-weight", "1", "--lr", "1e-3", "--log-every", "1");
+            assertEquals("0", r[0], r[2]);
+            double first = Json.MAPPER.readTree(Files.readAllLines(prun.resolve("metrics.jsonl")).get(0)).get("loss").asDouble();
+            if (objective.equals("dpo"))
+                assertEquals(2 * Math.log(2), first, 1e-5, "at the first step the adapters are zero: the model is its reference, (1 + mu) ln 2");
+            else assertTrue(Double.isFinite(first) && first > 0, "SimPO: " + first);
+            assertTrue(Files.isRegularFile(prun.resolve("lora.safetensors")));
+        }
     }
 }
