@@ -139,12 +139,14 @@ final class ModelCommand implements Runnable {
     }
 
     @Command(name = "convert", mixinStandardHelpOptions = true,
-        description = {"Convert a Stable Diffusion model between a diffusers folder and an original single file.",
-            "A folder becomes one .safetensors file with the LDM names; a single file becomes a diffusers folder."})
+        description = {"Convert a Stable Diffusion or PixArt-alpha model between a diffusers folder and its original single file.",
+            "A folder becomes one .safetensors file with the original names (SD: LDM names; PixArt: the transformer's);",
+            "a single file becomes a diffusers folder (a PixArt file takes its T5, tokenizer and VAE from --configs)."})
     static final class Convert implements Callable<Integer> {
-        @Option(names = "--model", required = true, description = "a diffusers SD folder or an SD 1.x single file (.safetensors, .ckpt)") Path model;
+        @Option(names = "--model", required = true, description = "a diffusers SD or PixArt folder, an SD 1.x single file (.safetensors, .ckpt) or a PixArt original (.pth, .safetensors)") Path model;
         @Option(names = "--out", required = true, description = "the single file (from a folder) or the new folder (from a file)") Path out;
-        @Option(names = "--configs", description = "a diffusers folder whose component configs describe a single file whose shapes do not fix its configuration (default: read from the shapes)") Path configs;
+        @Option(names = "--configs", description = {"SD: a diffusers folder whose component configs describe a single file whose shapes do not fix its configuration;",
+            "PixArt: the PixArt folder whose text_encoder/, tokenizer/ and vae/ an original file takes"}) Path configs;
         @Option(names = "--overwrite", description = "replace what --out holds") boolean overwrite;
 
         @Override
@@ -166,7 +168,7 @@ final class ModelCommand implements Runnable {
             }
             boolean created = !toFile && OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
             try (TextToImageModel m = TextToImageModel.load(model, opts)) {
-                if (!m.family().hasSingleFile()) throw new InvalidValueException("--model", model + " is not a Stable Diffusion model (a " + m.family().displayName() + " model)");
+                if (!m.family().hasSingleFile()) throw new InvalidValueException("--model", model + " has no single-file layout (a " + m.family().displayName() + " model)");
                 if (toFile) m.saveSingleFile(out);
                 else m.save(out);
             } catch (IOException | RuntimeException e) {
