@@ -233,13 +233,16 @@ final class PixArt implements Family {
                 throw new BadFileException(cfg, "unusable PixArt config (" + e.getMessage() + ")");
             }
         }
-        Integer heads = null;
-        if (file.getFileName().toString().endsWith(".safetensors"))
-            try (SafeTensors st = SafeTensors.open(file)) {
-                String h = st.metadata().get("num_heads");
-                if (h != null && h.matches("\\d{1,4}")) heads = Integer.parseInt(h);
-            }
-        return DiT.originalConfig(ShapeDetection.shapesOf(all), file, heads);
+        return DiT.originalConfig(ShapeDetection.shapesOf(all), file, headsInHeader(file));
+    }
+
+    /** The head count PixelPost writes into an original file's header ({@code num_heads}), which the shapes do not fix; null where absent. */
+    static Integer headsInHeader(Path file) throws IOException {
+        if (!file.getFileName().toString().endsWith(".safetensors")) return null;
+        try (SafeTensors st = SafeTensors.open(file)) {
+            String h = st.metadata().get("num_heads");
+            return h != null && h.matches("\\d{1,4}") ? Integer.parseInt(h) : null;
+        }
     }
 
     /** The original layout: the transformer's parameters and positions (its head count in the header, which the shapes do not fix). */

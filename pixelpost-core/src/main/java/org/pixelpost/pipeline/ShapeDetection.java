@@ -188,12 +188,7 @@ public final class ShapeDetection {
     private static Component pixArtComponent(Map<String, long[]> s, Path source) throws IOException {
         Map<String, long[]> params = new LinkedHashMap<>(s);
         List.of("pos_embed", "y_embedder.y_embedding").forEach(params::remove);
-        Integer heads = null;
-        if (source.getFileName().toString().endsWith(".safetensors"))
-            try (SafeTensors st = SafeTensors.open(source)) {
-                String h = st.metadata().get("num_heads");
-                if (h != null && h.matches("\\d{1,4}")) heads = Integer.parseInt(h);
-            }
+        Integer heads = PixArt.headsInHeader(source);
         com.fasterxml.jackson.databind.node.ObjectNode cfg;
         try {
             org.pixelpost.model.denoiser.DiT.Config c = org.pixelpost.model.denoiser.DiT.originalConfig(s, source, heads);

@@ -112,6 +112,18 @@ final class SdTrainBench {
         return unet;
     }
 
+    /** The row's setting and its median step time ({@code t} is sorted here) and peak RSS. */
+    private static void timings(Map<String, Object> o, int size, int iters, int warmup, double[] t) {
+        java.util.Arrays.sort(t);
+        o.put("size", size);
+        o.put("batch", 1);
+        o.put("threads", Engine.threads());
+        o.put("timed_steps", iters);
+        o.put("warmup_steps", warmup);
+        o.put("seconds_per_step", Math.round(t[iters / 2] * 100) / 100.0);
+        o.put("peak_rss_mib", Math.round(BenchCommand.peakRssMiB()));
+    }
+
     /** One PixArt row: XL/2 at {@code size} over 120 masked T5-XXL-wide tokens (random), SD's VAE decoder for the pixel term. */
     static Map<String, Object> onePixArt(int index, int size, int iters, int warmup) {
         Row row = PIXART_ROWS.get(index);
@@ -150,14 +162,7 @@ final class SdTrainBench {
                 }
             }
             if (opt != null) opt.close();
-            java.util.Arrays.sort(t);
-            o.put("size", size);
-            o.put("batch", 1);
-            o.put("threads", Engine.threads());
-            o.put("timed_steps", iters);
-            o.put("warmup_steps", warmup);
-            o.put("seconds_per_step", Math.round(t[iters / 2] * 100) / 100.0);
-            o.put("peak_rss_mib", Math.round(BenchCommand.peakRssMiB()));
+            timings(o, size, iters, warmup, t);
             o.put("trainable_parameters", dit.trainableParameters().values().stream().mapToLong(Tensor::numel).sum());
             o.put("note", "forward and backward of one sample" + (opt != null ? ", then the AdamW update" : "; no optimizer update"));
         }
@@ -217,14 +222,7 @@ final class SdTrainBench {
                     if (i >= warmup) t[i - warmup] = (System.nanoTime() - t0) / 1e9;
                 }
             }
-            java.util.Arrays.sort(t);
-            o.put("size", size);
-            o.put("batch", 1);
-            o.put("threads", Engine.threads());
-            o.put("timed_steps", iters);
-            o.put("warmup_steps", warmup);
-            o.put("seconds_per_step", Math.round(t[iters / 2] * 100) / 100.0);
-            o.put("peak_rss_mib", Math.round(BenchCommand.peakRssMiB()));
+            timings(o, size, iters, warmup, t);
             o.put("trainable_parameters", unet.trainableParameters().values().stream().mapToLong(Tensor::numel).sum());
             o.put("note", (row.dpo() ? "forward and backward of one pair (winner and loser) and the reference's forward on both"
                 : "forward and backward of one sample") + (opt != null ? ", then the AdamW update" : "; no optimizer update (AdamW adds two fp32 copies of the U-Net, 6.9 GB)"));
