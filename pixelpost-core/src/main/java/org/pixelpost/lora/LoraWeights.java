@@ -481,7 +481,8 @@ public final class LoraWeights {
                         problems.add(module + ": up " + Arrays.toString(Tensors.shape(up)) + " does not fit the layer's " + partOf.part().rows() + " outputs");
                         continue;
                     }
-                    partsRead.computeIfAbsent(partOf.key(), k -> new LinkedHashMap<>()).put(partOf.part(), new Update(down, up, alpha));
+                    if (partsRead.computeIfAbsent(partOf.key(), k -> new LinkedHashMap<>()).put(partOf.part(), new Update(down, up, alpha)) != null)
+                        problems.add(module + " names a layer another key of the file names too (" + partOf.part().name() + ")");
                     fileNames.putIfAbsent(partOf.key(), module);
                     continue;
                 }

@@ -139,7 +139,7 @@ public final class Sampler {
     static Tensor resizeAndCrop(Tensor images, int h, int w) {
         long ih = images.size(2), iw = images.size(3);
         double ratio = Math.max((double) h / ih, (double) w / iw);
-        long rh = (long) (ih * ratio), rw = (long) (iw * ratio);
+        long rh = Math.max(h, Math.round(ih * ratio)), rw = Math.max(w, Math.round(iw * ratio)); // rounding never leaves a side short
         Tensor r = torch.upsample_bilinear2d(images, new long[] {rh, rw}, false);           // [N, 3, rh, rw]
         long top = (rh - h) / 2, left = (rw - w) / 2;
         return r.narrow(2, top, h).narrow(3, left, w).contiguous();                         // [N, 3, h, w]

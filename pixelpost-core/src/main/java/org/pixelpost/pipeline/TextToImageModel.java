@@ -203,7 +203,9 @@ public final class TextToImageModel implements AutoCloseable {
 
     /** Writes the family's single-file layout (atomically); for families that have one. */
     public void saveSingleFile(Path file) throws IOException {
-        org.pixelpost.io.tensorfile.SafeTensors.write(file, family.singleFileState(this), family.singleFileMetadata(this));
+        try (org.pixelpost.tensor.Scope s = org.pixelpost.tensor.Scope.open()) { // what the layout made for the file is freed once written
+            org.pixelpost.io.tensorfile.SafeTensors.write(file, family.singleFileState(this), family.singleFileMetadata(this));
+        }
     }
 
     /** Puts the finished folder {@code tmp} where {@code abs} is. */

@@ -170,6 +170,15 @@ class PixArtTest {
     }
 
     @Test
+    void binnedImagesAreResizedAndCroppedToTheSizeAskedFor() {
+        try (Scope s = Scope.open(); Generator g = Generator.seeded(0)) {
+            // 704 * (960 / 704.0) rounds down to 959 in floating point: the resize must still cover 960
+            assertArrayEquals(new long[] {1, 3, 960, 1920}, Tensors.shape(Sampler.resizeAndCrop(g.rand(1, 3, 704, 1408), 960, 1920)));
+            assertArrayEquals(new long[] {2, 3, 30, 20}, Tensors.shape(Sampler.resizeAndCrop(g.rand(2, 3, 16, 16), 30, 20)));
+        }
+    }
+
+    @Test
     void theTinyPipelineSavesLoadsAndSamplesSquareAndNot(@TempDir Path tmp) throws Exception {
         Path dir = tmp.resolve("pixart");
         Tensor a, wide;

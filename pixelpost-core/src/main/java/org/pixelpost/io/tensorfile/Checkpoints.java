@@ -93,10 +93,12 @@ public final class Checkpoints {
             for (Path f : (Iterable<Path>) files::iterator) {
                 var m = p.matcher(f.getFileName().toString());
                 if (!m.matches()) continue;
-                int n = Integer.parseInt(m.group(2));
+                if (m.group(1).length() > 6 || m.group(2).length() > 6) throw new BadFileException(f, "is not a shard name (numbers of more than 6 digits)");
+                int n = Integer.parseInt(m.group(2)), k = Integer.parseInt(m.group(1));
                 if (total >= 0 && n != total) throw new BadFileException(dir, "holds shards of different sets (of " + total + " and of " + n + ")");
+                if (k < 1 || k > n) throw new BadFileException(f, "is shard " + k + " of " + n + ": shards count from 1 to " + n);
                 total = n;
-                found.put(Integer.parseInt(m.group(1)), f);
+                found.put(k, f);
             }
         }
         if (found.isEmpty()) return List.of();

@@ -484,7 +484,9 @@ public final class DiT extends Module implements Denoiser {
     /** Writes diffusers' {@code transformer/} folder: {@code config.json} and {@code diffusion_pytorch_model.safetensors}. */
     public void savePixArt(Path dir) throws IOException {
         if (config.mlpRatio != 4.0) throw new IllegalArgumentException("mlp ratio " + config.mlpRatio + " has no diffusers PixArt form (4 only)");
-        org.pixelpost.io.ComponentFolder.write(dir, "diffusion_pytorch_model.safetensors", toPixArtKeys(parameters(), config.depth), Map.of("format", "pt"), pixArtConfigJson());
+        try (Scope s = Scope.open()) { // the split q/k/v views are freed once written
+            org.pixelpost.io.ComponentFolder.write(dir, "diffusion_pytorch_model.safetensors", toPixArtKeys(parameters(), config.depth), Map.of("format", "pt"), pixArtConfigJson());
+        }
     }
 
     /** The diffusers PixArt names of the parameters (the inverse of {@link #fromPixArtKeys}). */

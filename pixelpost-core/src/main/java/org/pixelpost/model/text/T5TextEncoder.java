@@ -68,12 +68,15 @@ public final class T5TextEncoder implements TextEncoder {
     /** A pipeline folder's {@code text_encoder/} (sharded or not, any stored dtype) and {@code tokenizer/}, computing in {@code dtype}. */
     public static T5TextEncoder load(Path textEncoderDir, Path tokenizerDir, ScalarType dtype) throws IOException {
         T5Tokenizer tok = T5Tokenizer.load(tokenizerDir);
+        T5EncoderModel model = null;
         try {
-            T5TextEncoder te = new T5TextEncoder(tok, T5EncoderModel.load(textEncoderDir, dtype), T5Tokenizer.PIXART_MAX_LENGTH);
+            model = T5EncoderModel.load(textEncoderDir, dtype);
+            T5TextEncoder te = new T5TextEncoder(tok, model, T5Tokenizer.PIXART_MAX_LENGTH);
             te.source = textEncoderDir;
             return te;
         } catch (IOException | RuntimeException e) {
             tok.close();
+            if (model != null) model.close();
             throw e;
         }
     }
@@ -99,7 +102,15 @@ public final class T5TextEncoder implements TextEncoder {
         if (model == null) return true;
         List<String> all = new java.util.ArrayList<>(new java.util.LinkedHashSet<>(keep));
         if (!all.contains("")) all.add("");
-        Conditioning c = encode(all);
+        Conditioning c;
+        try (Scope sc = Scope.open()) { // 32 captions at a time, so that a long caption list does not hold every activation at once
+            Conditioning joined = null;
+            for (int i = 0; i < all.size(); i += 32) {
+                Conditioning part = encode(all.subList(i, Math.min(all.size(), i + 32)));
+                joined = joined == null ? part : joined.concat(part);
+            }
+            c = new Conditioning(sc.keep(joined.tokens()), sc.keep(joined.mask()), null, java.util.Map.of());
+        }
         keptRows = new java.util.HashMap<>();
         for (int i = 0; i < all.size(); i++) keptRows.put(all.get(i), i);
         kept = c;
@@ -139,7 +150,8 @@ public final class T5TextEncoder implements TextEncoder {
                 rows[i] = r;
             }
             try (Scope s = Scope.open()) {
-                Conditioning c = kept.rows(Tensors.fromFloats(rows, rows.length).to(ScalarType.Long));
+                Tensor index = Tensors.fromFloats(rows, rows.length).to(ScalarType.Long);
+                Conditioning c = kept.map(t -> t.index_select(0, Tensors.follow(index, t))); // the index on each tensor's device
                 return new Conditioning(s.keep(c.tokens()), s.keep(c.mask()), null, java.util.Map.of());
             }
         }
@@ -165,9 +177,11 @@ public final class T5TextEncoder implements TextEncoder {
     @Override
     public void close() {
         if (model != null) model.close();
+        model = null;
         if (kept != null) {
             kept.tokens().releaseReference();
             kept.mask().releaseReference();
+            kept = null;
         }
         tokenizer.close();
     }
