@@ -32,20 +32,19 @@ public final class BenchCommand implements Runnable {
 
     /** Resident set size of this process now in MiB (VmRSS), or -1 where /proc is absent. */
     static double currentRssMiB() {
-        try {
-            for (String l : Files.readAllLines(Paths.get("/proc/self/status")))
-                if (l.startsWith("VmRSS:")) return Long.parseLong(l.replaceAll("\\D", "")) / 1024.0;
-        } catch (Exception ignored) {
-            // not Linux
-        }
-        return -1;
+        return procStatusMiB("VmRSS:");
     }
 
     /** Peak resident set size of this process in MiB (VmHWM), or -1 where /proc is absent. */
     static double peakRssMiB() {
+        return procStatusMiB("VmHWM:");
+    }
+
+    /** A kB field of {@code /proc/self/status} in MiB, or -1 where /proc is absent. */
+    private static double procStatusMiB(String field) {
         try {
             for (String l : Files.readAllLines(Paths.get("/proc/self/status")))
-                if (l.startsWith("VmHWM:")) return Long.parseLong(l.replaceAll("\\D", "")) / 1024.0;
+                if (l.startsWith(field)) return Long.parseLong(l.replaceAll("\\D", "")) / 1024.0;
         } catch (Exception ignored) {
             // not Linux
         }

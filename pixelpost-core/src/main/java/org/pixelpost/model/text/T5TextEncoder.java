@@ -104,12 +104,15 @@ public final class T5TextEncoder implements TextEncoder {
         if (!all.contains("")) all.add("");
         Conditioning c;
         try (Scope sc = Scope.open()) { // 32 captions at a time, so that a long caption list does not hold every activation at once
-            Conditioning joined = null;
+            List<Tensor> tokens = new java.util.ArrayList<>(), masks = new java.util.ArrayList<>();
             for (int i = 0; i < all.size(); i += 32) {
                 Conditioning part = encode(all.subList(i, Math.min(all.size(), i + 32)));
-                joined = joined == null ? part : joined.concat(part);
+                tokens.add(part.tokens());
+                masks.add(part.mask());
             }
-            c = new Conditioning(sc.keep(joined.tokens()), sc.keep(joined.mask()), null, java.util.Map.of());
+            // every part is padded to the same 120 tokens: one concatenation at the end
+            c = new Conditioning(sc.keep(org.bytedeco.pytorch.global.torch.cat(new org.bytedeco.pytorch.TensorVector(tokens.toArray(new Tensor[0])), 0)),
+                sc.keep(org.bytedeco.pytorch.global.torch.cat(new org.bytedeco.pytorch.TensorVector(masks.toArray(new Tensor[0])), 0)), null, java.util.Map.of());
         }
         keptRows = new java.util.HashMap<>();
         for (int i = 0; i < all.size(); i++) keptRows.put(all.get(i), i);
@@ -132,10 +135,8 @@ public final class T5TextEncoder implements TextEncoder {
         java.nio.file.Files.createDirectories(dir);
         try (var files = java.nio.file.Files.list(source)) {
             for (Path f : (Iterable<Path>) files::iterator) {
-                if (!java.nio.file.Files.isRegularFile(f)) continue;
-                Path tmp = dir.resolve("." + f.getFileName() + ".tmp");
-                java.nio.file.Files.copy(f, tmp, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-                java.nio.file.Files.move(tmp, dir.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                if (java.nio.file.Files.isRegularFile(f))
+                    org.pixelpost.io.AtomicFiles.write(dir.resolve(f.getFileName()), tmp -> java.nio.file.Files.copy(f, tmp, java.nio.file.StandardCopyOption.REPLACE_EXISTING));
             }
         }
     }

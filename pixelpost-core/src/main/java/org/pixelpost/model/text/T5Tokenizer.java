@@ -277,11 +277,8 @@ public final class T5Tokenizer implements AutoCloseable {
     /** Writes the folder as transformers reads it: {@code spiece.model} and {@code tokenizer_config.json}. */
     public void save(Path out) throws IOException {
         Files.createDirectories(out);
-        if (!Files.exists(out.resolve("spiece.model")) || !Files.isSameFile(model, out.resolve("spiece.model"))) {
-            Path tmp = out.resolve(".spiece.model.tmp");
-            Files.copy(model, tmp, StandardCopyOption.REPLACE_EXISTING);
-            Files.move(tmp, out.resolve("spiece.model"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        }
+        if (!Files.exists(out.resolve("spiece.model")) || !Files.isSameFile(model, out.resolve("spiece.model")))
+            AtomicFiles.write(out.resolve("spiece.model"), tmp -> Files.copy(model, tmp, StandardCopyOption.REPLACE_EXISTING));
         var j = ConfigJson.MAPPER.createObjectNode();
         j.put("tokenizer_class", "T5Tokenizer").put("legacy", legacy).put("eos_token", byId.get(eos).text)
             .put("unk_token", byId.get(unk).text).put("pad_token", byId.get(pad).text).put("model_max_length", PIXART_MAX_LENGTH)
