@@ -37,7 +37,7 @@ final class AutoencodeCommand implements Callable<Integer> {
     @Option(names = "--json", description = "print one JSON object instead of text")
     boolean json;
 
-    @Parameters(arity = "1..*", paramLabel = "IMAGE", description = "PNG or JPEG files")
+    @Parameters(arity = "1..*", paramLabel = "IMAGE|DIR", description = "PNG or JPEG files, or folders of them (e.g. held-out images)")
     List<Path> images;
 
     @Override
@@ -49,7 +49,7 @@ final class AutoencodeCommand implements Callable<Integer> {
         List<Map<String, Object>> results = new ArrayList<>(), errors = new ArrayList<>();
         List<BufferedImage> tiles = new ArrayList<>();
         double sum = 0;
-        for (Path file : images) {
+        for (Path file : expand(images)) {
             try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
                 Tensor x = Images.load(file, size);
                 Tensor y = Tensors.clamp(ae.decode(ae.encode(x.unsqueeze(0))), 0, 1).squeeze(0);
@@ -84,6 +84,24 @@ final class AutoencodeCommand implements Callable<Integer> {
             System.out.printf("mean PSNR %.2f dB over %d images (%s, %dx%d); grid: %s%n", mean, results.size(), ae.name(), size, size, out.resolve("grid.png"));
         }
         return errors.isEmpty() ? 0 : 1;
+    }
+
+    /** Files as given; a folder as the PNG and JPEG files in it, sorted. */
+    static List<Path> expand(List<Path> args) throws java.io.IOException {
+        List<Path> out = new ArrayList<>();
+        for (Path a : args) {
+            if (!Files.isDirectory(a)) {
+                out.add(a);
+                continue;
+            }
+            try (var s = Files.list(a)) {
+                List<Path> found = s.filter(p -> p.getFileName().toString().toLowerCase(java.util.Locale.ROOT).matches(".*\\.(png|jpe?g)$")
+                    && !p.getFileName().toString().endsWith(".recon.png")).sorted().toList();
+                if (found.isEmpty()) throw new InvalidValueException("IMAGE", a + " is a folder without PNG or JPEG images");
+                out.addAll(found);
+            }
+        }
+        return out;
     }
 
     private static double round(double v) {

@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 /** The {@code pixelpost} command line: thin commands that parse options and call the library. */
 @Command(name = "pixelpost", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
     description = "Pixel-space post-training of latent diffusion models.",
-    subcommands = {DemoCommand.class, DataCommand.class, EvalCommand.class, InfoCommand.class, AutoencodeCommand.class, SampleCommand.class, ModelCommand.class, LoraCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {DemoCommand.class, DataCommand.class, EvalCommand.class, InfoCommand.class, AutoencodeCommand.class, AutoencoderCommand.class, SampleCommand.class, ModelCommand.class, LoraCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 

@@ -30,12 +30,16 @@ import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
 import org.pixelpost.train.TrainConfig;
 import org.pixelpost.train.TrainRun;
+import org.pixelpost.train.Checkpointer;
 
 /**
- * The paper's experiments end to end on the embedded default: emoji data, a base text-to-image
- * model trained here, SFT and preference post-training with and without the pixel term, automatic
- * metrics and an HTML report. Every stage leaves its result in the output folder and is skipped
- * when that result is there, so a second run resumes.
+ * The paper's experiments end to end on emoji, in one or two latent spaces ({@link Regime}): per
+ * regime a base text-to-image model trained here, SFT and preference post-training with and
+ * without the pixel term (decoding with that regime's own decoder), automatic metrics and human
+ * studies; one HTML report sets the regimes side by side. Layout: {@code data/} and
+ * {@code autoencoder/} shared, {@code lossy/} and {@code taef2/} per regime, {@code report.html}.
+ * Every stage leaves its result in the output folder and is skipped when that result is there, so
+ * a second run resumes.
  */
 public final class Demo {
     /** What the demo tells its caller. */
@@ -46,19 +50,47 @@ public final class Demo {
     /** One post-trained model: its name, group (for seed statistics) and training settings. */
     record Arm(String name, String group, TrainConfig.Kind kind, double latentWeight, double pixelWeight, String pixelDecode, long seed) {}
 
+    /**
+     * A latent space the experiments run in: {@code lossy}, a 4-channel f8 AutoencoderKL trained
+     * here (48x compression, as SD's VAE: the regime the paper's hypothesis is about), or
+     * {@code taef2}, TAEF2's 32-channel latent (6x, whose reconstructions keep the emoji's detail).
+     */
+    public enum Regime {
+        LOSSY("lossy", "4-channel f8 AutoencoderKL trained here (48x compression, as SD's VAE)"),
+        TAEF2("taef2", "TAEF2, pretrained (32 channels at f8: 6x compression)");
+
+        public final String id, description;
+
+        Regime(String id, String description) {
+            this.id = id;
+            this.description = description;
+        }
+
+        /** {@code lossy}, {@code taef2} or {@code both}. */
+        public static List<Regime> parse(String s) {
+            return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+                case "lossy" -> List.of(LOSSY);
+                case "taef2" -> List.of(TAEF2);
+                case "both" -> List.of(LOSSY, TAEF2);
+                default -> throw new org.pixelpost.io.check.InvalidValueException("--regime", "'" + s + "' is not lossy, taef2 or both");
+            };
+        }
+    }
+
     static final ObjectMapper JSON = new ObjectMapper();
     private final Plan plan;
     private final Path out;
     private final Path tarball;
+    private final List<Regime> regimes;
     private final Listener listener;
     private final Map<String, Double> stageSeconds = new LinkedHashMap<>();
-    /** The guidance the sweep chose for the base model; every later stage samples with it. */
-    private double guidance;
 
-    public Demo(Plan plan, Path out, Path tarball, Listener listener) {
+    public Demo(Plan plan, Path out, Path tarball, List<Regime> regimes, Listener listener) {
+        if (regimes.isEmpty()) throw new IllegalArgumentException("no regime");
         this.plan = plan;
         this.out = out;
         this.tarball = tarball;
+        this.regimes = List.copyOf(regimes);
         this.listener = listener;
     }
 
@@ -67,27 +99,44 @@ public final class Demo {
         Engine.start();
         Files.createDirectories(out);
         Path data = stage("data", this::data);
-        Path base = stage("base model", () -> base(data));
-        JsonNode sweep = stage("guidance sweep", () -> guidanceSweep(base, data));
-        guidance = sweep.get("chosen").asDouble();
-        List<Arm> sftArms = sftArms(), prefArms = prefArms();
-        stage("SFT runs", () -> {
-            for (Arm a : sftArms) postTrain(a, base, data.resolve("sft").toString());
-            return null;
-        });
-        Path pairs = stage("preference pairs", () -> pairs(base, data));
-        stage("preference runs", () -> {
-            for (Arm a : prefArms) postTrain(a, base, pairs.toString());
-            return null;
-        });
-        Map<String, Path> models = new LinkedHashMap<>();
-        models.put("base", base);
-        for (Arm a : sftArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
-        for (Arm a : prefArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
-        Map<String, JsonNode> metrics = stage("evaluation", () -> evaluate(models, data));
-        JsonNode studies = stage("human studies", () -> studies(headlineSftGroup(), data));
+        List<Report.RegimeResult> results = new ArrayList<>();
+        for (Regime r : regimes) {
+            String spec = r == Regime.LOSSY ? stage("lossy: autoencoder", () -> autoencoder(data)).toAbsolutePath().toString() : "taef2";
+            results.add(new RegimeRun(r, spec).run(data));
+        }
         double total = (System.nanoTime() - t0) / 1e9;
-        return stage("report", () -> Report.write(out, plan, headlineSftGroup(), sftArms, prefArms, metrics, sweep, studies, stageSeconds, total));
+        return stage("report", () -> Report.write(out, plan, results, stageSeconds, total));
+    }
+
+    /** The regime's folder in the output folder. */
+    Path dir(Regime r) {
+        return out.resolve(r.id);
+    }
+
+    /**
+     * The lossy regime's first stage: an AutoencoderKL (4 channels, f8) trained on the train split,
+     * validated on the validation split; trained once and kept in {@code autoencoder/model}.
+     */
+    private Path autoencoder(Path data) throws IOException {
+        Path run = out.resolve("autoencoder"), model = run.resolve("model");
+        if (Files.isDirectory(model)) return model;
+        Checkpointer ck = new Checkpointer(run.resolve("checkpoints"), 0, 1);
+        org.pixelpost.train.AutoencoderTraining.Config c = new org.pixelpost.train.AutoencoderTraining.Config(data.resolve("train"),
+            data.resolve("val"), run, Plan.AUTOENCODER, 64, plan.aeSteps(), plan.aeBatch(), plan.aeLr(), Math.min(100, plan.aeSteps() / 10),
+            "l1", 1.0, 1e-6, 1.0, 0, Math.max(1, plan.aeSteps() / 4), 1, Math.max(1, plan.aeSteps() / 100), ck.list().isEmpty() ? null : "latest");
+        org.pixelpost.train.AutoencoderTraining.Summary s = new org.pixelpost.train.AutoencoderTraining(c,
+            new org.pixelpost.train.AutoencoderTraining.Listener() {
+                @Override public void step(long step, long total, Map<String, Double> terms) { listener.step(step, total, terms); }
+                @Override public void message(String text) { listener.message(text); }
+            }).run();
+        ObjectNode j = JSON.createObjectNode().put("steps", s.steps()).put("seconds", s.seconds()).put("scaling_factor", s.scalingFactor())
+            .put("latent_std", s.latentStd()).put("val_psnr", s.valPsnr()).put("compression", 48.0).put("latent_channels", Plan.AUTOENCODER.latentChannels())
+            .put("parameters", 0);
+        try (Autoencoder ae = Autoencoders.load(model.toString())) {
+            j.put("parameters", ae.parameterCount());
+        }
+        AtomicFiles.writeString(run.resolve("summary.json"), j.toPrettyString());
+        return model;
     }
 
     interface Stage<T> {
@@ -109,32 +158,6 @@ public final class Demo {
         EmojiDataset.Summary s = EmojiDataset.build(tgz, dir, plan.trainLimit());
         listener.message(String.format("emoji: %d train, %d validation, %d curated SFT, %d evaluation prompts", s.train(), s.val(), s.sft(), s.eval()));
         return dir;
-    }
-
-    /** A fresh DiT over TAEF2 (latents scaled to unit variance), trained with the latent loss on the train split. */
-    private Path base(Path data) throws IOException {
-        Path run = out.resolve("base");
-        Path model = run.resolve("model");
-        if (Files.isDirectory(model)) return model;
-        Path init = out.resolve("base-init");
-        if (!Files.isDirectory(init)) {
-            Autoencoder ae = Autoencoders.load("taef2");
-            double std = latentStd(ae, ImageCaptionSet.load(data.resolve("train")), 256);
-            listener.message(String.format("TAEF2 latent std on emoji: %.3f; diffusion runs on latents / %.3f", std, std));
-            Engine.seed(0);
-            try (TextToImageModel m = TextToImageModel.create(plan.baseSize(), "taef2", 64, 1 / std)) {
-                m.save(init);
-            }
-        }
-        ObjectNode c = config(init, data.resolve("train").toString(), run, plan.baseSteps(), plan.baseBatch(), plan.baseLr(), 0);
-        c.put("pixel_weight", 0.0).put("lr_schedule", "cosine").put("warmup_steps", Math.min(200, plan.baseSteps() / 10))
-            .put("ema_decay", plan.baseSteps() >= 1000 ? 0.999 : 0.0).put("checkpoint_every", Math.max(1, plan.baseSteps() / 10))
-            .put("val_data", data.resolve("val").toString()).put("val_every", Math.max(1, plan.baseSteps() / 5))
-            .put("log_every", Math.max(1, plan.baseSteps() / 100))
-            .put("sample_every", Math.max(1, plan.baseSteps() / 5)).putArray("sample_prompts").add("grinning face").add("red heart")
-            .add("dog face").add("slice of pizza").add("rocket").add("sunflower").add("fire").add("thumbs up sign");
-        train(c, run);
-        return model;
     }
 
     static double latentStd(Autoencoder ae, ImageCaptionSet set, int n) throws IOException {
@@ -178,19 +201,6 @@ public final class Demo {
         return v == Math.rint(v) ? Long.toString((long) v) : Double.toString(v);
     }
 
-    private void postTrain(Arm a, Path base, String data) throws IOException {
-        Path run = out.resolve("runs").resolve(a.name);
-        if (Files.isDirectory(run.resolve("model"))) return;
-        boolean pref = a.kind != TrainConfig.Kind.SFT;
-        ObjectNode c = config(base, data, run, pref ? plan.prefSteps() : plan.sftSteps(), pref ? plan.prefBatch() : plan.sftBatch(),
-            pref ? plan.prefLr() : plan.sftLr(), a.seed);
-        c.put("objective", a.kind.name().toLowerCase(java.util.Locale.ROOT)).put("latent_weight", a.latentWeight).put("pixel_weight", a.pixelWeight)
-            .put("pixel_decode", a.pixelDecode).put("beta", a.kind == TrainConfig.Kind.SIMPO ? plan.simpoBeta() : plan.beta())
-            .put("checkpoint_every", 0);
-        listener.message("run " + a.name);
-        train(c, run);
-    }
-
     private ObjectNode config(Path init, String data, Path run, int steps, int batch, double lr, long seed) {
         ObjectNode c = TrainConfig.JSON.createObjectNode();
         c.put("init", init.toString()).put("data", data).put("out", run.toString()).put("steps", steps).put("batch_size", batch)
@@ -214,226 +224,317 @@ public final class Demo {
     }
 
     /**
-     * Preference pairs from the base model: several samples per training prompt; the automatic judge
-     * (distance to the real emoji in pixels and in image gradients) picks the closest as winner and
-     * the farthest as loser.
+     * One of the paper's headline comparisons: a baseline and an arm with the pixel term (arm
+     * groups), and its human study.
      */
-    private Path pairs(Path base, Path data) throws IOException {
-        Path dir = out.resolve("pairs");
-        Path file = dir.resolve("pairs.jsonl");
-        if (Files.isRegularFile(file)) return file;
-        Files.createDirectories(dir.resolve("images"));
-        ImageCaptionSet train = ImageCaptionSet.load(data.resolve("sft"));
-        List<ImageCaptionSet.Item> items = EmojiDataset.spread(train.items(), plan.pairPrompts());
-        StringBuilder jsonl = new StringBuilder();
-        try (TextToImageModel m = TextToImageModel.load(base)) {
-            Sampler sampler = m.sampler();
-            int k = plan.samplesPerPrompt();
-            for (int i = 0; i < items.size(); i++) {
-                ImageCaptionSet.Item it = items.get(i);
-                List<String> prompts = java.util.Collections.nCopies(k, it.caption());
-                long[] seeds = new long[k];
-                for (int j = 0; j < k; j++) seeds[j] = 1000L * i + j;
-                try (Scope s = Scope.open()) {
-                    Tensor imgs = sampler.sample(prompts, seeds, new Sampler.Settings(plan.pairSteps(), guidance, 0), null);
-                    Tensor real = Images.load(it.file(), 64).unsqueeze(0).expand(k, 3, 64, 64);
-                    double[] d = Metrics.judgeDistance(imgs, real);
-                    int best = 0, worst = 0;
-                    for (int j = 1; j < k; j++) {
-                        if (d[j] < d[best]) best = j;
-                        if (d[j] > d[worst]) worst = j;
-                    }
-                    for (int j = 0; j < k; j++) Images.writePng(dir.resolve("images").resolve(String.format("%04d-%d.png", i, j)), imgs.select(0, j));
-                    ObjectNode p = JSON.createObjectNode();
-                    p.put("prompt", it.caption()).put("winner", String.format("images/%04d-%d.png", i, best))
-                        .put("loser", String.format("images/%04d-%d.png", i, worst)).put("winner_distance", d[best]).put("loser_distance", d[worst]);
-                    jsonl.append(p).append('\n');
-                }
-                listener.step(i + 1, items.size(), Map.of());
-            }
-        }
-        AtomicFiles.writeString(file, jsonl.toString());
-        return file;
-    }
+    record Headline(String study, String latent, String pixel) {}
 
     /**
-     * The base model sampled on validation prompts that are not evaluation prompts, at each guidance
-     * of the plan's sweep; the guidance whose samples are closest to the real images (the judge's
-     * distance) is chosen. Cached in {@code guidance/sweep.json}.
+     * SFT (with the plan's headline lambda), DPO and SimPO, each without and with the pixel term,
+     * and the paper's own headline (Table 3): SimPO + pixel, its method, against DPO, its baseline.
      */
-    private JsonNode guidanceSweep(Path base, Path data) throws IOException {
-        Path file = out.resolve("guidance/sweep.json");
-        if (Files.isRegularFile(file)) return JSON.readTree(file.toFile());
-        java.util.Set<String> evalFiles = new java.util.HashSet<>();
-        for (ImageCaptionSet.Item it : ImageCaptionSet.load(data.resolve("eval")).items()) evalFiles.add(it.file().getFileName().toString());
-        List<ImageCaptionSet.Item> items = ImageCaptionSet.load(data.resolve("val")).items().stream()
-            .filter(it -> !evalFiles.contains(it.file().getFileName().toString())).limit(plan.sweepPrompts()).toList();
-        ObjectNode j = JSON.createObjectNode();
-        ArrayNode rows = j.putArray("rows");
-        double best = Double.POSITIVE_INFINITY, chosen = plan.guidance();
-        try (TextToImageModel m = TextToImageModel.load(base); Scope s = Scope.open()) {
+    static List<Headline> headlines(String sftPixelGroup) {
+        return List.of(new Headline("sft-latent-vs-pixel", "sft-latent", sftPixelGroup), new Headline("dpo-vs-dpo-pixel", "dpo", "dpo-pixel"),
+            new Headline("simpo-vs-simpo-pixel", "simpo", "simpo-pixel"), new Headline("dpo-vs-simpo-pixel", "dpo", "simpo-pixel"));
+    }
+
+    /** One regime's stages, in its own folder: base model, guidance, SFT and preference runs, evaluation, studies. */
+    final class RegimeRun {
+        private final Regime regime;
+        /** The regime's folder: every stage below writes under it. */
+        private final Path out;
+        /** {@code taef2} or the trained autoencoder's folder. */
+        private final String autoencoder;
+        /** The guidance the sweep chose for the base model; every later stage samples with it. */
+        private double guidance;
+
+        RegimeRun(Regime regime, String autoencoder) {
+            this.regime = regime;
+            this.out = dir(regime);
+            this.autoencoder = autoencoder;
+        }
+
+        Report.RegimeResult run(Path data) throws IOException {
+            String r = regime.id + ": ";
+            Files.createDirectories(out);
+            Path base = stage(r + "base model", () -> base(data));
+            JsonNode sweep = stage(r + "guidance sweep", () -> guidanceSweep(base, data));
+            guidance = sweep.get("chosen").asDouble();
+            List<Arm> sftArms = sftArms(), prefArms = prefArms();
+            stage(r + "SFT runs", () -> {
+                for (Arm a : sftArms) postTrain(a, base, data.resolve("sft").toString());
+                return null;
+            });
+            Path pairs = stage(r + "preference pairs", () -> pairs(base, data));
+            stage(r + "preference runs", () -> {
+                for (Arm a : prefArms) postTrain(a, base, pairs.toString());
+                return null;
+            });
+            Map<String, Path> models = new LinkedHashMap<>();
+            models.put("base", base);
+            for (Arm a : sftArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
+            for (Arm a : prefArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
+            Map<String, JsonNode> metrics = stage(r + "evaluation", () -> evaluate(models, data));
+            JsonNode studies = stage(r + "human studies", () -> studies(headlineSftGroup(), data));
+            JsonNode ae = null;
+            Path summary = Demo.this.out.resolve("autoencoder/summary.json");
+            if (regime == Regime.LOSSY && Files.isRegularFile(summary)) ae = JSON.readTree(summary.toFile());
+            return new Report.RegimeResult(regime, headlineSftGroup(), sftArms, prefArms, metrics, sweep, studies, ae);
+        }
+
+        /** A fresh DiT over the regime's autoencoder (latents scaled to unit variance), trained with the latent loss on the train split. */
+        private Path base(Path data) throws IOException {
+            Path run = out.resolve("base");
+            Path model = run.resolve("model");
+            if (Files.isDirectory(model)) return model;
+            Path init = out.resolve("base-init");
+            if (!Files.isDirectory(init)) {
+                double std;
+                try (Autoencoder ae = Autoencoders.load(autoencoder)) {
+                    std = latentStd(ae, ImageCaptionSet.load(data.resolve("train")), 256);
+                }
+                listener.message(String.format("%s latent std on emoji: %.3f; diffusion runs on latents / %.3f", regime.id, std, std));
+                Engine.seed(0);
+                try (TextToImageModel m = TextToImageModel.create(plan.baseSize(), autoencoder, 64, 1 / std)) {
+                    m.save(init);
+                }
+            }
+            ObjectNode c = config(init, data.resolve("train").toString(), run, plan.baseSteps(), plan.baseBatch(), plan.baseLr(), 0);
+            c.put("pixel_weight", 0.0).put("lr_schedule", "cosine").put("warmup_steps", Math.min(200, plan.baseSteps() / 10))
+                .put("ema_decay", plan.baseSteps() >= 1000 ? 0.999 : 0.0).put("checkpoint_every", Math.max(1, plan.baseSteps() / 10))
+                .put("val_data", data.resolve("val").toString()).put("val_every", Math.max(1, plan.baseSteps() / 5))
+                .put("log_every", Math.max(1, plan.baseSteps() / 100))
+                .put("sample_every", Math.max(1, plan.baseSteps() / 5)).putArray("sample_prompts").add("grinning face").add("red heart")
+                .add("dog face").add("slice of pizza").add("rocket").add("sunflower").add("fire").add("thumbs up sign");
+            train(c, run);
+            return model;
+        }
+
+        private void postTrain(Arm a, Path base, String data) throws IOException {
+            Path run = out.resolve("runs").resolve(a.name);
+            if (Files.isDirectory(run.resolve("model"))) return;
+            boolean pref = a.kind != TrainConfig.Kind.SFT;
+            ObjectNode c = config(base, data, run, pref ? plan.prefSteps() : plan.sftSteps(), pref ? plan.prefBatch() : plan.sftBatch(),
+                pref ? plan.prefLr() : plan.sftLr(), a.seed);
+            c.put("objective", a.kind.name().toLowerCase(java.util.Locale.ROOT)).put("latent_weight", a.latentWeight).put("pixel_weight", a.pixelWeight)
+                .put("pixel_decode", a.pixelDecode).put("beta", a.kind == TrainConfig.Kind.SIMPO ? plan.simpoBeta() : plan.beta())
+                .put("checkpoint_every", 0);
+            listener.message("run " + a.name);
+            train(c, run);
+        }
+
+        /**
+         * Preference pairs from the base model: several samples per training prompt; the automatic judge
+         * (distance to the real emoji in pixels and in image gradients) picks the closest as winner and
+         * the farthest as loser.
+         */
+        private Path pairs(Path base, Path data) throws IOException {
+            Path dir = out.resolve("pairs");
+            Path file = dir.resolve("pairs.jsonl");
+            if (Files.isRegularFile(file)) return file;
+            Files.createDirectories(dir.resolve("images"));
+            ImageCaptionSet train = ImageCaptionSet.load(data.resolve("sft"));
+            List<ImageCaptionSet.Item> items = EmojiDataset.spread(train.items(), plan.pairPrompts());
+            StringBuilder jsonl = new StringBuilder();
+            try (TextToImageModel m = TextToImageModel.load(base)) {
+                Sampler sampler = m.sampler();
+                int k = plan.samplesPerPrompt();
+                for (int i = 0; i < items.size(); i++) {
+                    ImageCaptionSet.Item it = items.get(i);
+                    List<String> prompts = java.util.Collections.nCopies(k, it.caption());
+                    long[] seeds = new long[k];
+                    for (int j = 0; j < k; j++) seeds[j] = 1000L * i + j;
+                    try (Scope s = Scope.open()) {
+                        Tensor imgs = sampler.sample(prompts, seeds, new Sampler.Settings(plan.pairSteps(), guidance, 0), null);
+                        Tensor real = Images.load(it.file(), 64).unsqueeze(0).expand(k, 3, 64, 64);
+                        double[] d = Metrics.judgeDistance(imgs, real);
+                        int best = 0, worst = 0;
+                        for (int j = 1; j < k; j++) {
+                            if (d[j] < d[best]) best = j;
+                            if (d[j] > d[worst]) worst = j;
+                        }
+                        for (int j = 0; j < k; j++) Images.writePng(dir.resolve("images").resolve(String.format("%04d-%d.png", i, j)), imgs.select(0, j));
+                        ObjectNode p = JSON.createObjectNode();
+                        p.put("prompt", it.caption()).put("winner", String.format("images/%04d-%d.png", i, best))
+                            .put("loser", String.format("images/%04d-%d.png", i, worst)).put("winner_distance", d[best]).put("loser_distance", d[worst]);
+                        jsonl.append(p).append('\n');
+                    }
+                    listener.step(i + 1, items.size(), Map.of());
+                }
+            }
+            AtomicFiles.writeString(file, jsonl.toString());
+            return file;
+        }
+
+        /**
+         * The base model sampled on validation prompts that are not evaluation prompts, at each guidance
+         * of the plan's sweep; the guidance whose samples are closest to the real images (the judge's
+         * distance) is chosen. Cached in {@code guidance/sweep.json}.
+         */
+        private JsonNode guidanceSweep(Path base, Path data) throws IOException {
+            Path file = out.resolve("guidance/sweep.json");
+            if (Files.isRegularFile(file)) return JSON.readTree(file.toFile());
+            java.util.Set<String> evalFiles = new java.util.HashSet<>();
+            for (ImageCaptionSet.Item it : ImageCaptionSet.load(data.resolve("eval")).items()) evalFiles.add(it.file().getFileName().toString());
+            List<ImageCaptionSet.Item> items = ImageCaptionSet.load(data.resolve("val")).items().stream()
+                .filter(it -> !evalFiles.contains(it.file().getFileName().toString())).limit(plan.sweepPrompts()).toList();
+            ObjectNode j = JSON.createObjectNode();
+            ArrayNode rows = j.putArray("rows");
+            double best = Double.POSITIVE_INFINITY, chosen = plan.guidance();
+            try (TextToImageModel m = TextToImageModel.load(base); Scope s = Scope.open()) {
+                List<Tensor> realList = new ArrayList<>();
+                for (ImageCaptionSet.Item it : items) realList.add(Images.load(it.file(), 64));
+                Tensor real = torch.stack(new TensorVector(realList.toArray(new Tensor[0])));
+                List<String> prompts = items.stream().map(ImageCaptionSet.Item::caption).toList();
+                long[] seeds = java.util.stream.LongStream.range(0, prompts.size()).toArray();
+                for (double g : plan.guidanceSweep()) {
+                    try (Scope gs = Scope.open()) {
+                        Tensor imgs = m.sampler().sample(prompts, seeds, new Sampler.Settings(plan.evalSteps(), g, 0), null);
+                        saveGrid(out.resolve("guidance").resolve("g" + fmt(g)), imgs, Math.min(8, prompts.size()));
+                        ObjectNode r = imageMetrics(imgs, real, real, null);
+                        r.put("guidance", g);
+                        r.remove("judge_distance");
+                        rows.add(r);
+                        double d = r.get("judge_mean").asDouble();
+                        if (d < best) {
+                            best = d;
+                            chosen = g;
+                        }
+                    }
+                }
+            }
+            j.put("chosen", chosen).put("prompts", items.size()).put("criterion", "judge distance to the real images (lower is better)");
+            listener.message(String.format("guidance sweep on %d validation prompts: %.1f is closest to the real images", items.size(), chosen));
+            Files.createDirectories(file.getParent());
+            AtomicFiles.writeString(file, j.toPrettyString());
+            return j;
+        }
+
+        /** Samples and metrics per model (cached in {@code eval/NAME/metrics.json}), plus the real images' row and the regime's autoencoder reconstructions (its ceiling). */
+        private Map<String, JsonNode> evaluate(Map<String, Path> models, Path data) throws IOException {
+            ImageCaptionSet eval = ImageCaptionSet.load(data.resolve("eval"));
+            List<ImageCaptionSet.Item> items = eval.items().subList(0, Math.min(plan.evalPrompts(), eval.items().size()));
             List<Tensor> realList = new ArrayList<>();
             for (ImageCaptionSet.Item it : items) realList.add(Images.load(it.file(), 64));
             Tensor real = torch.stack(new TensorVector(realList.toArray(new Tensor[0])));
-            List<String> prompts = items.stream().map(ImageCaptionSet.Item::caption).toList();
-            long[] seeds = java.util.stream.LongStream.range(0, prompts.size()).toArray();
-            for (double g : plan.guidanceSweep()) {
-                try (Scope gs = Scope.open()) {
-                    Tensor imgs = m.sampler().sample(prompts, seeds, new Sampler.Settings(plan.evalSteps(), g, 0), null);
-                    saveGrid(out.resolve("guidance").resolve("g" + fmt(g)), imgs, Math.min(8, prompts.size()));
-                    ObjectNode r = imageMetrics(imgs, real, real, null);
-                    r.put("guidance", g);
-                    r.remove("judge_distance");
-                    rows.add(r);
-                    double d = r.get("judge_mean").asDouble();
-                    if (d < best) {
-                        best = d;
-                        chosen = g;
+            real.retainReference();
+            Tensor realRep = real.repeat(plan.evalSeeds(), 1, 1, 1);
+            realRep.retainReference();
+            ImageCaptionSet val = ImageCaptionSet.load(data.resolve("val"));
+            List<Tensor> heldOut = new ArrayList<>();
+            List<String> heldCaptions = new ArrayList<>();
+            for (int i = 0; i < Math.min(plan.denoiseImages(), val.items().size()); i++) {
+                heldOut.add(Images.load(val.items().get(i).file(), 64));
+                heldCaptions.add(val.items().get(i).caption());
+            }
+            Tensor held = torch.stack(new TensorVector(heldOut.toArray(new Tensor[0])));
+            held.retainReference();
+
+            Map<String, JsonNode> all = new LinkedHashMap<>();
+            Tensor recon;
+            try (Autoencoder ae = Autoencoders.load(autoencoder); var g = Tensors.noGrad()) {
+                recon = Tensors.clamp(ae.decode(ae.encode(realRep)), 0, 1);
+            }
+            all.put("real", imageMetrics(realRep, realRep, realRep, null));
+            all.put("reconstruction", imageMetrics(recon, realRep, realRep, null));
+            saveGrid(out.resolve("eval/real"), real, items.size());
+            saveGrid(out.resolve("eval/reconstruction"), recon.narrow(0, 0, items.size()), items.size());
+            int n = 0;
+            for (Map.Entry<String, Path> e : models.entrySet()) {
+                Path dir = out.resolve("eval").resolve(e.getKey());
+                Path mf = dir.resolve("metrics.json");
+                listener.step(++n, models.size(), Map.of());
+                if (Files.isRegularFile(mf)) {
+                    all.put(e.getKey(), JSON.readTree(mf.toFile()));
+                    continue;
+                }
+                try (TextToImageModel m = TextToImageModel.load(e.getValue()); Scope s = Scope.open()) {
+                    Sampler sampler = m.sampler();
+                    List<String> prompts = new ArrayList<>();
+                    List<Long> seeds = new ArrayList<>();
+                    for (int sd = 0; sd < plan.evalSeeds(); sd++)
+                        for (ImageCaptionSet.Item it : items) {
+                            prompts.add(it.caption());
+                            seeds.add((long) sd);
+                        }
+                    List<Tensor> chunks = new ArrayList<>();
+                    for (int i = 0; i < prompts.size(); i += 32) {
+                        int j = Math.min(prompts.size(), i + 32);
+                        chunks.add(sampler.sample(prompts.subList(i, j), seeds.subList(i, j).stream().mapToLong(Long::longValue).toArray(),
+                            new Sampler.Settings(plan.evalSteps(), guidance, 0), null));
                     }
-                }
-            }
-        }
-        j.put("chosen", chosen).put("prompts", items.size()).put("criterion", "judge distance to the real images (lower is better)");
-        listener.message(String.format("guidance sweep on %d validation prompts: %.1f is closest to the real images", items.size(), chosen));
-        Files.createDirectories(file.getParent());
-        AtomicFiles.writeString(file, j.toPrettyString());
-        return j;
-    }
-
-    /** Samples and metrics per model (cached in {@code eval/NAME/metrics.json}), plus the real and TAEF2 rows. */
-    private Map<String, JsonNode> evaluate(Map<String, Path> models, Path data) throws IOException {
-        ImageCaptionSet eval = ImageCaptionSet.load(data.resolve("eval"));
-        List<ImageCaptionSet.Item> items = eval.items().subList(0, Math.min(plan.evalPrompts(), eval.items().size()));
-        List<Tensor> realList = new ArrayList<>();
-        for (ImageCaptionSet.Item it : items) realList.add(Images.load(it.file(), 64));
-        Tensor real = torch.stack(new TensorVector(realList.toArray(new Tensor[0])));
-        real.retainReference();
-        Tensor realRep = real.repeat(plan.evalSeeds(), 1, 1, 1);
-        realRep.retainReference();
-        ImageCaptionSet val = ImageCaptionSet.load(data.resolve("val"));
-        List<Tensor> heldOut = new ArrayList<>();
-        List<String> heldCaptions = new ArrayList<>();
-        for (int i = 0; i < Math.min(plan.denoiseImages(), val.items().size()); i++) {
-            heldOut.add(Images.load(val.items().get(i).file(), 64));
-            heldCaptions.add(val.items().get(i).caption());
-        }
-        Tensor held = torch.stack(new TensorVector(heldOut.toArray(new Tensor[0])));
-        held.retainReference();
-
-        Map<String, JsonNode> all = new LinkedHashMap<>();
-        Autoencoder ae = Autoencoders.load("taef2");
-        Tensor recon;
-        try (var g = Tensors.noGrad()) {
-            recon = Tensors.clamp(ae.decode(ae.encode(realRep)), 0, 1);
-        }
-        all.put("real", imageMetrics(realRep, realRep, realRep, null));
-        all.put("taef2-reconstruction", imageMetrics(recon, realRep, realRep, null));
-        saveGrid(out.resolve("eval/real"), real, items.size());
-        saveGrid(out.resolve("eval/taef2-reconstruction"), recon.narrow(0, 0, items.size()), items.size());
-        int n = 0;
-        for (Map.Entry<String, Path> e : models.entrySet()) {
-            Path dir = out.resolve("eval").resolve(e.getKey());
-            Path mf = dir.resolve("metrics.json");
-            listener.step(++n, models.size(), Map.of());
-            if (Files.isRegularFile(mf)) {
-                all.put(e.getKey(), JSON.readTree(mf.toFile()));
-                continue;
-            }
-            try (TextToImageModel m = TextToImageModel.load(e.getValue()); Scope s = Scope.open()) {
-                Sampler sampler = m.sampler();
-                List<String> prompts = new ArrayList<>();
-                List<Long> seeds = new ArrayList<>();
-                for (int sd = 0; sd < plan.evalSeeds(); sd++)
-                    for (ImageCaptionSet.Item it : items) {
-                        prompts.add(it.caption());
-                        seeds.add((long) sd);
+                    Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
+                    saveGrid(dir, samples, items.size());
+                    List<org.pixelpost.pipeline.SampleFolder.Image> listed = new ArrayList<>();
+                    for (int i = 0; i < samples.size(0); i++) {
+                        String f = String.format("%03d-%d.png", i % items.size(), i / items.size());
+                        Images.writePng(dir.resolve(f), samples.select(0, i));
+                        listed.add(new org.pixelpost.pipeline.SampleFolder.Image(f, prompts.get(i), seeds.get(i)));
                     }
-                List<Tensor> chunks = new ArrayList<>();
-                for (int i = 0; i < prompts.size(); i += 32) {
-                    int j = Math.min(prompts.size(), i + 32);
-                    chunks.add(sampler.sample(prompts.subList(i, j), seeds.subList(i, j).stream().mapToLong(Long::longValue).toArray(),
-                        new Sampler.Settings(plan.evalSteps(), guidance, 0), null));
+                    // the folder is a sample folder like pixelpost sample's, so that studies can be made of it
+                    new org.pixelpost.pipeline.SampleFolder(e.getKey(), items.stream().map(ImageCaptionSet.Item::caption).toList(), plan.evalSteps(),
+                        guidance, 0, 0, plan.evalSeeds(), null, listed, 0).write(dir);
+                    ObjectNode j = imageMetrics(samples, realRep, realRep, items.size());
+                    ObjectNode[] err = denoiseError(m, held, heldCaptions);
+                    j.set("denoise_error", err[0]);
+                    j.set("denoise_error_hf", err[1]);
+                    AtomicFiles.writeString(mf, j.toPrettyString());
+                    all.put(e.getKey(), j);
                 }
-                Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
-                saveGrid(dir, samples, items.size());
-                List<org.pixelpost.pipeline.SampleFolder.Image> listed = new ArrayList<>();
-                for (int i = 0; i < samples.size(0); i++) {
-                    String f = String.format("%03d-%d.png", i % items.size(), i / items.size());
-                    Images.writePng(dir.resolve(f), samples.select(0, i));
-                    listed.add(new org.pixelpost.pipeline.SampleFolder.Image(f, prompts.get(i), seeds.get(i)));
+            }
+            return all;
+        }
+
+        /**
+         * Creates, in {@code studies/eval.db}, the A/B studies of each headline pair (seed 0 of each
+         * group; gold and repeated items for annotator quality) and an alignment study of the headline
+         * arms with yes/no questions generated from each evaluation prompt; says how to serve them.
+         * Cached in {@code studies/studies.json}.
+         */
+        private JsonNode studies(String headline, Path data) throws IOException {
+            Path dir = out.resolve("studies"), file = dir.resolve("studies.json");
+            if (Files.isRegularFile(file)) return JSON.readTree(file.toFile());
+            Files.createDirectories(dir);
+            ObjectNode j = JSON.createObjectNode();
+            ArrayNode list = j.putArray("studies");
+            Map<String, Path> aligned = new LinkedHashMap<>();
+            try (org.pixelpost.eval.study.StudyStore store = new org.pixelpost.eval.study.StudyStore("jdbc:sqlite:" + dir.resolve("eval.db"))) {
+                for (Headline hl : headlines(headline)) {
+                    String a = hl.latent() + "-s0", b = hl.pixel() + "-s0";
+                    Path da = out.resolve("eval").resolve(a), db = out.resolve("eval").resolve(b);
+                    if (!Files.isRegularFile(da.resolve(org.pixelpost.pipeline.SampleFolder.FILE)) || !Files.isRegularFile(db.resolve(org.pixelpost.pipeline.SampleFolder.FILE))) continue;
+                    Map<String, Path> models = new LinkedHashMap<>();
+                    models.put(a, da);
+                    models.put(b, db);
+                    aligned.putAll(models);
+                    int n = org.pixelpost.eval.study.Studies.create(store, hl.study(), org.pixelpost.eval.study.StudyStore.Kind.AB, models, null, null, 3, 7,
+                        0.1, 0.05, dir.resolve("gold"));
+                    list.addObject().put("name", hl.study()).put("kind", "ab").put("items", n).put("model_a", a).put("model_b", b);
                 }
-                // the folder is a sample folder like pixelpost sample's, so that studies can be made of it
-                new org.pixelpost.pipeline.SampleFolder(e.getKey(), items.stream().map(ImageCaptionSet.Item::caption).toList(), plan.evalSteps(),
-                    guidance, 0, 0, plan.evalSeeds(), null, listed, 0).write(dir);
-                ObjectNode j = imageMetrics(samples, realRep, realRep, items.size());
-                ObjectNode[] err = denoiseError(m, held, heldCaptions);
-                j.set("denoise_error", err[0]);
-                j.set("denoise_error_hf", err[1]);
-                AtomicFiles.writeString(mf, j.toPrettyString());
-                all.put(e.getKey(), j);
+                Path questions = dir.resolve("questions.jsonl");
+                StringBuilder q = new StringBuilder();
+                for (ImageCaptionSet.Item it : ImageCaptionSet.load(data.resolve("eval")).items()) {
+                    ObjectNode line = JSON.createObjectNode().put("prompt", it.caption());
+                    line.putArray("questions").add("Does the image show " + it.caption() + "?")
+                        .add("Is it a single emoji-style icon on a plain background?").add("Is it free of visible noise, smears or broken shapes?");
+                    q.append(line).append('\n');
+                }
+                AtomicFiles.writeString(questions, q.toString());
+                if (!aligned.isEmpty()) {
+                    int n = org.pixelpost.eval.study.Studies.create(store, "alignment", org.pixelpost.eval.study.StudyStore.Kind.ALIGNMENT, aligned, questions,
+                        null, 3, 7);
+                    list.addObject().put("name", "alignment").put("kind", "alignment").put("items", n);
+                }
+            } catch (java.sql.SQLException e) {
+                throw new IOException("cannot create the studies in " + dir + ": " + e.getMessage(), e);
             }
+            j.put("serve", "pixelpost eval serve --dir " + dir + " --port 8080");
+            j.put("results", "pixelpost demo --report --out " + out);
+            AtomicFiles.writeString(file, j.toPrettyString());
+            listener.message("human studies ready: " + j.get("serve").asText() + "; then invite annotators (pixelpost eval invite --dir " + dir
+                + " NAME...) and, once they have voted, " + j.get("results").asText());
+            return j;
         }
-        return all;
-    }
-
-    /** One of the paper's headline comparisons: an objective without and with the pixel term (arm groups), and its human study. */
-    record Headline(String study, String latent, String pixel) {}
-
-    /** SFT (with the plan's headline lambda), DPO and SimPO, each without and with the pixel term. */
-    static List<Headline> headlines(String sftPixelGroup) {
-        return List.of(new Headline("sft-latent-vs-pixel", "sft-latent", sftPixelGroup), new Headline("dpo-vs-dpo-pixel", "dpo", "dpo-pixel"),
-            new Headline("simpo-vs-simpo-pixel", "simpo", "simpo-pixel"));
-    }
-
-    /**
-     * Creates, in {@code studies/eval.db}, the A/B studies of each headline pair (seed 0 of each
-     * group; gold and repeated items for annotator quality) and an alignment study of the headline
-     * arms with yes/no questions generated from each evaluation prompt; says how to serve them.
-     * Cached in {@code studies/studies.json}.
-     */
-    private JsonNode studies(String headline, Path data) throws IOException {
-        Path dir = out.resolve("studies"), file = dir.resolve("studies.json");
-        if (Files.isRegularFile(file)) return JSON.readTree(file.toFile());
-        Files.createDirectories(dir);
-        ObjectNode j = JSON.createObjectNode();
-        ArrayNode list = j.putArray("studies");
-        Map<String, Path> aligned = new LinkedHashMap<>();
-        try (org.pixelpost.eval.study.StudyStore store = new org.pixelpost.eval.study.StudyStore("jdbc:sqlite:" + dir.resolve("eval.db"))) {
-            for (Headline hl : headlines(headline)) {
-                String a = hl.latent() + "-s0", b = hl.pixel() + "-s0";
-                Path da = out.resolve("eval").resolve(a), db = out.resolve("eval").resolve(b);
-                if (!Files.isRegularFile(da.resolve(org.pixelpost.pipeline.SampleFolder.FILE)) || !Files.isRegularFile(db.resolve(org.pixelpost.pipeline.SampleFolder.FILE))) continue;
-                Map<String, Path> models = new LinkedHashMap<>();
-                models.put(a, da);
-                models.put(b, db);
-                aligned.putAll(models);
-                int n = org.pixelpost.eval.study.Studies.create(store, hl.study(), org.pixelpost.eval.study.StudyStore.Kind.AB, models, null, null, 3, 7,
-                    0.1, 0.05, dir.resolve("gold"));
-                list.addObject().put("name", hl.study()).put("kind", "ab").put("items", n).put("model_a", a).put("model_b", b);
-            }
-            Path questions = dir.resolve("questions.jsonl");
-            StringBuilder q = new StringBuilder();
-            for (ImageCaptionSet.Item it : ImageCaptionSet.load(data.resolve("eval")).items()) {
-                ObjectNode line = JSON.createObjectNode().put("prompt", it.caption());
-                line.putArray("questions").add("Does the image show " + it.caption() + "?")
-                    .add("Is it a single emoji-style icon on a plain background?").add("Is it free of visible noise, smears or broken shapes?");
-                q.append(line).append('\n');
-            }
-            AtomicFiles.writeString(questions, q.toString());
-            if (!aligned.isEmpty()) {
-                int n = org.pixelpost.eval.study.Studies.create(store, "alignment", org.pixelpost.eval.study.StudyStore.Kind.ALIGNMENT, aligned, questions,
-                    null, 3, 7);
-                list.addObject().put("name", "alignment").put("kind", "alignment").put("items", n);
-            }
-        } catch (java.sql.SQLException e) {
-            throw new IOException("cannot create the studies in " + dir + ": " + e.getMessage(), e);
-        }
-        j.put("serve", "pixelpost eval serve --dir " + dir + " --port 8080");
-        j.put("results", "pixelpost demo --report --out " + out);
-        AtomicFiles.writeString(file, j.toPrettyString());
-        listener.message("human studies ready: " + j.get("serve").asText() + "; then invite annotators (pixelpost eval invite --dir " + dir
-            + " NAME...) and, once they have voted, " + j.get("results").asText());
-        return j;
     }
 
     private static void saveGrid(Path dir, Tensor images, int cols) throws IOException {

@@ -20,29 +20,51 @@ final class Report {
 
     private Report() {}
 
-    static Path write(Path out, Plan plan, String headline, List<Demo.Arm> sft, List<Demo.Arm> pref, Map<String, JsonNode> metrics,
-                      JsonNode sweep, JsonNode studies, Map<String, Double> stageSeconds, double totalSeconds) throws IOException {
+    /** What one regime's stages produced, for the report. */
+    record RegimeResult(Demo.Regime regime, String headline, List<Demo.Arm> sft, List<Demo.Arm> pref, Map<String, JsonNode> metrics,
+                        JsonNode sweep, JsonNode studies, JsonNode autoencoder) {
+        List<Demo.Arm> arms() {
+            List<Demo.Arm> all = new ArrayList<>(sft);
+            all.addAll(pref);
+            return all;
+        }
+    }
+
+    static Path write(Path out, Plan plan, List<RegimeResult> regimes, Map<String, Double> stageSeconds, double totalSeconds) throws IOException {
         Report r = new Report();
         r.h.append("<!doctype html><html><head><meta charset=utf-8><title>PixelPost demo report</title><style>")
-            .append("body{font:14px/1.4 system-ui,sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;margin:8px 0 16px}")
-            .append("td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}")
+            .append("body{font:15px/1.45 system-ui,sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;margin:8px 0 16px}")
+            .append("td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}")
             .append(".pix{image-rendering:pixelated}.zoom{width:128px;height:128px;overflow:hidden;display:inline-block;border:1px solid #999;margin:2px}")
-            .append(".zoom img{width:256px;height:256px;margin:-64px 0 0 -64px;image-rendering:pixelated}.good{color:#070}.same{color:#777}")
-            .append("figure{display:inline-block;margin:6px 10px 6px 0;vertical-align:top}figcaption{font-size:12px}</style></head><body>");
+            .append(".zoom img{width:256px;height:256px;margin:-64px 0 0 -64px;image-rendering:pixelated}.good{color:#070}.bad{color:#a00}.same{color:#777}")
+            .append("figure{display:inline-block;margin:6px 10px 6px 0;vertical-align:top}figcaption{font-size:13px;max-width:560px}")
+            .append("svg text{font-family:system-ui,sans-serif}</style></head><body>");
         r.h.append("<h1>Pixel-space post-training on emoji: demo report</h1>");
         r.h.append("<p>Plan <b>").append(plan.name()).append("</b>; total wall time <b>").append(clock(totalSeconds)).append("</b>. ")
-            .append("Base model: a ").append(plan.baseSize()).append(" DiT trained here on TAEF2 latents of the emoji train split; ")
-            .append("every post-trained model starts from it with the same data and budget. Lower is better for the judge distance, SWD and ")
-            .append("denoising error; sharpness ratios are to the real images (1 is best, more is not better).</p>");
+            .append("In each latent space (regime) a ").append(plan.baseSize()).append(" DiT base model is trained here on the emoji train split; ")
+            .append("every post-trained model starts from it with the same data and budget, and the pixel term decodes with that regime's own ")
+            .append("decoder. Lower is better for the judge distance, SWD and denoising error; sharpness ratios are to the real images ")
+            .append("(1 is best, more is not better).</p><ul>");
+        for (RegimeResult g : regimes)
+            r.h.append("<li><a href=\"#regime-").append(g.regime().id).append("\"><b>").append(g.regime().id).append("</b></a>: ")
+                .append(esc(g.regime().description)).append("</li>");
+        r.h.append("</ul>");
         r.stages(stageSeconds);
-        r.sweep(sweep);
-        r.metricsTable("All models", metrics);
-        r.headline(metrics, headline, sft, pref);
-        r.paired(metrics, headline, sft, pref);
-        r.mechanism(metrics, sft);
-        r.studies(out, studies);
-        r.samples(out, metrics.keySet());
-        r.curves(out, sft, pref);
+        r.sideBySide(regimes);
+        for (RegimeResult g : regimes) {
+            Path dir = out.resolve(g.regime().id);
+            String pre = g.regime().id + "/";
+            r.h.append("<hr><h1 id=\"regime-").append(g.regime().id).append("\">Regime ").append(g.regime().id).append(": ")
+                .append(esc(g.regime().description)).append("</h1>");
+            r.sweep(g.sweep(), pre);
+            r.metricsTable("All models", g.metrics(), g);
+            r.headline(g.metrics(), g.headline(), g.sft(), g.pref());
+            r.paired(g.metrics(), g.headline(), g.sft(), g.pref());
+            r.mechanism(g.metrics(), g.sft());
+            r.studies(dir, g.studies());
+            r.samples(dir, pre, g.metrics().keySet());
+            r.curves(dir, g.sft(), g.pref());
+        }
         r.h.append("<h2>Settings</h2><pre>").append(esc(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(plan))).append("</pre>");
         Path manifest = out.resolve("data/manifest.json");
         if (Files.isRegularFile(manifest)) r.h.append("<h3>Data</h3><pre>").append(esc(Files.readString(manifest))).append("</pre>");
@@ -52,6 +74,104 @@ final class Report {
         return f;
     }
 
+    /** A head-to-head comparison of two groups under one judge, with its bootstrap intervals; null where a side has no results. */
+    static PairedBootstrap.Comparison comparison(RegimeResult g, String a, String b, String key) {
+        double[][] x = scores(g.metrics(), g.arms(), a, key), y = scores(g.metrics(), g.arms(), b, key);
+        if (x.length == 0 || y.length == 0 || x[0].length != y[0].length) return null;
+        return PairedBootstrap.compare(a, b, x, y, TIE_MARGIN, RESAMPLES, 20251129L);
+    }
+
+    /** +1: A closer (its interval below zero), -1: B closer, 0: no difference shown. */
+    static int verdict(PairedBootstrap.Comparison c) {
+        PairedBootstrap.Interval d = c.meanDifference();
+        return !d.excludesZero() ? 0 : d.hi() < 0 ? 1 : -1;
+    }
+
+    static final String[] JUDGES = {"judge_distance", "judge2_distance"};
+
+    /**
+     * The regimes side by side: each autoencoder's reconstructions (the regime's ceiling), every
+     * headline comparison under both judges, and a plain statement per regime of what the intervals
+     * support, then whether the pixel term's effect changes with how lossy the latent space is.
+     */
+    private void sideBySide(List<RegimeResult> regimes) {
+        h.append("<h2 id=side-by-side>The regimes side by side</h2>");
+        h.append("<h3>Each latent space's ceiling: its autoencoder's reconstructions of the evaluation emoji</h3><table><tr><th>regime</th>")
+            .append("<th>compression</th><th>PSNR held out (dB)</th><th>judge 1</th><th>judge 2</th><th>HF energy ratio</th><th>Laplacian var. ratio</th></tr>");
+        for (RegimeResult g : regimes) {
+            JsonNode rec = g.metrics().get("reconstruction");
+            if (rec == null) continue;
+            h.append("<tr><td>").append(g.regime().id).append("</td><td>").append(g.regime() == Demo.Regime.LOSSY ? "48x" : "6x").append("</td>")
+                .append(g.autoencoder() == null ? "<td>-</td>" : td(g.autoencoder().path("val_psnr"), 2))
+                .append(td(rec.path("judge_mean"), 4)).append(td(rec.path("judge2_mean"), 3))
+                .append(td(rec.path("hf_energy_ratio"), 2)).append(td(rec.path("laplacian_var_ratio"), 2)).append("</tr>");
+        }
+        h.append("</table><h3>Headline comparisons, with the pixel term (A) against without it (B)</h3><p>Mean per-prompt distance A - B with ")
+            .append("its 95% interval (negative: A closer to the real emoji). A verdict is stated only where the interval excludes zero.</p>")
+            .append("<table><tr><th>A</th><th>B</th><th>judge</th>");
+        for (RegimeResult g : regimes) h.append("<th>").append(g.regime().id).append("</th>");
+        h.append("</tr>");
+        List<Demo.Headline> hls = Demo.headlines(regimes.get(0).headline());
+        Map<String, int[]> tally = new LinkedHashMap<>(); // regime -> {helped, hurt, none}
+        for (RegimeResult g : regimes) tally.put(g.regime().id, new int[3]);
+        Map<String, List<String>> says = new LinkedHashMap<>();
+        for (RegimeResult g : regimes) says.put(g.regime().id, new ArrayList<>());
+        for (Demo.Headline hl : hls)
+            for (int j = 0; j < JUDGES.length; j++) {
+                h.append("<tr><td>").append(label(hl.pixel())).append("</td><td>").append(label(hl.latent())).append("</td><td>").append(j + 1).append("</td>");
+                for (RegimeResult g : regimes) {
+                    PairedBootstrap.Comparison c = comparison(g, hl.pixel(), hl.latent(), JUDGES[j]);
+                    if (c == null) {
+                        h.append("<td>-</td>");
+                        continue;
+                    }
+                    int v = verdict(c);
+                    tally.get(g.regime().id)[v == 1 ? 0 : v == -1 ? 1 : 2]++;
+                    PairedBootstrap.Interval d = c.meanDifference();
+                    String cls = v == 1 ? "good" : v == -1 ? "bad" : "same";
+                    String word = v == 1 ? label(hl.pixel()) + " closer" : v == -1 ? label(hl.latent()) + " closer" : "no difference shown";
+                    h.append(String.format("<td><span class=%s>%s</span><br>%+.4f [%+.4f, %+.4f]</td>", cls, esc(word), d.estimate(), d.lo(), d.hi()));
+                    says.get(g.regime().id).add(label(hl.pixel()) + " against " + label(hl.latent()) + ", judge " + (j + 1) + ": " + word);
+                }
+                h.append("</tr>");
+            }
+        h.append("</table><h3>What the evidence supports</h3>");
+        for (RegimeResult g : regimes) {
+            int[] t = tally.get(g.regime().id);
+            h.append("<p><b>").append(g.regime().id).append("</b> (").append(esc(g.regime().description)).append("): of ").append(t[0] + t[1] + t[2])
+                .append(" headline comparisons (both judges), the arm with the pixel term was closer to the real emoji in <b>").append(t[0])
+                .append("</b>, farther in <b>").append(t[1]).append("</b>, and no difference was shown in <b>").append(t[2]).append("</b>. ")
+                .append(t[0] > t[1] ? "Here the evidence leans towards the pixel term helping."
+                    : t[1] > t[0] ? "Here the evidence leans against the pixel term." : "Here the evidence does not favour either side.")
+                .append("</p><ul>");
+            for (String line : says.get(g.regime().id)) h.append("<li>").append(esc(line)).append("</li>");
+            h.append("</ul>");
+        }
+        if (regimes.size() > 1) {
+            int[] a = tally.get(regimes.get(0).regime().id), b = tally.get(regimes.get(1).regime().id);
+            double na = a[0] - a[1], nb = b[0] - b[1];
+            h.append("<p><b>Does the effect change with how lossy the latent space is?</b> Net (closer minus farther) for the pixel term: ")
+                .append(String.format("%s %+.0f, %s %+.0f. ", regimes.get(0).regime().id, na, regimes.get(1).regime().id, nb))
+                .append(na == nb ? "The same in both: these runs show no dependence on the latent space's loss."
+                    : "It differs: the pixel term fares " + (na > nb ? "better" : "worse") + " in the " + regimes.get(0).regime().id
+                        + " latent space than in the " + regimes.get(1).regime().id + " one. At this scale this is a count of interval verdicts, not a "
+                        + "measured interaction; the per-comparison intervals above are the evidence.")
+                .append("</p>");
+        }
+    }
+
+    /** A group's name as the tables print it. */
+    static String label(String group) {
+        return switch (group) {
+            case "sft-latent" -> "SFT latent only";
+            case "dpo" -> "DPO";
+            case "dpo-pixel" -> "DPO + pixel";
+            case "simpo" -> "SimPO";
+            case "simpo-pixel" -> "SimPO + pixel";
+            default -> group.startsWith("sft-pixel-l") ? "SFT latent + pixel (lambda " + group.substring("sft-pixel-l".length()) + ")" : group;
+        };
+    }
+
     private void stages(Map<String, Double> s) {
         h.append("<h2>Stages</h2><table><tr><th>stage</th><th>wall time (this run; cached stages are quick)</th></tr>");
         s.forEach((k, v) -> h.append("<tr><td>").append(esc(k)).append("</td><td>").append(clock(v)).append("</td></tr>"));
@@ -59,7 +179,7 @@ final class Report {
     }
 
     /** The base model's guidance sweep on validation prompts: the metrics per guidance and the choice. */
-    private void sweep(JsonNode sweep) {
+    private void sweep(JsonNode sweep, String pre) {
         h.append("<h2 id=guidance>Guidance for the base model, chosen on validation prompts</h2><p>The base model (trained with ")
             .append("caption dropout, so its unconditional prediction is trained) sampled on ").append(sweep.get("prompts").asInt())
             .append(" validation prompts that are not evaluation prompts. Chosen: <b>").append(sweep.get("chosen").asDouble())
@@ -71,8 +191,8 @@ final class Report {
             h.append("<tr><td>").append(g).append(g == sweep.get("chosen").asDouble() ? " (chosen)" : "").append("</td><td>")
                 .append(String.format("%.4f", r.get("judge_mean").asDouble())).append("</td><td>")
                 .append(String.format("%.3f", r.get("hf_energy_ratio").asDouble())).append("</td><td>")
-                .append(String.format("%.3f", r.get("laplacian_var_ratio").asDouble())).append("</td><td><img class=pix src=\"guidance/g")
-                .append(Demo.fmt(g)).append("/grid.png\" height=64></td></tr>");
+                .append(String.format("%.3f", r.get("laplacian_var_ratio").asDouble())).append("</td><td><img class=pix src=\"").append(pre).append("guidance/g")
+                .append(Demo.fmt(g)).append("/grid.png\" height=96></td></tr>");
         }
         h.append("</table>");
         for (JsonNode r : sweep.get("rows"))
@@ -95,7 +215,7 @@ final class Report {
 
     static final List<String> T = List.of("100", "300", "500", "700", "900");
 
-    private void metricsTable(String title, Map<String, JsonNode> metrics) {
+    private void metricsTable(String title, Map<String, JsonNode> metrics, RegimeResult g) {
         h.append("<h2>").append(title).append("</h2><table><tr><th>model</th><th>judge distance</th><th>judge 2 distance</th><th>HF energy ratio</th><th>Laplacian var. ratio</th>")
             .append("<th>SWD 64</th><th>SWD 32</th><th>SWD 16</th>");
         for (String t : T) h.append("<th>denoise err. t=").append(t).append("</th>");
@@ -108,8 +228,8 @@ final class Report {
             for (String t : T) h.append(td(j.path("denoise_error").path(t), 4));
             h.append("</tr>");
         });
-        h.append("</table><p>Rows <i>real</i> and <i>taef2-reconstruction</i> are references: the real evaluation emoji and their TAEF2 round trip ")
-            .append("(the ceiling of this latent space). SWD is the sliced Wasserstein distance (x1e3) between 7x7 patches of Laplacian-pyramid levels ")
+        h.append("</table><p>Rows <i>real</i> and <i>reconstruction</i> are references: the real evaluation emoji and their round trip through ")
+            .append(esc(g.regime().description)).append(" (the ceiling of this latent space). SWD is the sliced Wasserstein distance (x1e3) between 7x7 patches of Laplacian-pyramid levels ")
             .append("of the samples and of the real images.</p>");
     }
 
@@ -219,16 +339,16 @@ final class Report {
         return v;
     }
 
-    private void samples(Path out, java.util.Set<String> names) {
+    private void samples(Path out, String pre, java.util.Set<String> names) {
         h.append("<h2>Samples: the same prompts and seeds for every model</h2><p>Each grid: evaluation prompts in order, seed 0 first. ")
             .append("Beside it, the centre of the first four samples at 4x.</p>");
         for (String n : names) {
             Path dir = out.resolve("eval").resolve(n);
             if (!Files.isRegularFile(dir.resolve("grid.png"))) continue;
-            h.append("<h3>").append(esc(n)).append("</h3><img class=pix src=\"eval/").append(esc(n)).append("/grid.png\" width=600> ");
+            h.append("<h3>").append(esc(n)).append("</h3><img class=pix src=\"").append(pre).append("eval/").append(esc(n)).append("/grid.png\" width=600> ");
             for (int i = 0; i < 4; i++) {
                 String f = String.format("%03d-0.png", i);
-                if (Files.isRegularFile(dir.resolve(f))) h.append("<span class=zoom><img src=\"eval/").append(esc(n)).append('/').append(f).append("\"></span>");
+                if (Files.isRegularFile(dir.resolve(f))) h.append("<span class=zoom><img src=\"").append(pre).append("eval/").append(esc(n)).append('/').append(f).append("\"></span>");
             }
         }
     }
@@ -346,17 +466,17 @@ final class Report {
                 maxY = Math.max(maxY, p[1]);
             }
         if (minX == Double.MAX_VALUE) return;
-        int w = 520, hh = 260, pad = 40;
+        int w = 640, hh = 320, pad = 56;
         double sx = (w - 2 * pad) / Math.max(1e-9, maxX - minX), sy = (hh - 2 * pad) / Math.max(1e-9, maxY - minY);
         h.append("<figure><svg width=").append(w).append(" height=").append(hh).append(" style=\"border:1px solid #ddd\">");
-        h.append(String.format("<text x=%d y=16 font-size=13>%s</text>", pad, esc(title)));
-        h.append(String.format("<text x=4 y=%d font-size=10>%.3g</text><text x=4 y=%d font-size=10>%.3g</text>", pad, maxY, hh - pad, minY));
-        h.append(String.format("<text x=%d y=%d font-size=10>%s %.0f</text><text x=%d y=%d font-size=10>%.0f</text>", pad, hh - 8, esc(xName), minX,
-            w - pad - 20, hh - 8, maxX));
+        h.append(String.format("<text x=%d y=20 font-size=15>%s</text>", pad, esc(title)));
+        h.append(String.format("<text x=4 y=%d font-size=13>%.3g</text><text x=4 y=%d font-size=13>%.3g</text>", pad, maxY, hh - pad, minY));
+        h.append(String.format("<text x=%d y=%d font-size=13>%s %.0f</text><text x=%d y=%d font-size=13>%.0f</text>", pad, hh - 8, esc(xName), minX,
+            w - pad - 30, hh - 8, maxX));
         for (int i = 0; i < series.size(); i++) {
             StringBuilder pts = new StringBuilder();
             for (double[] p : series.get(i)) pts.append(String.format("%.1f,%.1f ", pad + (p[0] - minX) * sx, hh - pad - (p[1] - minY) * sy));
-            h.append("<polyline fill=none stroke-width=1.5 stroke=\"").append(COLORS[i % COLORS.length]).append("\" points=\"").append(pts).append("\"/>");
+            h.append("<polyline fill=none stroke-width=2 stroke=\"").append(COLORS[i % COLORS.length]).append("\" points=\"").append(pts).append("\"/>");
         }
         h.append("</svg><figcaption>");
         for (int i = 0; i < labels.size(); i++)

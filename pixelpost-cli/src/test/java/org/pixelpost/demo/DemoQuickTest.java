@@ -27,16 +27,32 @@ class DemoQuickTest {
 
     @Test
     void quickDemoWritesACompleteReportAndResumes(@TempDir Path dir) throws Exception {
-        Path out = dir.resolve("demo");
-        Demo demo = new Demo(Plan.quick(), out, TestData.emojiTarball(), QUIET);
+        Path root = dir.resolve("demo");
+        List<Demo.Regime> both = Demo.Regime.parse("both");
+        Demo demo = new Demo(Plan.quick(), root, TestData.emojiTarball(), both, QUIET);
         Path report = demo.run();
         String html = Files.readString(report);
         for (String section : new String[] {"Stages", "All models", "Headline", "Head to head", "Samples", "Loss curves", "Settings", "<svg",
-            "id=mechanism", "high-frequency part", "mean distance A - B [95%]"})
+            "id=mechanism", "high-frequency part", "mean distance A - B [95%]", "id=side-by-side", "id=\"regime-lossy\"", "id=\"regime-taef2\"",
+            "What the evidence supports", "Does the effect change with how lossy"})
             assertTrue(html.contains(section), "report has " + section);
+        // the lossy regime's autoencoder: a diffusers AutoencoderKL folder, 4 channels at f8, that reloads and is used by the regime's base
+        Path aeModel = root.resolve("autoencoder/model");
+        try (org.pixelpost.model.autoencoder.Autoencoder ae = org.pixelpost.model.autoencoder.Autoencoders.load(aeModel.toString())) {
+            assertEquals(4, ae.latentChannels());
+            assertEquals(8, ae.downsampling());
+        }
+        JsonNode baseInit = new ObjectMapper().readTree(root.resolve("lossy/base-init/model_index.json").toFile());
+        assertTrue(baseInit.toString().contains(aeModel.toAbsolutePath().toString()), "the lossy base runs in the trained autoencoder's latent space: " + baseInit);
+        // the paper's own headline (SimPO + pixel against DPO) is in the head-to-head tables
+        assertTrue(html.contains("SimPO + pixel</td><td>DPO</td>"), "side-by-side row of SimPO + pixel against DPO");
+        for (Demo.Regime regime : both) checkRegime(demo, root, root.resolve(regime.id), html);
+    }
+
+    private void checkRegime(Demo demo, Path root, Path out, String html) throws Exception {
         // every head-to-head states a verdict from its interval: the three pixel-vs-latent pairs and each group against the base
         long verdicts = html.split("no difference shown|closer</span>|closer</td>", -1).length - 1;
-        assertTrue(verdicts >= 2 * (3 + 10), verdicts + " verdicts, for each of the two judges");
+        assertTrue(verdicts >= 2 * 2 * (4 + 10), verdicts + " verdicts, for each of the two judges and the two regimes");
         assertTrue(html.contains("Judge 2") && html.contains("played no part in picking the pairs"), "the second judge is named as such");
         // the guidance sweep: every guidance of the plan sampled and measured, one chosen, shown in the report
         JsonNode sweep = new ObjectMapper().readTree(out.resolve("guidance/sweep.json").toFile());
@@ -69,9 +85,9 @@ class DemoQuickTest {
             JsonNode p = new ObjectMapper().readTree(l);
             assertTrue(p.get("winner_distance").asDouble() <= p.get("loser_distance").asDouble());
         }
-        // the human studies: three A/B studies of the headline pairs and an alignment study, ready to serve
+        // the human studies: four A/B studies of the headline pairs and an alignment study, ready to serve
         JsonNode studies = new ObjectMapper().readTree(out.resolve("studies/studies.json").toFile());
-        assertEquals(4, studies.get("studies").size(), studies.toString());
+        assertEquals(5, studies.get("studies").size(), studies.toString());
         assertTrue(studies.get("serve").asText().startsWith("pixelpost eval serve --dir "));
         assertTrue(html.contains("id=studies") && html.contains(studies.get("serve").asText()));
         Path browser = Path.of("../pixelpost-eval/src/test/browser");
@@ -114,11 +130,11 @@ class DemoQuickTest {
             @Override public void step(long step, long total, Map<String, Double> terms) { if (terms.containsKey("loss")) trainingSteps.incrementAndGet(); }
             @Override public void message(String text) {}
         };
-        new Demo(Plan.quick(), out, TestData.emojiTarball(), counting).run();
+        new Demo(Plan.quick(), root, TestData.emojiTarball(), List.of(Demo.Regime.parse(out.getFileName().toString()).get(0)), counting).run();
         assertEquals(before, Files.getLastModifiedTime(marker));
         assertEquals(0, trainingSteps.get(), "the resumed run only re-reads its results");
         // and its report folds in the votes cast since
-        String again = Files.readString(out.resolve("report.html"));
+        String again = Files.readString(root.resolve("report.html"));
         for (JsonNode st : studies.get("studies")) assertTrue(again.contains("<h3>" + st.get("name").asText() + "</h3>"), st.toString());
     }
 }

@@ -259,15 +259,19 @@ public final class EncodedSet implements AutoCloseable {
         return f;
     }
 
-    /** A digest of the inputs: paths, sizes and modification times of the images, the captions, the settings. */
+    /**
+     * A digest of the inputs by content: each image's bytes and caption, in order, and the settings.
+     * Neither paths nor modification times take part, so a data folder built again (or moved) with
+     * the same images finds its cache.
+     */
     static String digest(List<Path> images, List<String> captions, String settings) throws IOException {
         try {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
             md.update(settings.getBytes(java.nio.charset.StandardCharsets.UTF_8));
             for (int i = 0; i < images.size(); i++) {
                 Path p = images.get(i);
-                String stat = Files.exists(p) ? Files.size(p) + ":" + Files.getLastModifiedTime(p).toMillis() : "missing";
-                md.update((p.toAbsolutePath() + "|" + stat + "|" + captions.get(i) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                String content = Files.isRegularFile(p) ? HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(p))) : "missing";
+                md.update((content + "|" + captions.get(i) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
             }
             return HexFormat.of().formatHex(md.digest()).substring(0, 16);
         } catch (java.security.NoSuchAlgorithmException e) {

@@ -87,7 +87,7 @@ public final class Metrics {
     }
 
     /** Gaussian-pyramid levels of {@code x}, finest first: each level blurred (binomial 5x5) and halved. */
-    static List<Tensor> laplacianPyramid(Tensor x, int levels) {
+    public static List<Tensor> laplacianPyramid(Tensor x, int levels) {
         Tensor k1 = Tensors.fromFloats(new float[] {1, 4, 6, 4, 1}, 5).div(Tensors.s(16));
         Tensor k = k1.unsqueeze(1).mul(k1.unsqueeze(0)).view(1, 1, 5, 5).repeat(3, 1, 1, 1);
         List<Tensor> out = new ArrayList<>();

@@ -50,4 +50,31 @@ class EncodedCacheTest {
             assertFalse(torch.equal(first, changed), "the captions were encoded again with the new weights");
         }
     }
+
+    @Test
+    void theCacheIsKeyedByContentNotByPathOrTime(@TempDir Path dir) throws Exception {
+        List<Path> images = TestData.emojiPngs(Files.createDirectories(dir.resolve("img")), TestData.EMOJI.subList(0, 2));
+        List<String> captions = TestData.CAPTIONS.subList(0, 2);
+        Path cache = dir.resolve("cache");
+        // the same images in a data folder built again elsewhere, written later
+        Path again = Files.createDirectories(dir.resolve("rebuilt"));
+        List<Path> copies = new java.util.ArrayList<>();
+        for (Path p : images) {
+            Path c = again.resolve(p.getFileName());
+            Files.copy(p, c);
+            Files.setLastModifiedTime(c, java.nio.file.attribute.FileTime.fromMillis(Files.getLastModifiedTime(p).toMillis() + 86_400_000L));
+            copies.add(c);
+        }
+        try (Scope s = Scope.open(); TextToImageModel m = InMemory.tinyStableDiffusion()) {
+            try (EncodedSet a = EncodedSet.encode(images, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {}
+            long written = Files.getLastModifiedTime(Files.list(cache).findFirst().orElseThrow()).toMillis();
+            try (EncodedSet b = EncodedSet.encode(copies, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {}
+            assertEquals(1, files(cache), "the rebuilt folder finds the cache");
+            assertEquals(written, Files.getLastModifiedTime(Files.list(cache).findFirst().orElseThrow()).toMillis(), "and does not rewrite it");
+            // one image with other pixels: another entry
+            Files.copy(images.get(0), copies.get(1), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            try (EncodedSet c = EncodedSet.encode(copies, captions, m, cache, EncodedSet.OnBadImage.FAIL, null)) {}
+            assertEquals(2, files(cache), "changed content, another cache entry");
+        }
+    }
 }

@@ -221,6 +221,22 @@ public final class AutoencoderKL implements Autoencoder {
             logvar.add(Tensors.s(2 * Math.log(config.scalingFactor))));
     }
 
+    /**
+     * The posterior in the encoder's own (unscaled) latent space, as training sees it: {@code mean}
+     * and {@code logvar} clamped to [-30, 20], as diffusers' {@code DiagonalGaussianDistribution}.
+     */
+    public Posterior rawPosterior(Tensor images) {
+        Tensor moments = moments(images);                                                   // [B, 2C, h, w]
+        return new Posterior(moments.narrow(1, 0, config.latentChannels),
+            Tensors.clamp(moments.narrow(1, config.latentChannels, config.latentChannels), -30, 20));
+    }
+
+    /** Unscaled latents to images in [0, 1], not clamped: the decoder as training sees it. */
+    public Tensor decodeRaw(Tensor z) {
+        Tensor x = dec.decoder.forward(dec.postQuant.forward(z.contiguous(org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast)));
+        return x.add(Tensors.s(1)).mul(Tensors.s(0.5)).contiguous();
+    }
+
     /** The encoder's mean and log-variance, {@code [B, 2C, h, w]}. */
     private Tensor moments(Tensor images) {
         Tensor x = images.mul(Tensors.s(2)).sub(Tensors.s(1)).contiguous(org.bytedeco.pytorch.global.torch.MemoryFormat.ChannelsLast);
@@ -248,7 +264,21 @@ public final class AutoencoderKL implements Autoencoder {
 
     /** Writes {@code config.json} and {@code diffusion_pytorch_model.safetensors} (the diffusers layout). */
     public void save(Path dir) throws IOException {
+        save(dir, config);
+    }
+
+    /** As {@link #save(Path)}, with {@code config} (the same architecture) written as the folder's config. */
+    public void save(Path dir, Config config) throws IOException {
+        if (!config.blockOutChannels.equals(this.config.blockOutChannels) || config.latentChannels != this.config.latentChannels
+            || config.layersPerBlock != this.config.layersPerBlock || config.midBlockAddAttention != this.config.midBlockAddAttention)
+            throw new IllegalArgumentException("save: the config describes another architecture than the weights'");
         org.pixelpost.io.ComponentFolder.write(dir, "diffusion_pytorch_model.safetensors", stateDict(), Map.of("format", "pt"), config.toJson());
+    }
+
+    /** This config with another {@code scaling_factor}. */
+    public static Config withScaling(Config c, double scalingFactor) {
+        return new Config(c.inChannels, c.outChannels, c.blockOutChannels, c.layersPerBlock, c.latentChannels, c.normNumGroups, scalingFactor,
+            c.shiftFactor, c.midBlockAddAttention);
     }
 
     /**
