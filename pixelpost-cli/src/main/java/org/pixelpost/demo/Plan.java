@@ -18,7 +18,7 @@ public record Plan(String name, int trainLimit, String baseSize, int baseSteps, 
 
 
     public static Plan full() {
-        return new Plan("full", 0, "tiny", 10000, 32, 4e-4, 200, 8, 5e-5, 100, 4, 1e-5, 2500, 100,
+        return new Plan("full", 0, "tiny", 8000, 32, 4e-4, 200, 8, 5e-5, 100, 4, 1e-5, 2500, 100,
             3, 160, 5, 25, 32, 2, 50, 4.5, 64, List.of(1.0, 2.0, 8.0), 2.0, List.of(1.0, 1.5, 2.0, 3.0, 4.5, 7.0), 32, 2000, 8, 1e-3);
     }
 
