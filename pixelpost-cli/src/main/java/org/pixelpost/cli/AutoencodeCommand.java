@@ -86,12 +86,16 @@ final class AutoencodeCommand implements Callable<Integer> {
         return errors.isEmpty() ? 0 : 1;
     }
 
-    /** Files as given; a folder as the PNG and JPEG files in it, sorted. */
+    /** Files as given; a folder as the images its {@code captions.jsonl} lists, or else the PNG and JPEG files in it, sorted. */
     static List<Path> expand(List<Path> args) throws java.io.IOException {
         List<Path> out = new ArrayList<>();
         for (Path a : args) {
             if (!Files.isDirectory(a)) {
                 out.add(a);
+                continue;
+            }
+            if (Files.isRegularFile(a.resolve("captions.jsonl"))) { // a captioned set lists its images, possibly outside the folder
+                org.pixelpost.data.ImageCaptionSet.load(a).items().forEach(it -> out.add(it.file()));
                 continue;
             }
             try (var s = Files.list(a)) {

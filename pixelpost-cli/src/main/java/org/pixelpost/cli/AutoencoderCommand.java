@@ -1,5 +1,7 @@
 package org.pixelpost.cli;
 
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -60,25 +62,25 @@ final class AutoencoderCommand implements Runnable {
         @Override
         public Integer call() throws Exception {
             AutoencoderTraining.Config c = config();
-            OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
+            boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MAY_HOLD_FILES, false);
             Engine.start();
             ProgressBar bar = new ProgressBar("autoencoder");
-            AutoencoderTraining.Summary s = new AutoencoderTraining(c, new AutoencoderTraining.Listener() {
-                @Override public void step(long step, long total, Map<String, Double> terms) {
-                    bar.update(step, total, String.format("loss %.4f rec %.4f%s", terms.getOrDefault("loss", 0.0), terms.getOrDefault("rec", 0.0),
-                        terms.containsKey("val_psnr") ? String.format(" val PSNR %.2f dB", terms.get("val_psnr")) : ""));
-                }
+            AutoencoderTraining.Summary s;
+            try {
+                s = train(c, bar);
+            } catch (IOException | RuntimeException e) {
+                // a run that stopped before its first checkpoint leaves nothing behind in a folder this call made
+                if (created && !Files.isDirectory(out.resolve("checkpoints"))) org.pixelpost.io.AtomicFiles.deleteTree(out);
+                throw e;
+            }
 
-                @Override public void message(String text) {
-                    System.err.println(text);
-                }
-            }).run();
             if (json) {
                 Map<String, Object> o = new LinkedHashMap<>();
                 o.put("model", s.model().toString());
                 o.put("steps", s.steps());
                 o.put("seconds", s.seconds());
-                o.put("seconds_per_step", s.seconds() / Math.max(1, s.steps()));
+                o.put("steps_run", s.stepsRun());
+                o.put("seconds_per_step", s.seconds() / Math.max(1, s.stepsRun()));
                 o.put("scaling_factor", s.scalingFactor());
                 o.put("latent_std", s.latentStd());
                 o.put("val_psnr", s.valPsnr());
@@ -90,6 +92,19 @@ final class AutoencoderCommand implements Runnable {
                     s.valPsnr() == null ? "" : String.format("; held-out PSNR %.2f dB", s.valPsnr()));
             }
             return 0;
+        }
+
+        static AutoencoderTraining.Summary train(AutoencoderTraining.Config c, ProgressBar bar) throws IOException {
+            return new AutoencoderTraining(c, new AutoencoderTraining.Listener() {
+                @Override public void step(long step, long total, Map<String, Double> terms) {
+                    bar.update(step, total, String.format("loss %.4f rec %.4f%s", terms.getOrDefault("loss", 0.0), terms.getOrDefault("rec", 0.0),
+                        terms.containsKey("val_psnr") ? String.format(" val PSNR %.2f dB", terms.get("val_psnr")) : ""));
+                }
+
+                @Override public void message(String text) {
+                    System.err.println(text);
+                }
+            }).run();
         }
 
         AutoencoderTraining.Config config() {

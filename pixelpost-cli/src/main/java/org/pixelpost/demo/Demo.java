@@ -28,9 +28,9 @@ import org.pixelpost.tensor.Engine;
 import org.pixelpost.tensor.Generator;
 import org.pixelpost.tensor.Scope;
 import org.pixelpost.tensor.Tensors;
+import org.pixelpost.train.Checkpointer;
 import org.pixelpost.train.TrainConfig;
 import org.pixelpost.train.TrainRun;
-import org.pixelpost.train.Checkpointer;
 
 /**
  * The paper's experiments end to end on emoji, in one or two latent spaces ({@link Regime}): per
@@ -98,9 +98,17 @@ public final class Demo {
         long t0 = System.nanoTime();
         Engine.start();
         Files.createDirectories(out);
+        if (Files.isDirectory(out.resolve("base")) && Files.isDirectory(out.resolve("runs")) && !Files.isDirectory(dir(Regime.TAEF2)))
+            throw new IOException(out + " holds a demo in the earlier layout (base/, runs/, ... at its top, TAEF2 only); move those folders into "
+                + dir(Regime.TAEF2) + " (mkdir " + dir(Regime.TAEF2) + " && mv " + out + "/{base,base-init,guidance,runs,pairs,eval,studies} "
+                + dir(Regime.TAEF2) + "/) to keep them, or choose another --out");
         Path data = stage("data", this::data);
+        // a regime finished by an earlier call stays in the report: its stages are all cached
+        List<Regime> reported = new ArrayList<>();
+        for (Regime r : Regime.values())
+            if (regimes.contains(r) || Files.isRegularFile(dir(r).resolve("studies/studies.json"))) reported.add(r);
         List<Report.RegimeResult> results = new ArrayList<>();
-        for (Regime r : regimes) {
+        for (Regime r : reported) {
             String spec = r == Regime.LOSSY ? stage("lossy: autoencoder", () -> autoencoder(data)).toAbsolutePath().toString() : "taef2";
             results.add(new RegimeRun(r, spec).run(data));
         }
@@ -119,7 +127,11 @@ public final class Demo {
      */
     private Path autoencoder(Path data) throws IOException {
         Path run = out.resolve("autoencoder"), model = run.resolve("model");
-        if (Files.isDirectory(model)) return model;
+        if (Files.isRegularFile(run.resolve("summary.json"))) return model; // written last: the stage is complete
+        if (Files.isDirectory(model)) { // stopped between the model and its summary: measure the model again
+            writeSummary(run, model, null);
+            return model;
+        }
         Checkpointer ck = new Checkpointer(run.resolve("checkpoints"), 0, 1);
         org.pixelpost.train.AutoencoderTraining.Config c = new org.pixelpost.train.AutoencoderTraining.Config(data.resolve("train"),
             data.resolve("val"), run, Plan.AUTOENCODER, 64, plan.aeSteps(), plan.aeBatch(), plan.aeLr(), Math.min(100, plan.aeSteps() / 10),
@@ -129,14 +141,21 @@ public final class Demo {
                 @Override public void step(long step, long total, Map<String, Double> terms) { listener.step(step, total, terms); }
                 @Override public void message(String text) { listener.message(text); }
             }).run();
-        ObjectNode j = JSON.createObjectNode().put("steps", s.steps()).put("seconds", s.seconds()).put("scaling_factor", s.scalingFactor())
-            .put("latent_std", s.latentStd()).put("val_psnr", s.valPsnr()).put("compression", 48.0).put("latent_channels", Plan.AUTOENCODER.latentChannels())
-            .put("parameters", 0);
-        try (Autoencoder ae = Autoencoders.load(model.toString())) {
-            j.put("parameters", ae.parameterCount());
-        }
-        AtomicFiles.writeString(run.resolve("summary.json"), j.toPrettyString());
+        writeSummary(run, model, s);
         return model;
+    }
+
+    /** {@code autoencoder/summary.json}: the autoencoder's figures for the report (the training's, where this run trained it). */
+    private void writeSummary(Path run, Path model, org.pixelpost.train.AutoencoderTraining.Summary s) throws IOException {
+        ObjectNode j = JSON.createObjectNode();
+        try (Autoencoder ae = Autoencoders.load(model.toString())) {
+            int f = ae.downsampling();
+            j.put("parameters", ae.parameterCount()).put("latent_channels", ae.latentChannels()).put("downsampling", f)
+                .put("compression", 3.0 * f * f / ae.latentChannels()).put("scaling_factor", ae.scalingFactor());
+        }
+        if (s != null) j.put("steps", s.steps()).put("seconds", s.seconds()).put("latent_std", s.latentStd()).put("val_psnr", s.valPsnr());
+        else j.put("val_psnr", org.pixelpost.train.AutoencoderTraining.psnr(model, out.resolve("data/val"), 64));
+        AtomicFiles.writeString(run.resolve("summary.json"), j.toPrettyString());
     }
 
     interface Stage<T> {
@@ -225,17 +244,18 @@ public final class Demo {
 
     /**
      * One of the paper's headline comparisons: a baseline and an arm with the pixel term (arm
-     * groups), and its human study.
+     * groups), and its human study; {@code pixelTermOnly} where the two differ only by the pixel
+     * term (not so for SimPO + pixel against DPO, which changes the objective too).
      */
-    record Headline(String study, String latent, String pixel) {}
+    record Headline(String study, String latent, String pixel, boolean pixelTermOnly) {}
 
     /**
      * SFT (with the plan's headline lambda), DPO and SimPO, each without and with the pixel term,
      * and the paper's own headline (Table 3): SimPO + pixel, its method, against DPO, its baseline.
      */
     static List<Headline> headlines(String sftPixelGroup) {
-        return List.of(new Headline("sft-latent-vs-pixel", "sft-latent", sftPixelGroup), new Headline("dpo-vs-dpo-pixel", "dpo", "dpo-pixel"),
-            new Headline("simpo-vs-simpo-pixel", "simpo", "simpo-pixel"), new Headline("dpo-vs-simpo-pixel", "dpo", "simpo-pixel"));
+        return List.of(new Headline("sft-latent-vs-pixel", "sft-latent", sftPixelGroup, true), new Headline("dpo-vs-dpo-pixel", "dpo", "dpo-pixel", true),
+            new Headline("simpo-vs-simpo-pixel", "simpo", "simpo-pixel", true), new Headline("dpo-vs-simpo-pixel", "dpo", "simpo-pixel", false));
     }
 
     /** One regime's stages, in its own folder: base model, guidance, SFT and preference runs, evaluation, studies. */
@@ -276,9 +296,13 @@ public final class Demo {
             for (Arm a : prefArms) models.put(a.name, out.resolve("runs").resolve(a.name).resolve("model"));
             Map<String, JsonNode> metrics = stage(r + "evaluation", () -> evaluate(models, data));
             JsonNode studies = stage(r + "human studies", () -> studies(headlineSftGroup(), data));
-            JsonNode ae = null;
+            JsonNode ae;
             Path summary = Demo.this.out.resolve("autoencoder/summary.json");
             if (regime == Regime.LOSSY && Files.isRegularFile(summary)) ae = JSON.readTree(summary.toFile());
+            else try (Autoencoder a = Autoencoders.load(autoencoder)) {
+                int f = a.downsampling();
+                ae = JSON.createObjectNode().put("latent_channels", a.latentChannels()).put("downsampling", f).put("compression", 3.0 * f * f / a.latentChannels());
+            }
             return new Report.RegimeResult(regime, headlineSftGroup(), sftArms, prefArms, metrics, sweep, studies, ae);
         }
 
@@ -412,77 +436,76 @@ public final class Demo {
 
         /** Samples and metrics per model (cached in {@code eval/NAME/metrics.json}), plus the real images' row and the regime's autoencoder reconstructions (its ceiling). */
         private Map<String, JsonNode> evaluate(Map<String, Path> models, Path data) throws IOException {
-            ImageCaptionSet eval = ImageCaptionSet.load(data.resolve("eval"));
-            List<ImageCaptionSet.Item> items = eval.items().subList(0, Math.min(plan.evalPrompts(), eval.items().size()));
-            List<Tensor> realList = new ArrayList<>();
-            for (ImageCaptionSet.Item it : items) realList.add(Images.load(it.file(), 64));
-            Tensor real = torch.stack(new TensorVector(realList.toArray(new Tensor[0])));
-            real.retainReference();
-            Tensor realRep = real.repeat(plan.evalSeeds(), 1, 1, 1);
-            realRep.retainReference();
-            ImageCaptionSet val = ImageCaptionSet.load(data.resolve("val"));
-            List<Tensor> heldOut = new ArrayList<>();
-            List<String> heldCaptions = new ArrayList<>();
-            for (int i = 0; i < Math.min(plan.denoiseImages(), val.items().size()); i++) {
-                heldOut.add(Images.load(val.items().get(i).file(), 64));
-                heldCaptions.add(val.items().get(i).caption());
-            }
-            Tensor held = torch.stack(new TensorVector(heldOut.toArray(new Tensor[0])));
-            held.retainReference();
+            try (Scope top = Scope.open()) { // the references, reconstructions and held-out images are freed with it
+                ImageCaptionSet eval = ImageCaptionSet.load(data.resolve("eval"));
+                List<ImageCaptionSet.Item> items = eval.items().subList(0, Math.min(plan.evalPrompts(), eval.items().size()));
+                List<Tensor> realList = new ArrayList<>();
+                for (ImageCaptionSet.Item it : items) realList.add(Images.load(it.file(), 64));
+                Tensor real = torch.stack(new TensorVector(realList.toArray(new Tensor[0])));
+                Tensor realRep = real.repeat(plan.evalSeeds(), 1, 1, 1);
+                ImageCaptionSet val = ImageCaptionSet.load(data.resolve("val"));
+                List<Tensor> heldOut = new ArrayList<>();
+                List<String> heldCaptions = new ArrayList<>();
+                for (int i = 0; i < Math.min(plan.denoiseImages(), val.items().size()); i++) {
+                    heldOut.add(Images.load(val.items().get(i).file(), 64));
+                    heldCaptions.add(val.items().get(i).caption());
+                }
+                Tensor held = torch.stack(new TensorVector(heldOut.toArray(new Tensor[0])));
 
-            Map<String, JsonNode> all = new LinkedHashMap<>();
-            Tensor recon;
-            try (Autoencoder ae = Autoencoders.load(autoencoder); var g = Tensors.noGrad()) {
-                recon = Tensors.clamp(ae.decode(ae.encode(realRep)), 0, 1);
-            }
-            all.put("real", imageMetrics(realRep, realRep, realRep, null));
-            all.put("reconstruction", imageMetrics(recon, realRep, realRep, null));
-            saveGrid(out.resolve("eval/real"), real, items.size());
-            saveGrid(out.resolve("eval/reconstruction"), recon.narrow(0, 0, items.size()), items.size());
-            int n = 0;
-            for (Map.Entry<String, Path> e : models.entrySet()) {
-                Path dir = out.resolve("eval").resolve(e.getKey());
-                Path mf = dir.resolve("metrics.json");
-                listener.step(++n, models.size(), Map.of());
-                if (Files.isRegularFile(mf)) {
-                    all.put(e.getKey(), JSON.readTree(mf.toFile()));
-                    continue;
+                Map<String, JsonNode> all = new LinkedHashMap<>();
+                Tensor recon;
+                try (Autoencoder ae = Autoencoders.load(autoencoder); var g = Tensors.noGrad()) {
+                    recon = Tensors.clamp(ae.decode(ae.encode(realRep)), 0, 1);
                 }
-                try (TextToImageModel m = TextToImageModel.load(e.getValue()); Scope s = Scope.open()) {
-                    Sampler sampler = m.sampler();
-                    List<String> prompts = new ArrayList<>();
-                    List<Long> seeds = new ArrayList<>();
-                    for (int sd = 0; sd < plan.evalSeeds(); sd++)
-                        for (ImageCaptionSet.Item it : items) {
-                            prompts.add(it.caption());
-                            seeds.add((long) sd);
+                all.put("real", imageMetrics(realRep, realRep, realRep, null));
+                all.put("reconstruction", imageMetrics(recon, realRep, realRep, null));
+                saveGrid(out.resolve("eval/real"), real, items.size());
+                saveGrid(out.resolve("eval/reconstruction"), recon.narrow(0, 0, items.size()), items.size());
+                int n = 0;
+                for (Map.Entry<String, Path> e : models.entrySet()) {
+                    Path dir = out.resolve("eval").resolve(e.getKey());
+                    Path mf = dir.resolve("metrics.json");
+                    listener.step(++n, models.size(), Map.of());
+                    if (Files.isRegularFile(mf)) {
+                        all.put(e.getKey(), JSON.readTree(mf.toFile()));
+                        continue;
+                    }
+                    try (TextToImageModel m = TextToImageModel.load(e.getValue()); Scope s = Scope.open()) {
+                        Sampler sampler = m.sampler();
+                        List<String> prompts = new ArrayList<>();
+                        List<Long> seeds = new ArrayList<>();
+                        for (int sd = 0; sd < plan.evalSeeds(); sd++)
+                            for (ImageCaptionSet.Item it : items) {
+                                prompts.add(it.caption());
+                                seeds.add((long) sd);
+                            }
+                        List<Tensor> chunks = new ArrayList<>();
+                        for (int i = 0; i < prompts.size(); i += 32) {
+                            int j = Math.min(prompts.size(), i + 32);
+                            chunks.add(sampler.sample(prompts.subList(i, j), seeds.subList(i, j).stream().mapToLong(Long::longValue).toArray(),
+                                new Sampler.Settings(plan.evalSteps(), guidance, 0), null));
                         }
-                    List<Tensor> chunks = new ArrayList<>();
-                    for (int i = 0; i < prompts.size(); i += 32) {
-                        int j = Math.min(prompts.size(), i + 32);
-                        chunks.add(sampler.sample(prompts.subList(i, j), seeds.subList(i, j).stream().mapToLong(Long::longValue).toArray(),
-                            new Sampler.Settings(plan.evalSteps(), guidance, 0), null));
+                        Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
+                        saveGrid(dir, samples, items.size());
+                        List<org.pixelpost.pipeline.SampleFolder.Image> listed = new ArrayList<>();
+                        for (int i = 0; i < samples.size(0); i++) {
+                            String f = String.format("%03d-%d.png", i % items.size(), i / items.size());
+                            Images.writePng(dir.resolve(f), samples.select(0, i));
+                            listed.add(new org.pixelpost.pipeline.SampleFolder.Image(f, prompts.get(i), seeds.get(i)));
+                        }
+                        // the folder is a sample folder like pixelpost sample's, so that studies can be made of it
+                        new org.pixelpost.pipeline.SampleFolder(e.getKey(), items.stream().map(ImageCaptionSet.Item::caption).toList(), plan.evalSteps(),
+                            guidance, 0, 0, plan.evalSeeds(), null, listed, 0).write(dir);
+                        ObjectNode j = imageMetrics(samples, realRep, realRep, items.size());
+                        ObjectNode[] err = denoiseError(m, held, heldCaptions);
+                        j.set("denoise_error", err[0]);
+                        j.set("denoise_error_hf", err[1]);
+                        AtomicFiles.writeString(mf, j.toPrettyString());
+                        all.put(e.getKey(), j);
                     }
-                    Tensor samples = torch.cat(new TensorVector(chunks.toArray(new Tensor[0])), 0);
-                    saveGrid(dir, samples, items.size());
-                    List<org.pixelpost.pipeline.SampleFolder.Image> listed = new ArrayList<>();
-                    for (int i = 0; i < samples.size(0); i++) {
-                        String f = String.format("%03d-%d.png", i % items.size(), i / items.size());
-                        Images.writePng(dir.resolve(f), samples.select(0, i));
-                        listed.add(new org.pixelpost.pipeline.SampleFolder.Image(f, prompts.get(i), seeds.get(i)));
-                    }
-                    // the folder is a sample folder like pixelpost sample's, so that studies can be made of it
-                    new org.pixelpost.pipeline.SampleFolder(e.getKey(), items.stream().map(ImageCaptionSet.Item::caption).toList(), plan.evalSteps(),
-                        guidance, 0, 0, plan.evalSeeds(), null, listed, 0).write(dir);
-                    ObjectNode j = imageMetrics(samples, realRep, realRep, items.size());
-                    ObjectNode[] err = denoiseError(m, held, heldCaptions);
-                    j.set("denoise_error", err[0]);
-                    j.set("denoise_error_hf", err[1]);
-                    AtomicFiles.writeString(mf, j.toPrettyString());
-                    all.put(e.getKey(), j);
                 }
+                return all;
             }
-            return all;
         }
 
         /**
@@ -529,7 +552,7 @@ public final class Demo {
                 throw new IOException("cannot create the studies in " + dir + ": " + e.getMessage(), e);
             }
             j.put("serve", "pixelpost eval serve --dir " + dir + " --port 8080");
-            j.put("results", "pixelpost demo --report --out " + out);
+            j.put("results", "pixelpost demo" + (plan.name().equals("quick") ? " --quick" : "") + " --regime " + regime.id + " --report --out " + Demo.this.out);
             AtomicFiles.writeString(file, j.toPrettyString());
             listener.message("human studies ready: " + j.get("serve").asText() + "; then invite annotators (pixelpost eval invite --dir " + dir
                 + " NAME...) and, once they have voted, " + j.get("results").asText());

@@ -101,12 +101,12 @@ final class Report {
         for (RegimeResult g : regimes) {
             JsonNode rec = g.metrics().get("reconstruction");
             if (rec == null) continue;
-            h.append("<tr><td>").append(g.regime().id).append("</td><td>").append(g.regime() == Demo.Regime.LOSSY ? "48x" : "6x").append("</td>")
-                .append(g.autoencoder() == null ? "<td>-</td>" : td(g.autoencoder().path("val_psnr"), 2))
+            h.append("<tr><td>").append(g.regime().id).append("</td><td>").append(String.format("%.0fx", g.autoencoder().path("compression").asDouble())).append("</td>")
+                .append(td(g.autoencoder().path("val_psnr"), 2))
                 .append(td(rec.path("judge_mean"), 4)).append(td(rec.path("judge2_mean"), 3))
                 .append(td(rec.path("hf_energy_ratio"), 2)).append(td(rec.path("laplacian_var_ratio"), 2)).append("</tr>");
         }
-        h.append("</table><h3>Headline comparisons, with the pixel term (A) against without it (B)</h3><p>Mean per-prompt distance A - B with ")
+        h.append("</table><h3>Headline comparisons, with the pixel term (A) against without it (B), and the paper's own: SimPO + pixel against DPO</h3><p>Mean per-prompt distance A - B with ")
             .append("its 95% interval (negative: A closer to the real emoji). A verdict is stated only where the interval excludes zero.</p>")
             .append("<table><tr><th>A</th><th>B</th><th>judge</th>");
         for (RegimeResult g : regimes) h.append("<th>").append(g.regime().id).append("</th>");
@@ -126,7 +126,7 @@ final class Report {
                         continue;
                     }
                     int v = verdict(c);
-                    tally.get(g.regime().id)[v == 1 ? 0 : v == -1 ? 1 : 2]++;
+                    if (hl.pixelTermOnly()) tally.get(g.regime().id)[v == 1 ? 0 : v == -1 ? 1 : 2]++;
                     PairedBootstrap.Interval d = c.meanDifference();
                     String cls = v == 1 ? "good" : v == -1 ? "bad" : "same";
                     String word = v == 1 ? label(hl.pixel()) + " closer" : v == -1 ? label(hl.latent()) + " closer" : "no difference shown";
@@ -139,7 +139,7 @@ final class Report {
         for (RegimeResult g : regimes) {
             int[] t = tally.get(g.regime().id);
             h.append("<p><b>").append(g.regime().id).append("</b> (").append(esc(g.regime().description)).append("): of ").append(t[0] + t[1] + t[2])
-                .append(" headline comparisons (both judges), the arm with the pixel term was closer to the real emoji in <b>").append(t[0])
+                .append(" comparisons that differ only by the pixel term (both judges; SimPO + pixel against DPO changes the objective too and is not counted), the arm with the pixel term was closer to the real emoji in <b>").append(t[0])
                 .append("</b>, farther in <b>").append(t[1]).append("</b>, and no difference was shown in <b>").append(t[2]).append("</b>. ")
                 .append(t[0] > t[1] ? "Here the evidence leans towards the pixel term helping."
                     : t[1] > t[0] ? "Here the evidence leans against the pixel term." : "Here the evidence does not favour either side.")

@@ -66,11 +66,6 @@ public final class AutoencoderTraining {
                 if (c % model.normNumGroups() != 0)
                     throw new InvalidValueException("block_out_channels", c + " channels do not divide into " + model.normNumGroups() + " norm groups");
         }
-
-        /** The demo's first stage: 4 latent channels at f8, as SD's VAE, with narrow blocks. */
-        public static AutoencoderKL.Config smallF8(int latentChannels) {
-            return new AutoencoderKL.Config(3, 3, List.of(32, 64, 128, 128), 1, latentChannels, 32, 1.0, 0.0, true);
-        }
     }
 
     /** Progress of a run. */
@@ -80,13 +75,15 @@ public final class AutoencoderTraining {
         void message(String text);
     }
 
-    /** What a finished run reports. */
-    public record Summary(Path model, long steps, double seconds, double scalingFactor, double latentStd, Double valPsnr,
+    /** What a finished run reports: {@code steps} the budget, {@code stepsRun} the steps this call ran, {@code seconds} its wall time. */
+    public record Summary(Path model, long steps, long stepsRun, double seconds, double scalingFactor, double latentStd, Double valPsnr,
                           Map<String, Double> lastTerms) {}
 
     private static final List<String> PARTS = List.of("model", "optimizer");
     private final Config c;
     private final Listener listener;
+    /** Steps this call ran (fewer than the budget after a resume). */
+    private long stepsRun;
 
     public AutoencoderTraining(Config c, Listener listener) {
         this.c = c;
@@ -99,10 +96,17 @@ public final class AutoencoderTraining {
         Path resumeFrom = c.resume == null || c.resume.isBlank() ? null : ckpts.resolve(c.resume);
         if (resumeFrom == null && !ckpts.list().isEmpty())
             throw new IOException(c.out + ": holds checkpoints of an earlier run; pass --resume latest to continue it, or choose another --out");
-        if (resumeFrom == null && Files.isDirectory(c.out.resolve("model")))
-            throw new IOException(c.out + ": already holds a trained model/; choose another --out");
-        Tensor train = loadImages(c.data, "data");
-        Tensor val = c.valData == null ? null : loadImages(c.valData, "val_data");
+        if (Files.isDirectory(c.out.resolve("model")))
+            throw new IOException(c.out + ": already holds a trained model/ (the run is finished); choose another --out");
+        if (resumeFrom != null) checkSameRun(resumeFrom);
+        Tensor train = loadImages(c.data, "DATA", c.imageSize);
+        Tensor val;
+        try {
+            val = c.valData == null ? null : loadImages(c.valData, "--val-data", c.imageSize);
+        } catch (IOException | RuntimeException e) {
+            train.releaseReference();
+            throw e;
+        }
         listener.message(String.format("%d training images%s at %dx%d; latent %dx%dx%d (%.0fx compression)", train.size(0),
             val == null ? "" : ", " + val.size(0) + " held out", c.imageSize, c.imageSize, c.imageSize / factor(), c.imageSize / factor(),
             c.model.latentChannels(), 3.0 * factor() * factor() / c.model.latentChannels()));
@@ -146,21 +150,24 @@ public final class AutoencoderTraining {
                     try (Scope s = Scope.open()) {
                         terms = step(ae, train, step);
                         flat.clipGradNorm(c.gradClip);
-                        opt.step(lr.at(step - 1));
+                        opt.step(lr.at(step));
                         opt.zeroGrad();
                     }
                     Map<String, Double> shown = new LinkedHashMap<>(terms);
                     Double psnr = null;
                     if (ckpts.due(step, c.steps)) {
                         if (val != null) shown.put("val_psnr", psnr = psnr(ae, val));
-                        Map<String, Map<String, Tensor>> parts = new LinkedHashMap<>();
-                        parts.put("model", params);
-                        parts.put("optimizer", opt.state());
-                        ckpts.save(step, parts, new ObjectMapper().createObjectNode().put("step", step).put("seed", c.seed));
+                        try (Scope s = Scope.open()) { // the optimizer's named views are freed once written
+                            Map<String, Map<String, Tensor>> parts = new LinkedHashMap<>();
+                            parts.put("model", params);
+                            parts.put("optimizer", opt.state());
+                            ckpts.save(step, parts, new ObjectMapper().createObjectNode().put("step", step).put("seed", c.seed));
+                        }
                     }
                     if (step % Math.max(1, c.logEvery) == 0 || step == c.steps || psnr != null) log(step, shown);
                     listener.step(step, c.steps, shown);
                 }
+                stepsRun = c.steps - start;
                 return finish(ae, train, val, t0, terms);
             }
         } finally {
@@ -170,14 +177,34 @@ public final class AutoencoderTraining {
         }
     }
 
+    /**
+     * A resumed run must be the run its checkpoints belong to: the same settings (the step budget
+     * may grow) and a checkpoint within the budget.
+     */
+    private void checkSameRun(Path ckpt) throws IOException {
+        Path f = c.out.resolve("config.json");
+        if (Files.isRegularFile(f)) {
+            ObjectNode was = (ObjectNode) new ObjectMapper().readTree(f.toFile()), now = toJson();
+            was.remove("steps");
+            now.remove("steps");
+            for (var it = now.fieldNames(); it.hasNext(); ) {
+                String k = it.next();
+                if (!now.get(k).toString().equals(String.valueOf(was.get(k)))) // as written: 7 and 7L are one setting
+                    throw new InvalidValueException(k, "is " + now.get(k) + " but the run in " + c.out + " was started with " + was.get(k)
+                        + "; resume with the run's own settings");
+            }
+        }
+        long at = new ObjectMapper().readTree(ckpt.resolve(Checkpointer.STATE).toFile()).path("step").asLong();
+        if (at > c.steps) throw new InvalidValueException("steps", c.steps + " is below the checkpoint's step " + at);
+    }
+
     /** One step's loss and its backward; the terms as numbers. */
     private Map<String, Double> step(AutoencoderKL ae, Tensor images, long step) {
-        Tensor x, eps;
         try (Generator g = Generator.seeded(Generator.mix(c.seed, step))) {
             Tensor idx = g.randint(images.size(0), c.batchSize);
-            x = images.index_select(0, idx).to(torch.ScalarType.Float).div(Tensors.s(255));    // [B, 3, H, W] in [0, 1]
+            Tensor x = images.index_select(0, idx).to(torch.ScalarType.Float).div(Tensors.s(255));    // [B, 3, H, W] in [0, 1]
             Posterior q = ae.rawPosterior(x);                                                 // mean, logvar [B, C, h, w]
-            eps = g.randnLike(q.mean());
+            Tensor eps = g.randnLike(q.mean());
             Tensor z = q.mean().add(q.std().mul(eps));                                        // [B, C, h, w]
             Tensor xHat = ae.decodeRaw(z);                                                    // [B, 3, H, W]
             Tensor diff = xHat.sub(x);
@@ -191,7 +218,9 @@ public final class AutoencoderTraining {
             Tensor loss = rec.add(lap.mul(Tensors.s(c.laplacianWeight))).add(kl.mul(Tensors.s(c.klWeight)));
             loss.backward();
             Map<String, Double> t = new LinkedHashMap<>();
-            t.put("loss", Tensors.item(loss));
+            double value = Tensors.item(loss);
+            if (!Double.isFinite(value)) throw new IllegalStateException("step " + step + ": the loss is " + value + "; lower --lr or raise --grad-clip's strictness");
+            t.put("loss", value);
             t.put("rec", Tensors.item(rec));
             t.put("laplacian", Tensors.item(lap));
             t.put("kl", Tensors.item(kl) * x.numel() / x.size(0)); // per image, as the LDM logs it
@@ -202,10 +231,13 @@ public final class AutoencoderTraining {
     private Summary finish(AutoencoderKL ae, Tensor train, Tensor val, long t0, Map<String, Double> terms) throws IOException {
         double std;
         try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
-            int n = (int) Math.min(train.size(0), 1024);
+            // up to 1,024 images evenly spaced over the set, so that a set sorted by category is sampled across it
+            long n = train.size(0), k = Math.min(n, 1024);
+            Tensor pick = torch.linspace(new org.bytedeco.pytorch.Scalar(0), new org.bytedeco.pytorch.Scalar(n - 1), k).round().to(torch.ScalarType.Long);
+            Tensor sample = train.index_select(0, pick);
             List<Tensor> parts = new ArrayList<>();
-            for (int i = 0; i < n; i += 64) {
-                Tensor x = train.narrow(0, i, Math.min(64, n - i)).to(torch.ScalarType.Float).div(Tensors.s(255));
+            for (long i = 0; i < k; i += 64) {
+                Tensor x = sample.narrow(0, i, Math.min(64, k - i)).to(torch.ScalarType.Float).div(Tensors.s(255));
                 parts.add(ae.rawPosterior(x).mean());
             }
             std = Tensors.item(torch.cat(new TensorVector(parts.toArray(new Tensor[0])), 0).std());
@@ -218,7 +250,17 @@ public final class AutoencoderTraining {
         Double psnr = val == null ? null : psnr(ae, val);
         if (val != null) writeGrid(ae, val, c.out.resolve("reconstructions.png"));
         listener.message(String.format("latent std on the training images %.4f: scaling_factor %.5f; model in %s", std, scaling, model));
-        return new Summary(model, c.steps, (System.nanoTime() - t0) / 1e9, scaling, std, psnr, terms);
+        return new Summary(model, c.steps, stepsRun, (System.nanoTime() - t0) / 1e9, scaling, std, psnr, terms);
+    }
+
+    /** Mean PSNR (dB) of {@code model}'s reconstructions of the images of {@code dir} at {@code size}. */
+    public static double psnr(Path model, Path dir, int size) throws IOException {
+        Tensor images = loadImages(dir, "held-out images", size);
+        try (AutoencoderKL ae = AutoencoderKL.load(model)) {
+            return psnr(ae, images);
+        } finally {
+            images.releaseReference();
+        }
     }
 
     /** Mean PSNR (dB) of the clamped reconstructions through the posterior mean. */
@@ -253,7 +295,7 @@ public final class AutoencoderTraining {
     }
 
     /** The images of {@code dir} (those its {@code captions.jsonl} lists, or every PNG or JPEG under it, sorted by path), resized and centre-cropped, as uint8 {@code [N, 3, S, S]}. */
-    Tensor loadImages(Path dir, String option) throws IOException {
+    static Tensor loadImages(Path dir, String option, int size) throws IOException {
         if (!Files.isDirectory(dir)) throw new BadFileException(dir, "no such image folder (" + option + ")");
         List<Path> files;
         if (Files.isRegularFile(dir.resolve("captions.jsonl"))) // a captioned set lists its images, possibly outside the folder
@@ -268,7 +310,7 @@ public final class AutoencoderTraining {
         try (Scope s = Scope.open()) {
             for (Path f : files) {
                 try {
-                    xs.add(Images.load(f, c.imageSize).mul(Tensors.s(255)).round().to(torch.ScalarType.Byte));
+                    xs.add(Images.load(f, size).mul(Tensors.s(255)).round().to(torch.ScalarType.Byte));
                 } catch (IOException e) {
                     throw new BadFileException(f, "cannot read this image (" + e.getMessage() + ")");
                 }

@@ -270,7 +270,8 @@ public final class AutoencoderKL implements Autoencoder {
     /** As {@link #save(Path)}, with {@code config} (the same architecture) written as the folder's config. */
     public void save(Path dir, Config config) throws IOException {
         if (!config.blockOutChannels.equals(this.config.blockOutChannels) || config.latentChannels != this.config.latentChannels
-            || config.layersPerBlock != this.config.layersPerBlock || config.midBlockAddAttention != this.config.midBlockAddAttention)
+            || config.layersPerBlock != this.config.layersPerBlock || config.midBlockAddAttention != this.config.midBlockAddAttention
+            || config.normNumGroups != this.config.normNumGroups || config.inChannels != this.config.inChannels || config.outChannels != this.config.outChannels)
             throw new IllegalArgumentException("save: the config describes another architecture than the weights'");
         org.pixelpost.io.ComponentFolder.write(dir, "diffusion_pytorch_model.safetensors", stateDict(), Map.of("format", "pt"), config.toJson());
     }
