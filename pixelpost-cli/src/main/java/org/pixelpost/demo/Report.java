@@ -141,8 +141,10 @@ final class Report {
             h.append("<p><b>").append(g.regime().id).append("</b> (").append(esc(g.regime().description)).append("): of ").append(t[0] + t[1] + t[2])
                 .append(" comparisons that differ only by the pixel term (both judges; SimPO + pixel against DPO changes the objective too and is not counted), the arm with the pixel term was closer to the real emoji in <b>").append(t[0])
                 .append("</b>, farther in <b>").append(t[1]).append("</b>, and no difference was shown in <b>").append(t[2]).append("</b>. ")
-                .append(t[0] > t[1] ? "Here the evidence leans towards the pixel term helping."
-                    : t[1] > t[0] ? "Here the evidence leans against the pixel term." : "Here the evidence does not favour either side.")
+                .append(t[0] + t[1] == 0 ? "No comparison shows a difference: the evidence supports no effect of the pixel term either way at this scale."
+                    : t[1] == 0 ? "Where a difference was shown, it favoured the pixel term."
+                    : t[0] == 0 ? "Where a difference was shown, it was against the pixel term."
+                    : "The evidence is mixed: the pixel term helped in some comparisons and hurt in others.")
                 .append("</p><ul>");
             for (String line : says.get(g.regime().id)) h.append("<li>").append(esc(line)).append("</li>");
             h.append("</ul>");
