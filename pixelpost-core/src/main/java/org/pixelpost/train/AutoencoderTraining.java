@@ -149,7 +149,8 @@ public final class AutoencoderTraining {
                 for (long step = start + 1; step <= c.steps; step++) {
                     try (Scope s = Scope.open()) {
                         terms = step(ae, train, step);
-                        flat.clipGradNorm(c.gradClip);
+                        terms.put("grad_norm", flat.clipGradNorm(c.gradClip));
+                        terms.put("lr", lr.at(step));
                         opt.step(lr.at(step));
                         opt.zeroGrad();
                     }
