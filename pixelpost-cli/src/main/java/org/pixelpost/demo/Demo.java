@@ -151,8 +151,9 @@ public final class Demo {
         try (Autoencoder ae = Autoencoders.load(model.toString())) {
             int f = ae.downsampling();
             j.put("parameters", ae.parameterCount()).put("latent_channels", ae.latentChannels()).put("downsampling", f)
-                .put("compression", 3.0 * f * f / ae.latentChannels()).put("scaling_factor", ae.scalingFactor());
+                .put("compression", 3.0 * f * f / ae.latentChannels());
         }
+        j.put("scaling_factor", JSON.readTree(model.resolve("config.json").toFile()).path("scaling_factor").asDouble()); // as the folder records it
         if (s != null) j.put("steps", s.steps()).put("seconds", s.seconds()).put("latent_std", s.latentStd()).put("val_psnr", s.valPsnr());
         else j.put("val_psnr", org.pixelpost.train.AutoencoderTraining.psnr(model, out.resolve("data/val"), 64));
         AtomicFiles.writeString(run.resolve("summary.json"), j.toPrettyString());
