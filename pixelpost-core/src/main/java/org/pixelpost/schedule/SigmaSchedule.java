@@ -76,6 +76,47 @@ public record SigmaSchedule(float[] sigmas, float[] timesteps, double initNoiseS
         return new SigmaSchedule(sigmas, ts, init);
     }
 
+    /**
+     * The schedule of the reference library's multistep solvers ({@code DPMSolverMultistepScheduler},
+     * {@code UniPCMultistepScheduler}): integer timesteps, {@code linspace} over {@code steps + 1}
+     * points with the last dropped, {@code leading} by {@code n / (steps + 1)}; Karras sigmas span the
+     * whole training range and their timesteps are rounded.
+     */
+    public static SigmaSchedule multistep(NoiseSchedule s, int steps, String spacing, int stepsOffset, boolean karras, String finalSigma) {
+        if (!SPACINGS.contains(spacing)) throw new IllegalArgumentException("timestep_spacing '" + spacing + "' is not one of leading, trailing, linspace");
+        if (!FINAL.contains(finalSigma)) throw new IllegalArgumentException("final_sigmas_type '" + finalSigma + "' is not zero or sigma_min");
+        int n = s.numTrainTimesteps();
+        if (steps < 1 || steps > n) throw new IllegalArgumentException("steps: " + steps + " is not within 1.." + n);
+        float[] train = trainingSigmas(s);
+        float[] ts = new float[steps];
+        for (int i = 0; i < steps; i++) {
+            ts[i] = switch (spacing) {
+                case "linspace" -> (float) Math.rint((steps - i) * ((double) (n - 1) / steps));
+                case "leading" -> (float) ((long) (steps - i) * (n / (steps + 1)) + stepsOffset);
+                default -> (float) (Math.rint(n - i * ((double) n / steps)) - 1);
+            };
+        }
+        if (spacing.equals("linspace")) ts[0] = n - 1; // numpy's linspace ends exactly at its stop
+        double[] sig = new double[steps];
+        if (karras) {
+            float[] log = new float[n];
+            for (int t = 0; t < n; t++) log[t] = (float) Math.log(train[t]);
+            double max = train[n - 1], min = train[0], rho = 7;
+            double maxInv = Math.pow(max, 1 / rho), minInv = Math.pow(min, 1 / rho);
+            for (int i = 0; i < steps; i++) {
+                double ramp = steps == 1 ? 0 : (double) i / (steps - 1);
+                sig[i] = Math.pow(maxInv + ramp * (minInv - maxInv), rho);
+                ts[i] = (float) Math.rint(sigmaToT(sig[i], log));
+            }
+        } else {
+            for (int i = 0; i < steps; i++) sig[i] = train[(int) ts[i]];
+        }
+        float[] sigmas = new float[steps + 1];
+        for (int i = 0; i < steps; i++) sigmas[i] = (float) sig[i];
+        sigmas[steps] = finalSigma.equals("zero") ? 0f : train[0];
+        return new SigmaSchedule(sigmas, ts, 1.0);
+    }
+
     /** numpy's {@code interp(t, arange(n), table)}. */
     static double interp(double t, float[] table) {
         if (t <= 0) return table[0];
