@@ -35,7 +35,7 @@ final class SampleCommand implements Callable<Integer> {
 
     @ArgGroup(exclusive = true, multiplicity = "1") Prompts prompts;
 
-    @Option(names = "--steps", defaultValue = "50", description = "DDIM steps (default: ${DEFAULT-VALUE})") int steps;
+    @Option(names = "--steps", defaultValue = "50", description = "sampling steps (default: ${DEFAULT-VALUE})") int steps;
     @Option(names = "--guidance", description = "classifier-free guidance scale; <= 1 disables it (default: 7.5 for Stable Diffusion, 4.5 otherwise)") Double guidanceOption;
     @Option(names = "--negative-prompt", description = "guide away from this prompt instead of the empty one (all prompts)") String negativePrompt;
     @Option(names = "--size", defaultValue = "0", description = "image height and width in pixels (default: the model's; a U-Net takes any multiple of 64)") int size;
@@ -47,6 +47,10 @@ final class SampleCommand implements Callable<Integer> {
     @Option(names = "--weights-dtype", defaultValue = "fp32", description = "fp32, or bf16 to hold the weights in half the memory (default: ${DEFAULT-VALUE})")
     String weightsDtype;
     double guidance;
+    @Option(names = "--sampler", defaultValue = "ddim", description = "ddim, euler, euler_a or dpmpp_2m (default: ${DEFAULT-VALUE})") String samplerName;
+    @Option(names = "--sampler-option", paramLabel = "KEY=VALUE", description = {"a sampler option in the reference library's names, repeatable: use_karras_sigmas,",
+        "timestep_spacing, steps_offset, final_sigmas_type (euler, dpmpp_2m); solver_order, solver_type, lower_order_final, euler_at_final (dpmpp_2m)"})
+    List<String> samplerOptions = new ArrayList<>();
     @Option(names = "--eta", defaultValue = "0", description = "DDIM eta: 0 deterministic, 1 DDPM-like (default: ${DEFAULT-VALUE})") double eta;
     @Option(names = "--seed", defaultValue = "0", description = "image i of a prompt starts from noise seeded by seed + i (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--num-images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})") int numImages;
@@ -58,6 +62,8 @@ final class SampleCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, description = "output folder") Path out;
     @Option(names = "--json", description = "print a JSON summary") boolean json;
     @Option(names = "--overwrite", description = "write into --out even if it holds files") boolean overwrite;
+
+    private org.pixelpost.sampling.Samplers.Spec samplerSpec;
 
     @Override
     public Integer call() throws Exception {
@@ -74,6 +80,8 @@ final class SampleCommand implements Callable<Integer> {
         Checks.atLeast("--num-images", numImages, 1);
         Checks.atLeast("--batch", batch, 1);
         Checks.atLeast("--concurrent-batches", concurrentBatches, 1);
+        samplerSpec = org.pixelpost.sampling.Samplers.Spec.parse(samplerName, samplerOptions); // refused before any model loads
+        org.pixelpost.sampling.Samplers.checkSteps(samplerSpec, steps);
         loras.forEach(l -> LoraCommand.Spec.parse("--lora", l)); // a bad scale is refused before anything is written
         if (size > 0) checkFits(list.size(), Math.max(size, width));
         boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);
@@ -116,7 +124,7 @@ final class SampleCommand implements Callable<Integer> {
             if (widthProblem != null) throw new InvalidValueException("--width", widthProblem);
             if (size == 0) checkFits(list.size(), m.imageSize); // with --size it was checked before loading
             Sampler sampler = m.sampler();
-            Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size, width, concurrentBatches);
+            Sampler.Settings settings = new Sampler.Settings(steps, guidance, eta, size, width, concurrentBatches, samplerSpec);
             List<String> flat = new ArrayList<>();
             List<long[]> ids = new ArrayList<>();
             for (int p = 0; p < list.size(); p++)
@@ -150,13 +158,22 @@ final class SampleCommand implements Callable<Integer> {
             double secs = (System.nanoTime() - t0) / 1e9;
             String described = model.toAbsolutePath() + (loras.isEmpty() ? "" : " + LoRA " + String.join(" + ", loras));
             SampleFolder s = new SampleFolder(described, list, steps, guidance, eta, seed, numImages,
-                m.scheduler.toJson(), files, Math.round(secs * 10) / 10.0);
+                withSampler(m.scheduler.toJson(), samplerSpec), files, Math.round(secs * 10) / 10.0);
             written.add(out.resolve(SampleFolder.FILE));
             s.write(out);
             if (json) System.out.println(s.toJson());
             else System.out.printf("%d images in %.1f s -> %s%n", files.size(), secs, out.resolve("grid.png"));
         }
         return 0;
+    }
+
+    /** The scheduler config with the sampler that was used and its options, as {@code settings.json} records them. */
+    static com.fasterxml.jackson.databind.node.ObjectNode withSampler(com.fasterxml.jackson.databind.node.ObjectNode scheduler,
+                                                                   org.pixelpost.sampling.Samplers.Spec spec) {
+        scheduler.put("sampler", spec.name());
+        com.fasterxml.jackson.databind.node.ObjectNode o = scheduler.putObject("sampler_options");
+        new java.util.TreeMap<>(spec.options()).forEach(o::put);
+        return scheduler;
     }
 
     static List<String> readPrompts(Path f) throws java.io.IOException {

@@ -46,6 +46,41 @@ class SampleCommandTest {
     }
 
     @Test
+    void samplersByNameWithTheirOptionsRecorded(@TempDir Path dir) throws Exception {
+        String[] made = AutoencodeCommandTest.run("model", "create", "--size", "tiny", "--out", dir.resolve("m").toString());
+        assertEquals("0", made[0], made[2]);
+        // a stochastic sampler: each image's noise comes from its own seed, so the batch does not change it
+        String[] a = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompt", "red heart", "--prompt", "dog face",
+            "--steps", "4", "--sampler", "euler_a", "--seed", "3", "--out", dir.resolve("a").toString());
+        assertEquals("0", a[0], a[2]);
+        String[] b = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompt", "red heart", "--prompt", "dog face",
+            "--steps", "4", "--sampler", "euler_a", "--seed", "3", "--batch", "1", "--out", dir.resolve("b").toString());
+        assertEquals("0", b[0], b[2]);
+        for (String f : new String[] {"000-0.png", "001-0.png"})
+            assertArrayEquals(Files.readAllBytes(dir.resolve("a").resolve(f)), Files.readAllBytes(dir.resolve("b").resolve(f)), f);
+        String[] c = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompt", "red heart", "--steps", "4",
+            "--sampler", "dpmpp_2m", "--sampler-option", "use_karras_sigmas=true", "--sampler-option", "solver_order=3", "--out", dir.resolve("c").toString());
+        assertEquals("0", c[0], c[2]);
+        JsonNode sch = Json.MAPPER.readTree(dir.resolve("c/settings.json").toFile()).get("scheduler");
+        assertEquals("dpmpp_2m", sch.get("sampler").asText());
+        assertEquals("true", sch.get("sampler_options").get("use_karras_sigmas").asText());
+        assertEquals("3", sch.get("sampler_options").get("solver_order").asText());
+        // bad samplers and options are refused by name before any model loads
+        String[][] bad = {{"--sampler", "plms9", "--sampler"}, {"--sampler-option", "use_karras_sigmas=yes", "use_karras_sigmas"}};
+        for (String[] x : bad) {
+            String[] r = AutoencodeCommandTest.run("sample", "--model", dir.resolve("absent").toString(), "--prompt", "x", "--sampler", "euler",
+                x[0], x[1], "--out", dir.resolve("o-" + x[2]).toString());
+            assertNotEquals("0", r[0]);
+            assertTrue(r[2].contains(x[2]) && !r[2].contains("absent"), r[2]);
+            assertFalse(Files.exists(dir.resolve("o-" + x[2])));
+        }
+        String[] low = AutoencodeCommandTest.run("sample", "--model", dir.resolve("m").toString(), "--prompt", "x", "--steps", "2", "--sampler", "dpmpp_2m",
+            "--sampler-option", "solver_order=3", "--out", dir.resolve("low").toString());
+        assertNotEquals("0", low[0]);
+        assertTrue(low[2].contains("--steps") && low[2].contains("solver order 3"), low[2]);
+    }
+
+    @Test
     void missingModelIsAClearError(@TempDir Path dir) {
         String[] r = AutoencodeCommandTest.run("sample", "--model", dir.resolve("nothing").toString(), "--prompt", "x", "--out", dir.resolve("o").toString());
         assertEquals("1", r[0]);

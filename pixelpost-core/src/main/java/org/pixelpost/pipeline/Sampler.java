@@ -27,7 +27,7 @@ public final class Sampler {
      *     PixArt any multiple of 16 (its 512 and 1024 models' sizes mapped to their nearest
      *     aspect-ratio bin, and the images resized and cropped back, as diffusers does)
      */
-    public record Settings(int steps, double guidance, double eta, int height, int width, int concurrent) {
+    public record Settings(int steps, double guidance, double eta, int height, int width, int concurrent, org.pixelpost.sampling.Samplers.Spec sampler) {
         /**
          * @param concurrent on a CPU, the images of a call are sampled in this many groups at once,
          *     each on its own thread with the cores shared among them (1: in one batch). Each image
@@ -42,6 +42,13 @@ public final class Sampler {
             if (height < 0) throw new IllegalArgumentException("--size must be positive");
             if (width < 0) throw new IllegalArgumentException("--width must be positive");
             if (concurrent < 1) throw new IllegalArgumentException("--concurrent-batches must be positive");
+            if (sampler == null) sampler = org.pixelpost.sampling.Samplers.Spec.ddim();
+            org.pixelpost.sampling.Samplers.checkSteps(sampler, steps);
+        }
+
+        /** With DDIM. */
+        public Settings(int steps, double guidance, double eta, int height, int width, int concurrent) {
+            this(steps, guidance, eta, height, width, concurrent, null);
         }
 
         /** Square images of {@code size} pixels (0: the model's size). */
@@ -63,11 +70,15 @@ public final class Sampler {
         }
 
         public Settings withConcurrent(int n) {
-            return new Settings(steps, guidance, eta, height, width, n);
+            return new Settings(steps, guidance, eta, height, width, n, sampler);
         }
 
         public Settings withSize(int h, int w) {
-            return new Settings(steps, guidance, eta, h, w, concurrent);
+            return new Settings(steps, guidance, eta, h, w, concurrent, sampler);
+        }
+
+        public Settings withSampler(org.pixelpost.sampling.Samplers.Spec spec) {
+            return new Settings(steps, guidance, eta, height, width, concurrent, spec);
         }
     }
 
@@ -129,10 +140,27 @@ public final class Sampler {
             text = m.family().sizeConditions(m, text, made[0], made[1]);
             Tensor zT = m.onDevice(initialNoise(seeds, made[0] / factor, made[1] / factor)); // drawn on the CPU: the same on every device
             Denoise denoise = Guidance.classifierFree(m::denoise, text.on(zT), s.guidance());
-            Tensor z = DdimLoop.sample(m.scheduler, s.steps(), denoise, zT, s.eta(), stepNoise, progress);
+            java.util.function.IntFunction<Tensor> rowNoise = step -> rowNoise(seeds, step, zT);
+            Tensor z = org.pixelpost.sampling.Samplers.sample(s.sampler(), m.scheduler, s.steps(), denoise, zT, s.eta(), stepNoise, rowNoise, progress);
             Tensor images = Tensors.clamp(m.decodeLatents(z), 0, 1);                       // [N, 3, H', W']
             return scope.keep(made[0] == height && made[1] == width ? images : resizeAndCrop(images, height, width)); // [N, 3, H, W]
         }
+    }
+
+    /**
+     * A stochastic sampler's fresh noise at {@code step}, shaped like {@code like}: row k from a
+     * generator of image k's own seed and the step, so that an image depends on its seed only, whatever
+     * the batch.
+     */
+    static Tensor rowNoise(long[] seeds, int step, Tensor like) {
+        List<Tensor> rows = new ArrayList<>();
+        long[] shape = Tensors.shape(like);
+        shape[0] = 1;
+        for (long seed : seeds)
+            try (Generator g = Generator.seeded(Generator.mix(seed ^ 0x5EEDL, step))) {
+                rows.add(g.randn(shape));
+            }
+        return Tensors.follow(torch.cat(new TensorVector(rows.toArray(new Tensor[0])), 0), like);
     }
 
     /** Scaled (bilinear) until both sides cover {@code h x w}, then the centre cut out, as diffusers returns binned images. */

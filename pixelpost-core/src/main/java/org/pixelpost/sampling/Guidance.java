@@ -38,7 +38,9 @@ public final class Guidance {
         return (zT, t) -> {
             long n = zT.size(0);
             Tensor in = cfg ? torch.cat(new TensorVector(zT, zT), 0) : zT;                       // [2n or n, C, h, w]
-            Tensor tt = Tensors.follow(torch.full(new long[] {in.size(0)}, new Scalar(t)).to(torch.ScalarType.Long), zT);
+            // whole timesteps as int64, as the training saw them; the sigma-space samplers' fractional ones as float32
+            Tensor tt = Tensors.follow(t == Math.rint(t) ? torch.full(new long[] {in.size(0)}, new Scalar((long) t)).to(torch.ScalarType.Long)
+                : torch.full(new long[] {in.size(0)}, new Scalar((float) t), Tensors.floatOptions()), zT);
             Tensor out = model.apply(in, tt, cond);
             return cfg ? combine(out.narrow(0, 0, n), out.narrow(0, n, n), g) : out;          // [n, C, h, w]
         };

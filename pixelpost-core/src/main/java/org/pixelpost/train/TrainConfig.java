@@ -100,8 +100,9 @@ public record TrainConfig(Method method, Data data, Optimizer optimizer, Adapter
         @Opt(help = "validation loss every N steps (0: off)", def = "0") int valEvery,
         @Opt(help = "validation samples every N steps (0: off)", def = "0") int sampleEvery,
         @Opt(help = "prompts for validation samples", def = "") List<String> samplePrompts,
-        @Opt(help = "DDIM steps for validation samples", def = "25") int sampleSteps,
-        @Opt(help = "guidance for validation samples", def = "4.5") double sampleGuidance) {}
+        @Opt(help = "sampling steps for validation samples", def = "25") int sampleSteps,
+        @Opt(help = "guidance for validation samples", def = "4.5") double sampleGuidance,
+        @Opt(help = "sampler for validation samples: ddim, euler, euler_a, dpmpp_2m", def = "ddim") String sampleSampler) {}
 
     public static final ObjectMapper JSON = new ObjectMapper()
         .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
@@ -228,6 +229,11 @@ public record TrainConfig(Method method, Data data, Optimizer optimizer, Adapter
         Checks.atLeast("sample_every", validation.sampleEvery(), 0);
         Checks.atLeast("sample_steps", validation.sampleSteps(), 1);
         Checks.finite("sample_guidance", validation.sampleGuidance());
+        try {
+            org.pixelpost.sampling.Samplers.checkSteps(org.pixelpost.sampling.Samplers.Spec.parse(validation.sampleSampler(), List.of()), validation.sampleSteps());
+        } catch (InvalidValueException e) {
+            throw new InvalidValueException("sample_sampler", e.getMessage().substring(e.key().length() + 2));
+        }
         org.pixelpost.lora.LoraTargets.of(adapters.loraTargets());
         if (!adapters.loraFormat().equalsIgnoreCase("auto")) org.pixelpost.lora.LoraLayout.written("lora_format", adapters.loraFormat());
         Checks.atLeast("lora_rank", adapters.loraRank(), 0);

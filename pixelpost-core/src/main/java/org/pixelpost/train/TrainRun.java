@@ -367,7 +367,8 @@ public final class TrainRun {
 
     private void sample(TextToImageModel m, long step) throws IOException {
         long[] seeds = new long[c.validation().samplePrompts().size()];
-        Tensor images = m.sampler().sample(c.validation().samplePrompts(), seeds, new Sampler.Settings(c.validation().sampleSteps(), c.validation().sampleGuidance(), 0), null);
+        Tensor images = m.sampler().sample(c.validation().samplePrompts(), seeds, new Sampler.Settings(c.validation().sampleSteps(), c.validation().sampleGuidance(), 0)
+            .withSampler(org.pixelpost.sampling.Samplers.Spec.parse(c.validation().sampleSampler(), List.of())), null);
         List<BufferedImage> tiles = new ArrayList<>();
         for (int i = 0; i < seeds.length; i++) tiles.add(Images.toImage(images.select(0, i)));
         Images.writePng(out.resolve("samples").resolve(String.format("step-%06d.png", step)), Images.grid(tiles, Math.min(8, tiles.size()), 2));
