@@ -25,7 +25,7 @@ class TrainConfigTest {
             assertFalse(f.help().isBlank(), f.key() + " has help");
             assertEquals("--" + f.key().replace('_', '-'), f.flag());
         }
-        assertEquals(55, fields.size());
+        assertEquals(56, fields.size());
         // the flat JSON holds every key, and reads back to the same config
         TrainConfig c = TrainConfig.from(minimal().put("pixel_weight", 2.0).put("lora_rank", 4).put("grad_accum", 3));
         ObjectNode j = c.json();
