@@ -48,8 +48,8 @@ final class SampleCommand implements Callable<Integer> {
     String weightsDtype;
     double guidance;
     @Option(names = "--sampler", defaultValue = "ddim", description = "ddim, euler, euler_a or dpmpp_2m (default: ${DEFAULT-VALUE})") String samplerName;
-    @Option(names = "--sampler-option", paramLabel = "KEY=VALUE", description = {"a sampler option in the reference library's names, repeatable: use_karras_sigmas,",
-        "timestep_spacing, steps_offset, final_sigmas_type (euler, dpmpp_2m); solver_order, solver_type, lower_order_final, euler_at_final (dpmpp_2m)"})
+    @Option(names = "--sampler-option", paramLabel = "KEY=VALUE", description = {"a sampler option in the reference library's names, repeatable: timestep_spacing, steps_offset (all but ddim);",
+        "use_karras_sigmas, final_sigmas_type (euler, dpmpp_2m); solver_order, solver_type, lower_order_final, euler_at_final (dpmpp_2m)"})
     List<String> samplerOptions = new ArrayList<>();
     @Option(names = "--eta", defaultValue = "0", description = "DDIM eta: 0 deterministic, 1 DDPM-like (default: ${DEFAULT-VALUE})") double eta;
     @Option(names = "--seed", defaultValue = "0", description = "image i of a prompt starts from noise seeded by seed + i (default: ${DEFAULT-VALUE})") long seed;
@@ -82,6 +82,7 @@ final class SampleCommand implements Callable<Integer> {
         Checks.atLeast("--concurrent-batches", concurrentBatches, 1);
         samplerSpec = org.pixelpost.sampling.Samplers.Spec.parse(samplerName, samplerOptions); // refused before any model loads
         org.pixelpost.sampling.Samplers.checkSteps(samplerSpec, steps);
+        if (eta != 0 && !samplerSpec.name().equals("ddim")) throw new InvalidValueException("--eta", "applies to --sampler ddim only");
         loras.forEach(l -> LoraCommand.Spec.parse("--lora", l)); // a bad scale is refused before anything is written
         if (size > 0) checkFits(list.size(), Math.max(size, width));
         boolean created = OutputDir.prepare(out, "--out", OutputDir.Existing.MUST_BE_EMPTY, overwrite);

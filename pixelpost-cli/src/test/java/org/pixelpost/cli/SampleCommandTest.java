@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.*;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Arrays;
 import javax.imageio.ImageIO;
 import org.junit.jupiter.api.Test;
@@ -66,10 +67,13 @@ class SampleCommandTest {
         assertEquals("true", sch.get("sampler_options").get("use_karras_sigmas").asText());
         assertEquals("3", sch.get("sampler_options").get("solver_order").asText());
         // bad samplers and options are refused by name before any model loads
-        String[][] bad = {{"--sampler", "plms9", "--sampler"}, {"--sampler-option", "use_karras_sigmas=yes", "use_karras_sigmas"}};
+        String[][] bad = {{"--sampler", "plms9", "dpmpp_2m"}, {"--sampler-option", "use_karras_sigmas=yes", "use_karras_sigmas"},
+            {"--eta", "0.5", "--eta"}};
         for (String[] x : bad) {
-            String[] r = AutoencodeCommandTest.run("sample", "--model", dir.resolve("absent").toString(), "--prompt", "x", "--sampler", "euler",
-                x[0], x[1], "--out", dir.resolve("o-" + x[2]).toString());
+            List<String> args = new java.util.ArrayList<>(List.of("sample", "--model", dir.resolve("absent").toString(), "--prompt", "x", x[0], x[1],
+                "--out", dir.resolve("o-" + x[2]).toString()));
+            if (!x[0].equals("--sampler")) args.addAll(List.of("--sampler", "euler"));
+            String[] r = AutoencodeCommandTest.run(args.toArray(new String[0]));
             assertNotEquals("0", r[0]);
             assertTrue(r[2].contains(x[2]) && !r[2].contains("absent"), r[2]);
             assertFalse(Files.exists(dir.resolve("o-" + x[2])));

@@ -152,6 +152,8 @@ public final class Samplers {
             return x;
         }
         boolean ancestral = spec.name().equals("euler_a");
+        if (ancestral && type == PredictionType.SAMPLE) // as the reference library's ancestral Euler
+            throw new InvalidValueException("--sampler", "euler_a does not take a model that predicts the sample (prediction_type sample)");
         SigmaSchedule sch = SigmaSchedule.of(schedule, steps, spacing, offset, !ancestral && karras, ancestral ? "zero" : fin);
         float[] sig = sch.sigmas();
         Tensor x = zT.mul(Tensors.s(sch.initNoiseSigma()));

@@ -22,11 +22,16 @@ public record SigmaSchedule(float[] sigmas, float[] timesteps, double initNoiseS
         return timesteps.length;
     }
 
-    /** The training sigmas {@code sqrt((1 - alphaBar) / alphaBar)} in float32. */
+    /**
+     * The training sigmas {@code sqrt((1 - alphaBar) / alphaBar)} in float32. A zero-terminal-SNR
+     * schedule's last {@code alphaBar} is 0 (infinite sigma); it is taken as {@code 2^-24}, as the
+     * reference library's samplers take it.
+     */
     public static float[] trainingSigmas(NoiseSchedule s) {
         float[] out = new float[s.numTrainTimesteps()];
         for (int t = 0; t < out.length; t++) {
             float a = (float) s.alphaBar(t);
+            if (a == 0f) a = 0x1p-24f;
             out[t] = (float) Math.sqrt((1f - a) / a);
         }
         return out;
@@ -109,7 +114,7 @@ public record SigmaSchedule(float[] sigmas, float[] timesteps, double initNoiseS
                 ts[i] = (float) Math.rint(sigmaToT(sig[i], log));
             }
         } else {
-            for (int i = 0; i < steps; i++) sig[i] = train[(int) ts[i]];
+            for (int i = 0; i < steps; i++) sig[i] = interp(ts[i], train); // clamped at the end, as numpy's interp
         }
         float[] sigmas = new float[steps + 1];
         for (int i = 0; i < steps; i++) sigmas[i] = (float) sig[i];

@@ -232,7 +232,7 @@ public record TrainConfig(Method method, Data data, Optimizer optimizer, Adapter
         try {
             org.pixelpost.sampling.Samplers.checkSteps(org.pixelpost.sampling.Samplers.Spec.parse(validation.sampleSampler(), List.of()), validation.sampleSteps());
         } catch (InvalidValueException e) {
-            throw new InvalidValueException("sample_sampler", e.getMessage().substring(e.key().length() + 2));
+            throw new InvalidValueException(e.key().equals("--steps") ? "sample_steps" : "sample_sampler", e.getMessage().substring(e.key().length() + 2));
         }
         org.pixelpost.lora.LoraTargets.of(adapters.loraTargets());
         if (!adapters.loraFormat().equalsIgnoreCase("auto")) org.pixelpost.lora.LoraLayout.written("lora_format", adapters.loraFormat());

@@ -85,5 +85,20 @@ class DpmSolverTest {
         assertArrayEquals(new float[] {999, 937, 864, 775, 663, 511, 301, 102, 18, 0}, karras);
         float[] trailing = SigmaSchedule.multistep(s, 10, "trailing", 0, false, "zero").timesteps();
         assertArrayEquals(new float[] {999, 899, 799, 699, 599, 499, 399, 299, 199, 99}, trailing);
+        SigmaSchedule leading = SigmaSchedule.multistep(s, 10, "leading", 1, false, "zero");
+        assertArrayEquals(new float[] {901, 811, 721, 631, 541, 451, 361, 271, 181, 91}, leading.timesteps());
+        assertEquals(61.37885284423828, leading.sigmas()[0], 1e-4);
+    }
+
+    @Test
+    void zeroTerminalSnrSchedulesStayFinite() {
+        // the reference library takes the last alphaBar of a rescaled schedule as 2^-24: sigma_max 4096 (diffusers 0.30.3's values)
+        NoiseSchedule z = NoiseSchedule.of("scaled_linear", 1000, 0.00085, 0.012, true);
+        SigmaSchedule euler = SigmaSchedule.of(z, 10, "trailing", 0, false, "zero");
+        assertEquals(4095.999755859375, euler.sigmas()[0], 1e-3);
+        assertEquals(4095.999755859375, euler.initNoiseSigma(), 1e-3);
+        SigmaSchedule karras = SigmaSchedule.multistep(z, 10, "trailing", 0, true, "zero");
+        assertEquals(4095.999755859375, karras.sigmas()[0], 1e-3);
+        assertArrayEquals(new float[] {999, 998, 997}, java.util.Arrays.copyOf(karras.timesteps(), 3));
     }
 }
