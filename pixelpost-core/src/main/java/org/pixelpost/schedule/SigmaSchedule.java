@@ -45,10 +45,7 @@ public record SigmaSchedule(float[] sigmas, float[] timesteps, double initNoiseS
      * @param finalSigma {@code zero} or {@code sigma_min} ({@code final_sigmas_type})
      */
     public static SigmaSchedule of(NoiseSchedule s, int steps, String spacing, int stepsOffset, boolean karras, String finalSigma) {
-        if (!SPACINGS.contains(spacing)) throw new IllegalArgumentException("timestep_spacing '" + spacing + "' is not one of leading, trailing, linspace");
-        if (!FINAL.contains(finalSigma)) throw new IllegalArgumentException("final_sigmas_type '" + finalSigma + "' is not zero or sigma_min");
-        int n = s.numTrainTimesteps();
-        if (steps < 1 || steps > n) throw new IllegalArgumentException("steps: " + steps + " is not within 1.." + n);
+        int n = check(s, steps, spacing, finalSigma);
         float[] train = trainingSigmas(s);
         float[] ts = new float[steps];
         for (int i = 0; i < steps; i++) {
@@ -88,10 +85,7 @@ public record SigmaSchedule(float[] sigmas, float[] timesteps, double initNoiseS
      * whole training range and their timesteps are rounded.
      */
     public static SigmaSchedule multistep(NoiseSchedule s, int steps, String spacing, int stepsOffset, boolean karras, String finalSigma) {
-        if (!SPACINGS.contains(spacing)) throw new IllegalArgumentException("timestep_spacing '" + spacing + "' is not one of leading, trailing, linspace");
-        if (!FINAL.contains(finalSigma)) throw new IllegalArgumentException("final_sigmas_type '" + finalSigma + "' is not zero or sigma_min");
-        int n = s.numTrainTimesteps();
-        if (steps < 1 || steps > n) throw new IllegalArgumentException("steps: " + steps + " is not within 1.." + n);
+        int n = check(s, steps, spacing, finalSigma);
         float[] train = trainingSigmas(s);
         float[] ts = new float[steps];
         for (int i = 0; i < steps; i++) {
@@ -120,6 +114,15 @@ public record SigmaSchedule(float[] sigmas, float[] timesteps, double initNoiseS
         for (int i = 0; i < steps; i++) sigmas[i] = (float) sig[i];
         sigmas[steps] = finalSigma.equals("zero") ? 0f : train[0];
         return new SigmaSchedule(sigmas, ts, 1.0);
+    }
+
+    /** The training steps, after checking the options against them. */
+    private static int check(NoiseSchedule s, int steps, String spacing, String finalSigma) {
+        if (!SPACINGS.contains(spacing)) throw new IllegalArgumentException("timestep_spacing '" + spacing + "' is not one of leading, trailing, linspace");
+        if (!FINAL.contains(finalSigma)) throw new IllegalArgumentException("final_sigmas_type '" + finalSigma + "' is not zero or sigma_min");
+        int n = s.numTrainTimesteps();
+        if (steps < 1 || steps > n) throw new IllegalArgumentException("steps: " + steps + " is not within 1.." + n);
+        return n;
     }
 
     /** numpy's {@code interp(t, arange(n), table)}. */
