@@ -85,11 +85,15 @@ public final class EncodedSet implements AutoCloseable {
         Files.createDirectories(cacheDir);
         TextEncoder te = m.textEncoder;
         int size = m.imageSize;
-        String key = digest(images, captions, m.latentSpaceKey() + "|posterior|one-thread|" + te.name() + "|" + te.maxTokens() + "|" + m.encoderFingerprint());
+        String key = digest(images, captions, m.latentSpaceKey() + "|posterior|one-thread|content|" + te.name() + "|" + te.maxTokens() + "|" + m.encoderFingerprint());
         Path cache = cacheDir.resolve("encoded-" + key + ".safetensors");
         if (Files.isRegularFile(cache)) {
             try (SafeTensors st = SafeTensors.open(cache)) {
-                List<String> skipped = List.of(st.metadata().getOrDefault("skipped", "").split("\n")).stream().filter(s -> !s.isEmpty()).toList();
+                // the cache is keyed by content, so it may come from the same images at other paths: skipped images are known by position
+                java.util.Set<Integer> skippedAt = new java.util.HashSet<>();
+                for (String i : st.metadata().getOrDefault("skipped_index", "").split(",")) if (!i.isEmpty()) skippedAt.add(Integer.parseInt(i));
+                List<String> skipped = new ArrayList<>();
+                for (int i = 0; i < images.size(); i++) if (skippedAt.contains(i)) skipped.add(images.get(i).toString());
                 // the policy holds on every run, not only the one that built the cache
                 if (!skipped.isEmpty() && onBad == OnBadImage.FAIL)
                     throw new BadFileException(Path.of(skipped.get(0)), "unreadable image" + (skipped.size() > 1 ? " (and " + (skipped.size() - 1) + " more)" : "")
@@ -98,7 +102,7 @@ public final class EncodedSet implements AutoCloseable {
                 List<Path> kept = new ArrayList<>();
                 List<String> keptCaptions = new ArrayList<>();
                 for (int i = 0; i < images.size(); i++)
-                    if (!skipped.contains(images.get(i).toString())) {
+                    if (!skippedAt.contains(i)) {
                         kept.add(images.get(i));
                         keptCaptions.add(captions.get(i));
                     }
@@ -111,7 +115,7 @@ public final class EncodedSet implements AutoCloseable {
         }
         List<Tensor> z = new ArrayList<>(), zf = new ArrayList<>(), sd = new ArrayList<>(), sdf = new ArrayList<>();
         List<Path> kept = new ArrayList<>();
-        List<String> keptCaptions = new ArrayList<>(), skipped = new ArrayList<>();
+        List<String> keptCaptions = new ArrayList<>(), skipped = new ArrayList<>(), skippedIndex = new ArrayList<>();
         Conditioning text, empty;
         java.util.concurrent.ExecutorService pool = Engine.threadPool(workers(images.size(), size), 1, "encode");
         try {
@@ -135,6 +139,7 @@ public final class EncodedSet implements AutoCloseable {
                 if (r.unreadable() != null) {
                     System.err.println("skipping unreadable image: " + r.unreadable());
                     skipped.add(images.get(i).toString());
+                    skippedIndex.add(Integer.toString(i));
                     continue;
                 }
                 z.add(r.mean());
@@ -165,7 +170,8 @@ public final class EncodedSet implements AutoCloseable {
         }
         out.putAll(text.named(""));
         out.putAll(empty.named("empty_"));
-        SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "autoencoder", m.autoencoder.name(), "text_encoder", te.name()));
+        SafeTensors.write(cache, out, Map.of("skipped", String.join("\n", skipped), "skipped_index", String.join(",", skippedIndex),
+            "autoencoder", m.autoencoder.name(), "text_encoder", te.name()));
         return new EncodedSet(kept, keptCaptions, latents, flipped, std, flippedStd, text, empty, skipped);
     }
 

@@ -77,4 +77,33 @@ class EncodedCacheTest {
             assertEquals(2, files(cache), "changed content, another cache entry");
         }
     }
+
+    @Test
+    void aSkippedImageIsKnownByItsPositionWhenTheCacheComesFromOtherPaths(@TempDir Path dir) throws Exception {
+        List<String> captions = List.of("grinning face", "broken", "dog face");
+        List<Path>[] sets = new List[2];
+        for (int k = 0; k < 2; k++) {
+            Path d = Files.createDirectories(dir.resolve("set" + k));
+            List<Path> good = TestData.emojiPngs(d, TestData.EMOJI.subList(0, 2));
+            Path broken = d.resolve("broken.png");
+            Files.writeString(broken, "not a png");
+            sets[k] = List.of(good.get(0), broken, good.get(1));
+        }
+        Path cache = dir.resolve("cache");
+        try (Scope s = Scope.open(); TextToImageModel m = InMemory.tinyStableDiffusion()) {
+            Tensor first;
+            try (EncodedSet a = EncodedSet.encode(sets[0], captions, m, cache, EncodedSet.OnBadImage.SKIP, null)) {
+                assertEquals(2, a.size());
+                first = a.batch(new long[] {0, 1}, new boolean[2]).cond().tokens().clone();
+            }
+            try (EncodedSet b = EncodedSet.encode(sets[1], captions, m, cache, EncodedSet.OnBadImage.SKIP, null)) {
+                assertEquals(1, files(cache), "the same content at other paths finds the cache");
+                assertEquals(List.of(sets[1].get(0), sets[1].get(2)), b.files, "the kept images are this call's");
+                assertTrue(torch.equal(first, b.batch(new long[] {0, 1}, new boolean[2]).cond().tokens()));
+            }
+            org.pixelpost.io.check.BadFileException e = assertThrows(org.pixelpost.io.check.BadFileException.class,
+                () -> EncodedSet.encode(sets[1], captions, m, cache, EncodedSet.OnBadImage.FAIL, null));
+            assertTrue(e.getMessage().contains(sets[1].get(1).toString()), "names this call's file: " + e.getMessage());
+        }
+    }
 }
