@@ -94,16 +94,10 @@ final class AutoencodeCommand implements Callable<Integer> {
                 out.add(a);
                 continue;
             }
-            if (Files.isRegularFile(a.resolve("captions.jsonl"))) { // a captioned set lists its images, possibly outside the folder
-                org.pixelpost.data.ImageCaptionSet.load(a).items().forEach(it -> out.add(it.file()));
-                continue;
-            }
-            try (var s = Files.list(a)) {
-                List<Path> found = s.filter(p -> p.getFileName().toString().toLowerCase(java.util.Locale.ROOT).matches(".*\\.(png|jpe?g)$")
-                    && !p.getFileName().toString().endsWith(".recon.png")).sorted().toList();
-                if (found.isEmpty()) throw new InvalidValueException("IMAGE", a + " is a folder without PNG or JPEG images");
-                out.addAll(found);
-            }
+            List<Path> found = org.pixelpost.data.ImageCaptionSet.imageFiles(a, false).stream()
+                .filter(p -> !p.getFileName().toString().endsWith(".recon.png")).toList();
+            if (found.isEmpty()) throw new InvalidValueException("IMAGE", a + " is a folder without PNG or JPEG images");
+            out.addAll(found);
         }
         return out;
     }

@@ -75,8 +75,8 @@ final class Report {
     }
 
     /** A head-to-head comparison of two groups under one judge, with its bootstrap intervals; null where a side has no results. */
-    static PairedBootstrap.Comparison comparison(RegimeResult g, String a, String b, String key) {
-        double[][] x = scores(g.metrics(), g.arms(), a, key), y = scores(g.metrics(), g.arms(), b, key);
+    static PairedBootstrap.Comparison comparison(Map<String, JsonNode> metrics, List<Demo.Arm> arms, String a, String b, String key) {
+        double[][] x = scores(metrics, arms, a, key), y = scores(metrics, arms, b, key);
         if (x.length == 0 || y.length == 0 || x[0].length != y[0].length) return null;
         return PairedBootstrap.compare(a, b, x, y, TIE_MARGIN, RESAMPLES, 20251129L);
     }
@@ -120,7 +120,7 @@ final class Report {
             for (int j = 0; j < JUDGES.length; j++) {
                 h.append("<tr><td>").append(label(hl.pixel())).append("</td><td>").append(label(hl.latent())).append("</td><td>").append(j + 1).append("</td>");
                 for (RegimeResult g : regimes) {
-                    PairedBootstrap.Comparison c = comparison(g, hl.pixel(), hl.latent(), JUDGES[j]);
+                    PairedBootstrap.Comparison c = comparison(g.metrics(), g.arms(), hl.pixel(), hl.latent(), JUDGES[j]);
                     if (c == null) {
                         h.append("<td>-</td>");
                         continue;
@@ -305,16 +305,16 @@ final class Report {
         h.append("<table><tr><th>A</th><th>B</th><th>seeds</th><th>A wins</th><th>tie</th><th>B wins</th><th>prompts</th>")
             .append("<th>mean distance A - B [95%]</th><th>wins - losses of A [95%]</th><th>verdict</th></tr>");
         for (String[] r : rows) {
-            double[][] a = scores(metrics, all, r[0], key), b = scores(metrics, all, r[1], key);
-            if (a.length == 0 || b.length == 0 || a[0].length != b[0].length) continue;
-            PairedBootstrap.Comparison c = PairedBootstrap.compare(r[0], r[1], a, b, TIE_MARGIN, RESAMPLES, 20251129L);
+            PairedBootstrap.Comparison c = comparison(metrics, all, r[0], r[1], key);
+            if (c == null) continue;
             PairedTable t = c.table();
             PairedBootstrap.Interval d = c.meanDifference(), w = c.winMinusLoss();
-            String verdict = !d.excludesZero() ? "<span class=same>no difference shown</span>"
-                : d.hi() < 0 ? "<span class=good>" + esc(r[0]) + " closer</span>" : esc(r[1]) + " closer";
+            int v = verdict(c);
+            String verdict = v == 0 ? "<span class=same>no difference shown</span>"
+                : v == 1 ? "<span class=good>" + esc(r[0]) + " closer</span>" : esc(r[1]) + " closer";
             h.append(String.format("<tr><td>%s</td><td>%s</td><td>%d / %d</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td><td>%d</td>"
                     + "<td>%+.4f [%+.4f, %+.4f]</td><td>%+.2f [%+.2f, %+.2f]</td><td>%s</td></tr>",
-                esc(r[0]), esc(r[1]), a.length, b.length, t.pct(t.aWins()), t.pct(t.ties()), t.pct(t.bWins()), t.total(),
+                esc(r[0]), esc(r[1]), groupMetrics(metrics, all, r[0]).size(), groupMetrics(metrics, all, r[1]).size(), t.pct(t.aWins()), t.pct(t.ties()), t.pct(t.bWins()), t.total(),
                 d.estimate(), d.lo(), d.hi(), w.estimate(), w.lo(), w.hi(), verdict));
         }
         h.append("</table>");

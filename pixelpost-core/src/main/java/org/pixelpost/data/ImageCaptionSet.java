@@ -36,4 +36,16 @@ public record ImageCaptionSet(Path root, List<Item> items) {
         if (items.isEmpty()) throw new BadFileException(dir, "no captioned images (captions.jsonl or IMAGE + IMAGE.txt)");
         return new ImageCaptionSet(dir, List.copyOf(items));
     }
+
+    /**
+     * The images of a folder: those its {@code captions.jsonl} lists (possibly outside it), or else
+     * its PNG and JPEG files (under it, with {@code recursive}), sorted by path.
+     */
+    public static List<Path> imageFiles(Path dir, boolean recursive) throws IOException {
+        if (Files.isRegularFile(dir.resolve("captions.jsonl"))) return load(dir).items().stream().map(Item::file).toList();
+        try (var s = recursive ? Files.walk(dir) : Files.list(dir)) {
+            return s.filter(Files::isRegularFile).filter(p -> p.getFileName().toString().toLowerCase(java.util.Locale.ROOT).matches(".*\\.(png|jpe?g)$"))
+                .sorted().toList();
+        }
+    }
 }

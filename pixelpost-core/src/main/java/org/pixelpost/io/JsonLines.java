@@ -35,4 +35,24 @@ public final class JsonLines {
         }
         return out;
     }
+
+    /**
+     * Keeps the lines of a run's log up to {@code step} (their {@code "step"} field), as a resumed run
+     * continues from its checkpoint: what the interrupted run wrote past it goes, and so does a last
+     * line cut short by the interruption. A missing file is left missing.
+     */
+    public static void keepUpToStep(Path file, long step) throws IOException {
+        if (!Files.isRegularFile(file)) return;
+        ObjectMapper om = new ObjectMapper();
+        List<String> keep = new ArrayList<>();
+        for (String line : Files.readAllLines(file)) {
+            if (line.isBlank()) continue;
+            try {
+                if (om.readTree(line).path("step").asLong() <= step) keep.add(line);
+            } catch (IOException e) {
+                break; // a line cut short by the kill
+            }
+        }
+        AtomicFiles.writeString(file, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
+    }
 }

@@ -100,12 +100,17 @@ public final class Sampler {
 
     /** Starting noise {@code [N, C, h, w]}, one image per seed. */
     public Tensor initialNoise(long[] seeds, int h, int w) {
-        List<Tensor> z = new ArrayList<>();
+        return perSeed(seeds, seed -> seed, 1, m.autoencoder.latentChannels(), h, w);
+    }
+
+    /** One row of standard normal noise {@code shape} per seed, each from a generator seeded by {@code seedOf(seed)}. */
+    static Tensor perSeed(long[] seeds, java.util.function.LongUnaryOperator seedOf, long... shape) {
+        List<Tensor> rows = new ArrayList<>();
         for (long seed : seeds)
-            try (Generator g = Generator.seeded(seed)) {
-                z.add(g.randn(1, m.autoencoder.latentChannels(), h, w));
+            try (Generator g = Generator.seeded(seedOf.applyAsLong(seed))) {
+                rows.add(g.randn(shape));
             }
-        return torch.cat(new TensorVector(z.toArray(new Tensor[0])), 0);
+        return torch.cat(new TensorVector(rows.toArray(new Tensor[0])), 0);
     }
 
     /** Images {@code [N, 3, H, W]} in [0, 1], image k for {@code prompts[k]} from noise seeded by {@code seeds[k]}. */
@@ -153,14 +158,9 @@ public final class Sampler {
      * the batch.
      */
     static Tensor rowNoise(long[] seeds, int step, Tensor like) {
-        List<Tensor> rows = new ArrayList<>();
         long[] shape = Tensors.shape(like);
         shape[0] = 1;
-        for (long seed : seeds)
-            try (Generator g = Generator.seeded(Generator.mix(seed ^ 0x5EEDL, step))) {
-                rows.add(g.randn(shape));
-            }
-        return Tensors.follow(torch.cat(new TensorVector(rows.toArray(new Tensor[0])), 0), like);
+        return Tensors.follow(perSeed(seeds, seed -> Generator.mix(seed ^ 0x5EEDL, step), shape), like);
     }
 
     /** Scaled (bilinear) until both sides cover {@code h x w}, then the centre cut out, as diffusers returns binned images. */

@@ -139,7 +139,7 @@ public final class AutoencoderTraining {
                         opt.load(l.parts().get("optimizer"));
                         start = l.state().path("step").asLong();
                     }
-                    truncateMetrics(start);
+                    org.pixelpost.io.JsonLines.keepUpToStep(c.out.resolve("metrics.jsonl"), start);
                     listener.message("resumed from " + resumeFrom + " at step " + start);
                 } else {
                     Files.deleteIfExists(c.out.resolve("metrics.jsonl"));
@@ -203,7 +203,7 @@ public final class AutoencoderTraining {
     private Map<String, Double> step(AutoencoderKL ae, Tensor images, long step) {
         try (Generator g = Generator.seeded(Generator.mix(c.seed, step))) {
             Tensor idx = g.randint(images.size(0), c.batchSize);
-            Tensor x = images.index_select(0, idx).to(torch.ScalarType.Float).div(Tensors.s(255));    // [B, 3, H, W] in [0, 1]
+            Tensor x = unit(images.index_select(0, idx));                                     // [B, 3, H, W] in [0, 1]
             Posterior q = ae.rawPosterior(x);                                                 // mean, logvar [B, C, h, w]
             Tensor eps = g.randnLike(q.mean());
             Tensor z = q.mean().add(q.std().mul(eps));                                        // [B, C, h, w]
@@ -220,7 +220,7 @@ public final class AutoencoderTraining {
             loss.backward();
             Map<String, Double> t = new LinkedHashMap<>();
             double value = Tensors.item(loss);
-            if (!Double.isFinite(value)) throw new IllegalStateException("step " + step + ": the loss is " + value + "; lower --lr or raise --grad-clip's strictness");
+            if (!Double.isFinite(value)) throw new IllegalStateException("step " + step + ": the loss is " + value + "; lower --lr or --grad-clip");
             t.put("loss", value);
             t.put("rec", Tensors.item(rec));
             t.put("laplacian", Tensors.item(lap));
@@ -238,8 +238,7 @@ public final class AutoencoderTraining {
             Tensor sample = train.index_select(0, pick);
             List<Tensor> parts = new ArrayList<>();
             for (long i = 0; i < k; i += 64) {
-                Tensor x = sample.narrow(0, i, Math.min(64, k - i)).to(torch.ScalarType.Float).div(Tensors.s(255));
-                parts.add(ae.rawPosterior(x).mean());
+                parts.add(ae.rawPosterior(unit(sample.narrow(0, i, Math.min(64, k - i)))).mean());
             }
             std = Tensors.item(torch.cat(new TensorVector(parts.toArray(new Tensor[0])), 0).std());
         }
@@ -269,8 +268,8 @@ public final class AutoencoderTraining {
         double sum = 0;
         try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
             for (long i = 0; i < images.size(0); i += 64) {
-                Tensor x = images.narrow(0, i, Math.min(64, images.size(0) - i)).to(torch.ScalarType.Float).div(Tensors.s(255));
-                Tensor y = Tensors.clamp(ae.decodeRaw(ae.rawPosterior(x).mean()), 0, 1);
+                Tensor x = unit(images.narrow(0, i, Math.min(64, images.size(0) - i)));
+                Tensor y = reconstruct(ae, x);
                 for (long j = 0; j < x.size(0); j++) sum += Images.psnr(x.select(0, j), y.select(0, j));
             }
         }
@@ -279,8 +278,8 @@ public final class AutoencoderTraining {
 
     private void writeGrid(AutoencoderKL ae, Tensor images, Path file) throws IOException {
         try (Scope s = Scope.open(); var g = Tensors.noGrad()) {
-            Tensor x = images.narrow(0, 0, Math.min(16, images.size(0))).to(torch.ScalarType.Float).div(Tensors.s(255));
-            Tensor y = Tensors.clamp(ae.decodeRaw(ae.rawPosterior(x).mean()), 0, 1);
+            Tensor x = unit(images.narrow(0, 0, Math.min(16, images.size(0))));
+            Tensor y = reconstruct(ae, x);
             List<java.awt.image.BufferedImage> tiles = new ArrayList<>();
             for (long j = 0; j < x.size(0); j++) {
                 tiles.add(Images.toImage(x.select(0, j)));
@@ -291,6 +290,16 @@ public final class AutoencoderTraining {
         }
     }
 
+    /** 8-bit images as float32 in [0, 1]. */
+    static Tensor unit(Tensor u8) {
+        return u8.to(torch.ScalarType.Float).div(Tensors.s(255));
+    }
+
+    /** The clamped reconstruction through the posterior mean. */
+    static Tensor reconstruct(AutoencoderKL ae, Tensor x) {
+        return Tensors.clamp(ae.decodeRaw(ae.rawPosterior(x).mean()), 0, 1);
+    }
+
     private int factor() {
         return 1 << (c.model.blockOutChannels().size() - 1);
     }
@@ -298,13 +307,7 @@ public final class AutoencoderTraining {
     /** The images of {@code dir} (those its {@code captions.jsonl} lists, or every PNG or JPEG under it, sorted by path), resized and centre-cropped, as uint8 {@code [N, 3, S, S]}. */
     static Tensor loadImages(Path dir, String option, int size) throws IOException {
         if (!Files.isDirectory(dir)) throw new BadFileException(dir, "no such image folder (" + option + ")");
-        List<Path> files;
-        if (Files.isRegularFile(dir.resolve("captions.jsonl"))) // a captioned set lists its images, possibly outside the folder
-            files = org.pixelpost.data.ImageCaptionSet.load(dir).items().stream().map(org.pixelpost.data.ImageCaptionSet.Item::file).toList();
-        else try (var w = Files.walk(dir)) {
-            files = w.filter(Files::isRegularFile).filter(p -> p.getFileName().toString().toLowerCase(java.util.Locale.ROOT).matches(".*\\.(png|jpe?g)$"))
-                .sorted().toList();
-        }
+        List<Path> files = org.pixelpost.data.ImageCaptionSet.imageFiles(dir, true);
         if (files.isEmpty()) throw new BadFileException(dir, "no PNG or JPEG images (" + option + ")");
         List<Tensor> xs = new ArrayList<>();
         Tensor all;
@@ -326,22 +329,6 @@ public final class AutoencoderTraining {
         ObjectNode j = new ObjectMapper().createObjectNode().put("step", step);
         terms.forEach(j::put);
         Files.writeString(c.out.resolve("metrics.jsonl"), j + "\n", StandardOpenOption.CREATE, StandardOpenOption.APPEND);
-    }
-
-    private void truncateMetrics(long step) throws IOException {
-        Path f = c.out.resolve("metrics.jsonl");
-        if (!Files.isRegularFile(f)) return;
-        ObjectMapper om = new ObjectMapper();
-        List<String> keep = new ArrayList<>();
-        for (String line : Files.readAllLines(f)) {
-            if (line.isBlank()) continue;
-            try {
-                if (om.readTree(line).path("step").asLong() <= step) keep.add(line);
-            } catch (IOException e) {
-                // a line cut short by the interrupted run
-            }
-        }
-        AtomicFiles.writeString(f, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
     }
 
     /** The run's settings, as {@code config.json}. */

@@ -242,7 +242,7 @@ public final class TrainRun {
     private void startLogs(Trainer t, Path resumeFrom) throws IOException {
         if (resumeFrom != null) {
             // what the interrupted run logged past its checkpoint goes: metrics and curves do not overlap
-            truncateMetrics(t.step());
+            org.pixelpost.io.JsonLines.keepUpToStep(out.resolve("metrics.jsonl"), t.step());
             TensorBoard.dropAfter(out.resolve("tensorboard"), t.step());
             listener.message("resumed from " + resumeFrom + " at step " + t.step());
         } else {
@@ -381,22 +381,6 @@ public final class TrainRun {
         terms.forEach(j::put);
         j.put("rss_mib", Math.round(org.bytedeco.javacpp.Pointer.physicalBytes() / 1048576.0 * 10) / 10.0);
         Files.writeString(out.resolve("metrics.jsonl"), j + "\n", StandardOpenOption.CREATE, StandardOpenOption.APPEND);
-    }
-
-    /** After a resume, metrics written past the checkpoint by the interrupted run are dropped. */
-    private void truncateMetrics(long step) throws IOException {
-        Path f = out.resolve("metrics.jsonl");
-        if (!Files.isRegularFile(f)) return;
-        ObjectMapper om = new ObjectMapper();
-        List<String> keep = new ArrayList<>();
-        for (String line : Files.readAllLines(f)) {
-            try {
-                if (om.readTree(line).path("step").asLong() <= step) keep.add(line);
-            } catch (IOException e) {
-                break; // a line cut short by the kill
-            }
-        }
-        AtomicFiles.writeString(f, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
     }
 
     /**
